@@ -1,0 +1,235 @@
+//! The retained-message store.
+
+use bytestring::ByteString;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+use tern_codec::{Publish, ReasonCode};
+use tree::TopicTree;
+
+#[cfg(test)]
+mod tests;
+mod tree;
+
+/// A retained message: the PUBLISH as received and when it stops being sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetainedMessage {
+    /// The message; `publish.topic` (alias already resolved) is the key.
+    pub publish: Arc<Publish>,
+    /// From the v5 Message Expiry Interval, computed by the broker at
+    /// reception; `None` never expires. When delivering, the broker sends the
+    /// remaining interval.
+    pub expires_at: Option<Instant>,
+}
+
+/// Capacity of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetainedLimits {
+    /// Most retained messages held.
+    pub max_messages: usize,
+    /// Most bytes held, counting topic length plus payload length per message.
+    pub max_bytes: usize,
+}
+
+impl RetainedLimits {
+    /// No limit.
+    pub const UNLIMITED: Self = Self {
+        max_messages: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+}
+
+impl Default for RetainedLimits {
+    fn default() -> Self {
+        Self::UNLIMITED
+    }
+}
+
+/// What [`RetainedStore::set`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetainOutcome {
+    /// A message was stored for a topic that had none.
+    Stored,
+    /// The topic's previous message was replaced ([MQTT-3.3.1-5]).
+    Replaced,
+    /// An empty payload removed the topic's message and is not stored itself
+    /// ([MQTT-3.3.1-6], [MQTT-3.3.1-7] in v5; [MQTT-3.3.1-10], [MQTT-3.3.1-11]
+    /// in 3.1.1).
+    Deleted,
+    /// An empty payload for a topic with no retained message: nothing changed.
+    NothingToDelete,
+}
+
+/// Why a message could not be retained. The PUBLISH itself is still
+/// delivered to current subscribers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RetainError {
+    /// The message count or byte limit would be exceeded.
+    #[error("retained message store is full")]
+    Full,
+}
+
+impl RetainError {
+    /// The v5 reason code to report to the publisher (Quota exceeded).
+    pub fn reason_code(self) -> ReasonCode {
+        match self {
+            Self::Full => ReasonCode::QUOTA_EXCEEDED,
+        }
+    }
+}
+
+/// Retained messages by topic name, queried by topic filter.
+///
+/// A plain value: the broker wraps it in a mutex taken for PUBLISH with
+/// RETAIN=1 (`set`), for SUBSCRIBE (`matching`) and on a timer
+/// (`purge_expired`). The clock is never read: `now` is passed in.
+pub struct RetainedStore {
+    tree: TopicTree<RetainedMessage>,
+    /// `(expires_at, topic)` of every message that expires, soonest first.
+    expiries: BTreeSet<(Instant, ByteString)>,
+    bytes: usize,
+    limits: RetainedLimits,
+}
+
+impl fmt::Debug for RetainedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetainedStore")
+            .field("len", &self.len())
+            .field("bytes", &self.bytes)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+fn size_of(publish: &Publish) -> usize {
+    publish.topic.len() + publish.payload.len()
+}
+
+impl RetainedStore {
+    /// An empty store with the given limits.
+    pub fn new(limits: RetainedLimits) -> Self {
+        Self {
+            tree: TopicTree::default(),
+            expiries: BTreeSet::new(),
+            bytes: 0,
+            limits,
+        }
+    }
+
+    /// Number of retained messages (expired ones count until purged).
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// True when no message is retained.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Topic plus payload bytes of every retained message.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> RetainedLimits {
+        self.limits
+    }
+
+    /// The unexpired message retained for exactly `topic`.
+    pub fn get(&self, topic: &str, now: Instant) -> Option<&Arc<Publish>> {
+        let msg = self.tree.get(topic)?;
+        (!is_expired(msg, now)).then_some(&msg.publish)
+    }
+
+    /// Handles a PUBLISH with RETAIN=1: an empty payload deletes the topic's
+    /// message, anything else stores or replaces it ([MQTT-3.3.1-5]).
+    ///
+    /// A new topic is refused with [`RetainError::Full`] when it would pass
+    /// either limit; replacing an existing topic only needs the bytes to fit.
+    /// On refusal the previous message, if any, stays.
+    pub fn set(&mut self, msg: RetainedMessage) -> Result<RetainOutcome, RetainError> {
+        let topic = msg.publish.topic.clone();
+        if msg.publish.payload.is_empty() {
+            return Ok(match self.remove(&topic) {
+                Some(_) => RetainOutcome::Deleted,
+                None => RetainOutcome::NothingToDelete,
+            });
+        }
+        let size = size_of(&msg.publish);
+        if let Some(old) = self.tree.get_mut(&topic) {
+            let bytes = self.bytes - size_of(&old.publish) + size;
+            if bytes > self.limits.max_bytes {
+                return Err(RetainError::Full);
+            }
+            if let Some(at) = old.expires_at {
+                self.expiries.remove(&(at, topic.clone()));
+            }
+            if let Some(at) = msg.expires_at {
+                self.expiries.insert((at, topic));
+            }
+            self.bytes = bytes;
+            *old = msg;
+            return Ok(RetainOutcome::Replaced);
+        }
+        let fits_bytes = self
+            .bytes
+            .checked_add(size)
+            .is_some_and(|b| b <= self.limits.max_bytes);
+        if self.len() >= self.limits.max_messages || !fits_bytes {
+            return Err(RetainError::Full);
+        }
+        if let Some(at) = msg.expires_at {
+            self.expiries.insert((at, topic.clone()));
+        }
+        self.bytes += size;
+        self.tree.insert(&topic, msg);
+        Ok(RetainOutcome::Stored)
+    }
+
+    /// Removes the message retained for `topic`.
+    pub fn remove(&mut self, topic: &str) -> Option<RetainedMessage> {
+        let old = self.tree.remove(topic)?;
+        self.bytes -= size_of(&old.publish);
+        if let Some(at) = old.expires_at {
+            self.expiries.remove(&(at, old.publish.topic.clone()));
+        }
+        Some(old)
+    }
+
+    /// Appends every unexpired retained message whose topic matches `filter`
+    /// to `out` (the retained messages for a new subscription). A filter with a leading wildcard does not
+    /// match `$` topics ([MQTT-4.7.2-1]). For a shared subscription pass the
+    /// inner filter; v5 servers send no retained messages for shared
+    /// subscriptions, that choice is the broker's.
+    pub fn matching(&self, filter: &str, now: Instant, out: &mut Vec<Arc<Publish>>) {
+        self.tree.for_each_match(filter, |msg| {
+            if !is_expired(msg, now) {
+                out.push(Arc::clone(&msg.publish));
+            }
+        });
+    }
+
+    /// Removes every message expired at `now`; returns how many.
+    pub fn purge_expired(&mut self, now: Instant) -> usize {
+        let mut purged = 0;
+        while let Some((at, _)) = self.expiries.first() {
+            if *at > now {
+                break;
+            }
+            let Some((_, topic)) = self.expiries.pop_first() else {
+                break;
+            };
+            if let Some(old) = self.tree.remove(&topic) {
+                self.bytes -= size_of(&old.publish);
+                purged += 1;
+            }
+        }
+        purged
+    }
+}
+
+fn is_expired(msg: &RetainedMessage, now: Instant) -> bool {
+    msg.expires_at.is_some_and(|at| at <= now)
+}

@@ -1,0 +1,191 @@
+use super::*;
+use bytes::Bytes;
+use std::time::Duration;
+use tern_codec::QoS;
+
+fn publish(topic: &str, payload: &'static [u8]) -> Arc<Publish> {
+    Arc::new(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: true,
+        topic: topic.into(),
+        packet_id: None,
+        properties: Default::default(),
+        payload: Bytes::from_static(payload),
+    })
+}
+
+fn msg(topic: &str, payload: &'static [u8]) -> RetainedMessage {
+    RetainedMessage {
+        publish: publish(topic, payload),
+        expires_at: None,
+    }
+}
+
+fn expiring(topic: &str, payload: &'static [u8], at: Instant) -> RetainedMessage {
+    RetainedMessage {
+        publish: publish(topic, payload),
+        expires_at: Some(at),
+    }
+}
+
+fn topics(store: &RetainedStore, filter: &str, now: Instant) -> Vec<String> {
+    let mut out = Vec::new();
+    store.matching(filter, now, &mut out);
+    let mut t: Vec<String> = out.iter().map(|p| p.topic.to_string()).collect();
+    t.sort();
+    t
+}
+
+#[test]
+fn set_replace_and_delete() {
+    let now = Instant::now();
+    let mut store = RetainedStore::new(RetainedLimits::UNLIMITED);
+    assert!(store.is_empty());
+    assert_eq!(store.set(msg("a/b", b"one")), Ok(RetainOutcome::Stored));
+    assert_eq!(store.len(), 1);
+    assert_eq!(store.bytes(), 3 + 3);
+    assert_eq!(
+        store.set(msg("a/b", b"second")),
+        Ok(RetainOutcome::Replaced)
+    );
+    assert_eq!(store.len(), 1);
+    assert_eq!(store.bytes(), 3 + 6);
+    assert_eq!(&store.get("a/b", now).unwrap().payload[..], b"second");
+    // An empty payload deletes and is not stored itself.
+    assert_eq!(store.set(msg("a/b", b"")), Ok(RetainOutcome::Deleted));
+    assert_eq!(
+        store.set(msg("a/b", b"")),
+        Ok(RetainOutcome::NothingToDelete)
+    );
+    assert!(store.get("a/b", now).is_none());
+    assert_eq!(store.len(), 0);
+    assert_eq!(store.bytes(), 0);
+    assert!(topics(&store, "#", now).is_empty());
+}
+
+#[test]
+fn wildcard_retrieval() {
+    let now = Instant::now();
+    let mut store = RetainedStore::new(RetainedLimits::default());
+    for t in [
+        "home/kitchen/temp",
+        "home/kitchen/hum",
+        "home/hall/temp",
+        "home",
+        "office/temp",
+        "$SYS/broker/uptime",
+        "/lead",
+    ] {
+        store.set(msg(t, b"x")).unwrap();
+    }
+    assert_eq!(
+        topics(&store, "home/+/temp", now),
+        vec!["home/hall/temp", "home/kitchen/temp"]
+    );
+    assert_eq!(
+        topics(&store, "home/#", now),
+        vec![
+            "home",
+            "home/hall/temp",
+            "home/kitchen/hum",
+            "home/kitchen/temp"
+        ]
+    );
+    assert_eq!(topics(&store, "+/temp", now), vec!["office/temp"]);
+    assert_eq!(topics(&store, "+/+", now), vec!["/lead", "office/temp"]);
+    assert_eq!(topics(&store, "#", now).len(), 6, "no $SYS under #");
+    assert!(topics(&store, "+/broker/uptime", now).is_empty());
+    assert_eq!(topics(&store, "$SYS/#", now), vec!["$SYS/broker/uptime"]);
+    assert_eq!(topics(&store, "home", now), vec!["home"]);
+    assert!(topics(&store, "home/kitchen", now).is_empty());
+}
+
+#[test]
+fn limits_refuse_new_topics_but_allow_replacements_that_fit() {
+    let now = Instant::now();
+    let mut store = RetainedStore::new(RetainedLimits {
+        max_messages: 2,
+        max_bytes: 20,
+    });
+    store.set(msg("a", b"12345")).unwrap(); // 6 bytes
+    store.set(msg("b", b"12345")).unwrap(); // 12 bytes
+    assert_eq!(store.set(msg("c", b"1")), Err(RetainError::Full));
+    assert_eq!(RetainError::Full.reason_code(), ReasonCode::QUOTA_EXCEEDED);
+    assert_eq!(store.len(), 2);
+    // Replacing within the byte limit is fine even at the message limit.
+    assert_eq!(
+        store.set(msg("a", b"123456789")),
+        Ok(RetainOutcome::Replaced)
+    ); // 16
+       // A replacement that would pass the byte limit is refused; the old one stays.
+    assert_eq!(store.set(msg("b", b"1234567890")), Err(RetainError::Full));
+    assert_eq!(&store.get("b", now).unwrap().payload[..], b"12345");
+    assert_eq!(store.bytes(), 16);
+    // Deleting always works and frees room.
+    assert_eq!(store.set(msg("a", b"")), Ok(RetainOutcome::Deleted));
+    assert_eq!(store.set(msg("c", b"1")), Ok(RetainOutcome::Stored));
+    assert_eq!(store.bytes(), 6 + 2);
+
+    let mut bytes_only = RetainedStore::new(RetainedLimits {
+        max_messages: 100,
+        max_bytes: 10,
+    });
+    assert_eq!(
+        bytes_only.set(msg("topic", b"123456")),
+        Err(RetainError::Full)
+    );
+    assert_eq!(
+        bytes_only.set(msg("topic", b"12345")),
+        Ok(RetainOutcome::Stored)
+    );
+    assert_eq!(bytes_only.bytes(), 10);
+}
+
+#[test]
+fn expired_messages_are_skipped_then_purged() {
+    let t0 = Instant::now();
+    let mut store = RetainedStore::new(RetainedLimits::default());
+    store
+        .set(expiring("a/1", b"x", t0 + Duration::from_secs(10)))
+        .unwrap();
+    store
+        .set(expiring("a/2", b"x", t0 + Duration::from_secs(20)))
+        .unwrap();
+    store.set(msg("a/3", b"x")).unwrap();
+    assert_eq!(topics(&store, "a/+", t0), vec!["a/1", "a/2", "a/3"]);
+    let t15 = t0 + Duration::from_secs(15);
+    assert_eq!(topics(&store, "a/+", t15), vec!["a/2", "a/3"]);
+    assert!(store.get("a/1", t15).is_none());
+    assert!(store.get("a/1", t0).is_some());
+    // Still counted until purged.
+    assert_eq!(store.len(), 3);
+    assert_eq!(store.purge_expired(t0), 0);
+    assert_eq!(store.purge_expired(t15), 1);
+    assert_eq!(store.len(), 2);
+    assert_eq!(store.bytes(), 2 * 4);
+    // Replacing a message moves its expiry.
+    store
+        .set(expiring("a/2", b"y", t0 + Duration::from_secs(100)))
+        .unwrap();
+    assert_eq!(store.purge_expired(t0 + Duration::from_secs(50)), 0);
+    assert_eq!(
+        topics(&store, "a/2", t0 + Duration::from_secs(50)),
+        vec!["a/2"]
+    );
+    // Replacing with a message that never expires drops the expiry.
+    store.set(msg("a/2", b"z")).unwrap();
+    assert_eq!(store.purge_expired(t0 + Duration::from_secs(1000)), 0);
+    // Deleting removes the expiry too.
+    store
+        .set(expiring("b", b"x", t0 + Duration::from_secs(5)))
+        .unwrap();
+    store.set(msg("b", b"")).unwrap();
+    assert_eq!(store.purge_expired(t0 + Duration::from_secs(1000)), 0);
+    assert_eq!(store.len(), 2);
+    assert_eq!(
+        store.remove("a/3").map(|m| m.publish.topic.to_string()),
+        Some("a/3".into())
+    );
+    assert_eq!(store.len(), 1);
+}

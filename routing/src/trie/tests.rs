@@ -1,0 +1,373 @@
+use super::*;
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+
+/// Obviously-correct reference matcher built on vectors of levels.
+fn naive_matches(filter: &str, topic: &str) -> bool {
+    let f: Vec<&str> = filter.split('/').collect();
+    let t: Vec<&str> = topic.split('/').collect();
+    if topic.starts_with('$') && (f[0] == "+" || f[0] == "#") {
+        return false;
+    }
+    let mut i = 0;
+    loop {
+        if i < f.len() && f[i] == "#" {
+            return true;
+        }
+        if i == f.len() || i == t.len() {
+            return i == f.len() && i == t.len();
+        }
+        if f[i] != "+" && f[i] != t[i] {
+            return false;
+        }
+        i += 1;
+    }
+}
+
+fn matched(trie: &Trie<String>, topic: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    trie.for_each_match(topic, |v| out.push(v.clone()));
+    out.sort();
+    out
+}
+
+fn trie_of(filters: &[&str]) -> Trie<String> {
+    let mut trie = Trie::new();
+    for f in filters {
+        trie.insert(f, (*f).to_owned());
+    }
+    trie
+}
+
+/// (filter, topic, matches)
+const TABLE: &[(&str, &str, bool)] = &[
+    ("a", "a", true),
+    ("a", "b", false),
+    ("a", "a/b", false),
+    ("a/b", "a", false),
+    ("a/b", "a/b", true),
+    ("a/b/c", "a/b/c", true),
+    ("A", "a", false),
+    ("+", "a", true),
+    ("+", "a/b", false),
+    ("+", "", true),
+    ("+", "/", false),
+    ("+/+", "/", true),
+    ("+/+", "a/b", true),
+    ("+/+", "a", false),
+    ("+/+", "a/b/c", false),
+    ("/+", "/a", true),
+    ("/+", "a", false),
+    ("+/a", "/a", true),
+    ("#", "a", true),
+    ("#", "a/b/c", true),
+    ("#", "/", true),
+    ("#", "/a", true),
+    ("a/#", "a", true),
+    ("a/#", "a/", true),
+    ("a/#", "a/b", true),
+    ("a/#", "a/b/c", true),
+    ("a/#", "b", false),
+    ("a/#", "ab", false),
+    ("a/+/#", "a", false),
+    ("a/+/#", "a/b", true),
+    ("a/+/#", "a/b/c/d", true),
+    ("a/+/c", "a/b/c", true),
+    ("a/+/c", "a//c", true),
+    ("a/+/c", "a/b/d", false),
+    ("a//b", "a//b", true),
+    ("a//b", "a/b", false),
+    ("a/+/b", "a//b", true),
+    ("/", "/", true),
+    ("/", "", false),
+    ("//", "//", true),
+    ("a/", "a/", true),
+    ("a/", "a", false),
+    ("a/+", "a/", true),
+    ("+/#", "a", true),
+    ("+/#", "/", true),
+    // [MQTT-4.7.2-1] leading wildcards never match `$` topics.
+    ("#", "$SYS", false),
+    ("#", "$SYS/broker/uptime", false),
+    ("+", "$SYS", false),
+    ("+/broker/uptime", "$SYS/broker/uptime", false),
+    ("+/#", "$SYS/a", false),
+    ("$SYS/#", "$SYS/broker/uptime", true),
+    ("$SYS/#", "$SYS", true),
+    ("$SYS/+/uptime", "$SYS/broker/uptime", true),
+    ("$SYS/broker/uptime", "$SYS/broker/uptime", true),
+    ("a/#", "a/$b", true),
+    ("a/+", "a/$b", true),
+    ("$share/g/a", "$share/g/a", true),
+    ("#", "a$", true),
+    ("sport/tennis/player1/#", "sport/tennis/player1", true),
+    (
+        "sport/tennis/player1/#",
+        "sport/tennis/player1/ranking",
+        true,
+    ),
+    (
+        "sport/tennis/player1/#",
+        "sport/tennis/player1/score/wimbledon",
+        true,
+    ),
+    ("sport/+", "sport", false),
+    ("sport/+", "sport/", true),
+    ("+/+", "/finance", true),
+    ("/+", "/finance", true),
+    ("+", "/finance", false),
+    ("é/+", "é/ü", true),
+    ("e/+", "é/ü", false),
+];
+
+#[test]
+fn table_single_filter() {
+    for &(filter, topic, expected) in TABLE {
+        let trie = trie_of(&[filter]);
+        let got = matched(&trie, topic);
+        assert_eq!(
+            !got.is_empty(),
+            expected,
+            "filter {filter:?} topic {topic:?} got {got:?}"
+        );
+        assert!(got.len() <= 1, "{filter:?} visited twice for {topic:?}");
+        assert_eq!(
+            naive_matches(filter, topic),
+            expected,
+            "reference matcher disagrees on {filter:?} / {topic:?}"
+        );
+    }
+}
+
+#[test]
+fn table_all_filters_in_one_trie() {
+    let filters: BTreeSet<&str> = TABLE.iter().map(|(f, _, _)| *f).collect();
+    let filters: Vec<&str> = filters.into_iter().collect();
+    let trie = trie_of(&filters);
+    assert_eq!(trie.len(), filters.len());
+    for &(_, topic, _) in TABLE {
+        let expected: Vec<String> = filters
+            .iter()
+            .filter(|f| naive_matches(f, topic))
+            .map(|f| (*f).to_owned())
+            .collect();
+        assert_eq!(matched(&trie, topic), expected, "topic {topic:?}");
+    }
+}
+
+#[test]
+fn get_insert_and_len() {
+    let mut trie: Trie<u32> = Trie::new();
+    assert!(trie.is_empty());
+    assert_eq!(trie.insert("a/+/#", 1), None);
+    assert_eq!(trie.insert("a/+/#", 2), Some(1));
+    assert_eq!(trie.len(), 1);
+    assert_eq!(trie.get("a/+/#"), Some(&2));
+    // Exact lookup, not matching.
+    assert_eq!(trie.get("a/b/#"), None);
+    assert_eq!(trie.get("a/+"), None);
+    assert_eq!(trie.get("a"), None);
+    *trie.entry_or_insert_with("a", || 10) += 1;
+    *trie.entry_or_insert_with("a", || 100) += 1;
+    assert_eq!(trie.get("a"), Some(&12));
+    *trie.get_mut("a/+/#").unwrap() = 7;
+    assert_eq!(trie.get("a/+/#"), Some(&7));
+    assert_eq!(trie.get_mut("nope"), None);
+    assert_eq!(trie.len(), 2);
+    // `#` as a whole filter and a `#` that is not last (stored literally).
+    trie.insert("#", 3);
+    trie.insert("x/#/y", 4);
+    assert_eq!(trie.get("#"), Some(&3));
+    assert_eq!(trie.get("x/#/y"), Some(&4));
+    let mut hits = Vec::new();
+    trie.for_each_match("x/q/y", |v| hits.push(*v));
+    assert_eq!(hits, vec![3]);
+}
+
+#[test]
+fn remove_prunes_and_keeps_siblings() {
+    let mut trie = trie_of(&["a/b/c", "a/b", "a/+/d", "a/#", "#", "/x", "a//b"]);
+    assert_eq!(trie.remove("a/b/c").as_deref(), Some("a/b/c"));
+    assert_eq!(trie.remove("a/b/c"), None);
+    assert_eq!(trie.remove("a/b/c/d"), None);
+    assert_eq!(trie.get("a/b").map(String::as_str), Some("a/b"));
+    assert_eq!(matched(&trie, "a/b"), vec!["#", "a/#", "a/b"]);
+    assert_eq!(trie.remove("a/#").as_deref(), Some("a/#"));
+    assert_eq!(matched(&trie, "a/b"), vec!["#", "a/b"]);
+    assert_eq!(trie.remove("#").as_deref(), Some("#"));
+    assert_eq!(trie.len(), 4);
+    for f in ["a/b", "a/+/d", "/x", "a//b"] {
+        assert_eq!(trie.remove(f).as_deref(), Some(f));
+    }
+    assert!(trie.is_empty());
+    // Every node was pruned: the root has no edge left.
+    assert_eq!(trie.root.degree(), 0);
+    assert!(trie.iter().next().is_none());
+}
+
+#[test]
+fn remove_prunes_only_the_empty_tail() {
+    let mut trie = trie_of(&["a/b/c/d", "a/x"]);
+    trie.remove("a/b/c/d");
+    let a = trie.root.child("a").unwrap();
+    assert!(a.child("b").is_none(), "empty chain below a was not pruned");
+    assert!(a.child("x").is_some());
+    let mut trie = trie_of(&["a/b/c/d", "a/b"]);
+    trie.remove("a/b/c/d");
+    let b = trie.root.child("a").unwrap().child("b").unwrap();
+    assert_eq!(b.degree(), 0);
+    assert!(b.value.is_some());
+    let mut trie = trie_of(&["a/+/#", "a/+"]);
+    trie.remove("a/+");
+    assert_eq!(trie.get("a/+/#").map(String::as_str), Some("a/+/#"));
+    trie.remove("a/+/#");
+    assert_eq!(trie.root.degree(), 0);
+}
+
+#[test]
+fn iter_yields_every_filter_once() {
+    let filters = [
+        "a", "a/b", "a/#", "#", "+", "+/+", "/", "", "a//", "$SYS/#", "x/+/y/#",
+    ];
+    let trie = trie_of(&filters);
+    let mut got: Vec<(String, String)> = trie.iter().map(|(f, v)| (f, v.clone())).collect();
+    got.sort();
+    let mut want: Vec<(String, String)> = filters
+        .iter()
+        .map(|f| ((*f).to_owned(), (*f).to_owned()))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn clone_then_mutate_leaves_the_original_unchanged() {
+    let mut original = trie_of(&["a/b", "a/+", "c/#", "d"]);
+    let before: BTreeSet<(String, String)> = original.iter().map(|(f, v)| (f, v.clone())).collect();
+    let mut copy = original.clone();
+    assert!(Arc::ptr_eq(&original.root, &copy.root));
+    copy.insert("a/b/c", "new".into());
+    copy.insert("a/b", "changed".into());
+    copy.remove("c/#");
+    *copy.get_mut("d").unwrap() = "d2".into();
+    let after: BTreeSet<(String, String)> = original.iter().map(|(f, v)| (f, v.clone())).collect();
+    assert_eq!(before, after);
+    assert_eq!(original.len(), 4);
+    assert_eq!(matched(&original, "c/x"), vec!["c/#"]);
+    assert_eq!(matched(&original, "a/b"), vec!["a/+", "a/b"]);
+    assert_eq!(matched(&copy, "a/b"), vec!["a/+", "changed"]);
+    assert_eq!(matched(&copy, "c/x"), Vec::<String>::new());
+    assert_eq!(copy.len(), 4);
+    // And the other way round: mutating the original leaves the copy alone.
+    original.remove("a/+");
+    assert_eq!(matched(&copy, "a/z"), vec!["a/+"]);
+    // Untouched subtrees are still shared between the two.
+    let (Some(d1), Some(d2)) = (original.root.child("d"), copy.root.child("d")) else {
+        panic!("d missing");
+    };
+    assert!(!Arc::ptr_eq(d1, d2), "d was changed in the copy");
+    let mut third = copy.clone();
+    third.insert("zzz", "z".into());
+    assert!(Arc::ptr_eq(
+        third.root.child("a").unwrap(),
+        copy.root.child("a").unwrap()
+    ));
+}
+
+#[test]
+fn very_deep_filters_do_not_overflow_the_stack() {
+    // 65,535 bytes of `/` is the longest filter MQTT allows: 65,536 levels.
+    let deep = "/".repeat(65_535);
+    let deep_hash = format!("{}#", "/".repeat(65_534));
+    let deep_plus = "+/".repeat(30_000) + "+";
+    let mut trie = Trie::new();
+    trie.insert(&deep, 1u8);
+    trie.insert(&deep_hash, 2u8);
+    trie.insert(&deep_plus, 3u8);
+    let mut hits = Vec::new();
+    trie.for_each_match(&deep, |v| hits.push(*v));
+    hits.sort();
+    assert_eq!(hits, vec![1, 2]);
+    let topic = "a/".repeat(30_000) + "a";
+    hits.clear();
+    trie.for_each_match(&topic, |v| hits.push(*v));
+    assert_eq!(hits, vec![3]);
+    assert_eq!(trie.iter().count(), 3);
+    let copy = trie.clone();
+    assert_eq!(trie.remove(&deep), Some(1));
+    drop(copy);
+    drop(trie);
+}
+
+fn level() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just("a"), Just("b"), Just(""), Just("$s"), Just("c")]
+}
+
+fn topic() -> impl Strategy<Value = String> {
+    prop::collection::vec(level(), 1..5).prop_map(|l| l.join("/"))
+}
+
+fn filter() -> impl Strategy<Value = String> {
+    let filter_level = prop_oneof![3 => level(), 2 => Just("+")];
+    (prop::collection::vec(filter_level, 1..5), any::<bool>()).prop_map(|(mut l, hash)| {
+        if hash {
+            l.push("#");
+        }
+        l.join("/")
+    })
+}
+
+proptest! {
+    #[test]
+    fn matches_like_the_reference(
+        filters in prop::collection::vec(filter(), 0..40),
+        topics in prop::collection::vec(topic(), 1..20),
+    ) {
+        let unique: BTreeSet<String> = filters.iter().cloned().collect();
+        let mut trie = Trie::new();
+        for f in &filters {
+            trie.insert(f, f.clone());
+        }
+        prop_assert_eq!(trie.len(), unique.len());
+        for t in &topics {
+            let expected: Vec<String> =
+                unique.iter().filter(|f| naive_matches(f, t)).cloned().collect();
+            prop_assert_eq!(matched(&trie, t), expected, "topic {:?}", t);
+        }
+    }
+
+    #[test]
+    fn removal_keeps_the_rest_and_clones_are_isolated(
+        filters in prop::collection::vec(filter(), 1..40),
+        remove_mask in prop::collection::vec(any::<bool>(), 40),
+        topics in prop::collection::vec(topic(), 1..10),
+    ) {
+        let unique: Vec<String> = filters.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let mut trie = Trie::new();
+        for f in &unique {
+            trie.insert(f, f.clone());
+        }
+        let snapshot = trie.clone();
+        let mut kept = BTreeSet::new();
+        for (f, remove) in unique.iter().zip(&remove_mask) {
+            if *remove {
+                prop_assert_eq!(trie.remove(f), Some(f.clone()));
+            } else {
+                kept.insert(f.clone());
+            }
+        }
+        prop_assert_eq!(trie.len(), kept.len());
+        let listed: BTreeSet<String> = trie.iter().map(|(f, _)| f).collect();
+        prop_assert_eq!(&listed, &kept);
+        let listed_snapshot: BTreeSet<String> = snapshot.iter().map(|(f, _)| f).collect();
+        prop_assert_eq!(listed_snapshot, unique.iter().cloned().collect::<BTreeSet<_>>());
+        for t in &topics {
+            let expected: Vec<String> =
+                kept.iter().filter(|f| naive_matches(f, t)).cloned().collect();
+            prop_assert_eq!(matched(&trie, t), expected);
+            let expected_snapshot: Vec<String> =
+                unique.iter().filter(|f| naive_matches(f, t)).cloned().collect();
+            prop_assert_eq!(matched(&snapshot, t), expected_snapshot);
+        }
+    }
+}
