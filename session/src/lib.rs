@@ -1,1 +1,43 @@
-//! placeholder
+//! Tern's sans-IO MQTT session layer: the per-connection state machine from
+//! CONNECT to close, and the [`Session`] state that outlives a connection.
+//!
+//! No sockets, no clock, no async: every input carries `now: Instant`, every
+//! output is polled. Call order for one network connection:
+//!
+//! 1. [`Connection::check_connect`] — semantic CONNECT checks; on `Err(code)`
+//!    send [`reject_connack`]`(code)` and close.
+//! 2. [`Connection::new`] with the stored [`Session`] for the client id (if any).
+//!    The CONNACK, retransmissions and released queued messages are queued.
+//! 3. Loop: [`Connection::handle_packet`], [`Connection::deliver`],
+//!    [`Connection::complete_subscribe`] / [`Connection::complete_unsubscribe`],
+//!    [`Connection::handle_timeout`]; then drain [`Connection::poll_transmit`]
+//!    and [`Connection::poll_event`], and arm a timer at
+//!    [`Connection::poll_timeout`].
+//! 4. On [`Event::Close`] (or when the socket dies) flush the transmits and call
+//!    [`Connection::handle_close`], which returns the will to publish and the
+//!    session to keep. [`Connection::into_session`] moves the session elsewhere.
+//!
+//! Message-level rules live here (packet ids, QoS 2 exactly-once bookkeeping,
+//! inflight window, bounded queue, keep-alive, will); syntax is the codec's
+//! job and routing is the broker's.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod config;
+mod connect;
+mod connection;
+mod error;
+mod inbound;
+mod output;
+mod session;
+mod stats;
+
+pub use config::SessionConfig;
+pub use connect::{reject_connack, ConnectCheck};
+pub use connection::Connection;
+pub use error::ProtocolError;
+pub use output::{
+    CloseReason, Closed, DeliverOutcome, DropReason, Event, OutboundPublish, Transmit, Will,
+};
+pub use session::{EnqueueOutcome, InflightState, Session};
+pub use stats::{ConnectionStats, SessionStats};

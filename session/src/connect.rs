@@ -1,0 +1,173 @@
+//! CONNECT semantics: client identifier rules, keep-alive cap, CONNACK and will.
+
+use crate::{Connection, SessionConfig};
+use bytestring::ByteString;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tern_codec::{
+    ConnAck, ConnAckProperties, Connect, LastWill, ProtocolVersion, Publish, PublishProperties,
+    ReasonCode,
+};
+
+/// Outcome of [`Connection::check_connect`], passed on to [`Connection::new`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectCheck {
+    /// The client identifier the server assigned to a client that sent an
+    /// empty one ([MQTT-3.1.3-6]); the broker registers the session under it.
+    pub assigned_client_id: Option<ByteString>,
+}
+
+/// The CONNACK refusing a connection with `code` (session present 0 [MQTT-3.2.2-6]).
+/// For v3 the codec maps the code to a return code (0x85 → 2 …).
+pub fn reject_connack(code: ReasonCode) -> ConnAck {
+    ConnAck {
+        session_present: false,
+        code,
+        properties: ConnAckProperties::default(),
+    }
+}
+
+/// Longest client identifier MQTT 3.1 allows.
+const V31_MAX_CLIENT_ID: usize = 23;
+
+impl Connection {
+    /// Semantic CONNECT checks (syntax was checked by the codec):
+    /// * v3.1: the client id must be 1..=23 bytes, else 0x85 (return code 2);
+    /// * v3.1.1: an empty client id requires Clean Session = 1, else 0x85
+    ///   ([MQTT-3.1.3-8]); with Clean Session = 1 the server assigns one
+    ///   ([MQTT-3.1.3-6]);
+    /// * v5: an empty client id gets an assigned one, returned in CONNACK
+    ///   ([MQTT-3.2.2-16]); Receive Maximum or Maximum Packet Size of 0 is a
+    ///   protocol error (0x82); an Authentication Method is refused with 0x8C
+    ///   (enhanced authentication is not supported, [MQTT-4.12.0-1]).
+    pub fn check_connect(
+        connect: &Connect,
+        _cfg: &SessionConfig,
+    ) -> Result<ConnectCheck, ReasonCode> {
+        let empty = connect.client_id.is_empty();
+        match connect.protocol {
+            ProtocolVersion::V31 => {
+                if empty || connect.client_id.len() > V31_MAX_CLIENT_ID {
+                    return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+                }
+            }
+            ProtocolVersion::V311 => {
+                if empty && !connect.clean_start {
+                    return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+                }
+            }
+            ProtocolVersion::V5 => {
+                let p = &connect.properties;
+                if p.receive_maximum == Some(0) || p.maximum_packet_size == Some(0) {
+                    return Err(ReasonCode::PROTOCOL_ERROR);
+                }
+                if p.authentication_method.is_some() {
+                    return Err(ReasonCode::BAD_AUTHENTICATION_METHOD);
+                }
+            }
+        }
+        Ok(ConnectCheck {
+            assigned_client_id: empty.then(assign_client_id),
+        })
+    }
+}
+
+/// A client identifier unique in this process ([MQTT-3.2.2-16]): a counter,
+/// salted with a per-process random value so ids differ across restarts.
+fn assign_client_id() -> ByteString {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let salt = std::collections::hash_map::RandomState::new().hash_one(n) as u32;
+    ByteString::from(format!("tern-{salt:08x}-{n}"))
+}
+
+/// The keep-alive to enforce, and the Server Keep Alive to announce (v5 only):
+/// a v5 client asking for 0 or more than `max_keep_alive` gets the cap.
+pub(crate) fn keep_alive(connect: &Connect, cfg: &SessionConfig) -> (u16, Option<u16>) {
+    let (ka, cap) = (connect.keep_alive, cfg.max_keep_alive);
+    if connect.protocol.is_v5() && cap != 0 && (ka == 0 || ka > cap) {
+        (cap, Some(cap))
+    } else {
+        (ka, None)
+    }
+}
+
+/// The v5 Session Expiry Interval of a CONNECT; v3: Clean Session = 0 keeps
+/// the session forever, 1 ends it with the connection.
+pub(crate) fn session_expiry(connect: &Connect) -> u32 {
+    if connect.protocol.is_v5() {
+        connect.properties.session_expiry_interval.unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        u32::MAX
+    }
+}
+
+/// The success CONNACK ([MQTT-3.2.2-1..3] session present; v5 capabilities).
+pub(crate) fn connack(
+    version: ProtocolVersion,
+    session_present: bool,
+    assigned_client_id: Option<ByteString>,
+    server_keep_alive: Option<u16>,
+    cfg: &SessionConfig,
+) -> ConnAck {
+    let properties = if version.is_v5() {
+        ConnAckProperties {
+            receive_maximum: Some(cfg.receive_maximum()),
+            retain_available: Some(true),
+            assigned_client_identifier: assigned_client_id,
+            // Absent Topic Alias Maximum means 0: the client must not send aliases.
+            topic_alias_maximum: None,
+            wildcard_subscription_available: Some(true),
+            subscription_identifiers_available: Some(true),
+            shared_subscription_available: Some(true),
+            server_keep_alive,
+            ..ConnAckProperties::default()
+        }
+    } else {
+        ConnAckProperties::default()
+    };
+    ConnAck {
+        session_present,
+        code: ReasonCode::SUCCESS,
+        properties,
+    }
+}
+
+/// The will as an application message, and its v5 Will Delay Interval.
+pub(crate) fn will_publish(will: LastWill) -> (Publish, Option<u32>) {
+    let p = will.properties;
+    let publish = Publish {
+        dup: false,
+        qos: will.qos,
+        retain: will.retain,
+        topic: will.topic,
+        packet_id: None,
+        properties: PublishProperties {
+            payload_format_indicator: p.payload_format_indicator,
+            message_expiry_interval: p.message_expiry_interval,
+            topic_alias: None,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            user_properties: p.user_properties,
+            subscription_identifiers: Vec::new(),
+            content_type: p.content_type,
+        },
+        payload: will.payload,
+    };
+    (publish, p.will_delay_interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assigned_ids_are_unique_and_prefixed() {
+        let a = assign_client_id();
+        let b = assign_client_id();
+        assert_ne!(a, b);
+        assert!(a.starts_with("tern-"));
+    }
+}

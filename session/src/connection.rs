@@ -1,0 +1,442 @@
+//! The per-connection state machine: owns a [`Session`] while connected.
+
+use crate::connect::{connack, keep_alive, session_expiry, will_publish};
+use crate::session::{InflightState, Message, Subscription};
+use crate::{
+    CloseReason, Closed, ConnectCheck, ConnectionStats, DeliverOutcome, DropReason, Event,
+    OutboundPublish, Session, SessionConfig, Transmit, Will,
+};
+use ahash::AHashMap;
+use bytestring::ByteString;
+use smallvec::SmallVec;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tern_codec::{
+    Connect, Disconnect, Packet, PacketId, ProtocolVersion, PubResp, Publish, QoS, ReasonCode,
+    SubAck, UnsubAck,
+};
+
+/// One network connection's MQTT state. Sans-IO: feed it with `handle_*` and
+/// `deliver`, drain it with `poll_transmit`, `poll_event` and `poll_timeout`
+/// (see the crate docs for the call order).
+pub struct Connection {
+    pub(crate) version: ProtocolVersion,
+    pub(crate) session: Session,
+    pub(crate) cfg: SessionConfig,
+    /// Keep-alive in seconds actually enforced (0 = none).
+    keep_alive: u16,
+    pub(crate) last_received: Instant,
+    /// The will and its v5 delay; removed on DISCONNECT 0x00 ([MQTT-3.1.2-10]).
+    pub(crate) will: Option<(Publish, Option<u32>)>,
+    /// Outgoing QoS > 0 window: min(max_inflight, client Receive Maximum).
+    send_window: u16,
+    client_max_packet_size: Option<u32>,
+    /// Session Expiry Interval from CONNECT (v5), to police DISCONNECT.
+    pub(crate) connect_expiry: u32,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    pub(crate) pending_subscribes: AHashMap<PacketId, PendingSubscribe>,
+    pub(crate) closing: bool,
+    pub(crate) stats: ConnectionStats,
+}
+
+/// A SUBSCRIBE waiting for `complete_subscribe`.
+pub(crate) struct PendingSubscribe {
+    /// One per filter of the packet: `Some(code)` = refused by the session,
+    /// `None` = accepted, answered by the broker.
+    pub(crate) slots: Vec<Option<ReasonCode>>,
+    /// Accepted filters with the subscription each replaced, to restore on failure.
+    pub(crate) accepted: Vec<(ByteString, Option<Subscription>)>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("version", &self.version)
+            .field("session", &self.session)
+            .field("keep_alive", &self.keep_alive)
+            .field("send_window", &self.send_window)
+            .field("transmits", &self.transmits.len())
+            .field("events", &self.events.len())
+            .field("closing", &self.closing)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Starts a connection after [`Connection::check_connect`] accepted it.
+    ///
+    /// `existing` is the stored session for this client id. It is resumed when
+    /// Clean Start is 0 and it is persistent (session present = 1,
+    /// [MQTT-3.2.2-3]); otherwise it is discarded ([MQTT-3.1.2-4], session
+    /// present = 0 [MQTT-3.2.2-1/2]). Queues the CONNACK, then re-sends every
+    /// inflight PUBLISH with DUP = 1 and every PUBREL in their original order
+    /// ([MQTT-4.4.0-1], [MQTT-4.6.0-1]), then releases queued messages up to the window.
+    pub fn new(
+        now: Instant,
+        connect: Connect,
+        existing: Option<Session>,
+        check: ConnectCheck,
+        cfg: SessionConfig,
+    ) -> Self {
+        let version = connect.protocol;
+        let client_id = check
+            .assigned_client_id
+            .clone()
+            .unwrap_or_else(|| connect.client_id.clone());
+        let resumed = existing.filter(|s| !connect.clean_start && s.is_persistent());
+        let session_present = resumed.is_some();
+        let mut session = resumed.unwrap_or_else(|| Session::new(client_id, false));
+        let connect_expiry = session_expiry(&connect);
+        session.set_expiry_interval(connect_expiry);
+        let (keep_alive, server_keep_alive) = keep_alive(&connect, &cfg);
+        let (client_receive_max, client_max_packet_size) = if version.is_v5() {
+            let p = &connect.properties;
+            (p.receive_maximum.unwrap_or(u16::MAX), p.maximum_packet_size)
+        } else {
+            (u16::MAX, None)
+        };
+        let send_window = cfg.max_inflight.max(1).min(client_receive_max.max(1));
+        let ack = connack(
+            version,
+            session_present,
+            check.assigned_client_id.filter(|_| version.is_v5()),
+            server_keep_alive,
+            &cfg,
+        );
+        let mut conn = Self {
+            version,
+            session,
+            cfg,
+            keep_alive,
+            last_received: now,
+            will: connect.will.map(will_publish),
+            send_window,
+            client_max_packet_size,
+            connect_expiry,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            pending_subscribes: AHashMap::new(),
+            closing: false,
+            stats: ConnectionStats::default(),
+        };
+        conn.push(Transmit::Packet(Packet::ConnAck(ack)));
+        if session_present {
+            conn.retransmit();
+        }
+        conn.release_queued();
+        conn
+    }
+
+    /// Protocol version fixed by CONNECT.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The client identifier (assigned one included).
+    pub fn client_id(&self) -> &ByteString {
+        self.session.client_id()
+    }
+
+    /// The session owned by this connection.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Counters for this connection.
+    pub fn stats(&self) -> &ConnectionStats {
+        &self.stats
+    }
+
+    /// Keep-alive in seconds being enforced (the Server Keep Alive if capped).
+    pub fn keep_alive(&self) -> u16 {
+        self.keep_alive
+    }
+
+    /// Outgoing QoS > 0 window: min(max_inflight, the client's Receive Maximum).
+    pub fn send_window(&self) -> u16 {
+        self.send_window
+    }
+
+    /// The client's v5 Maximum Packet Size; the broker must discard larger
+    /// packets instead of sending them ([MQTT-3.1.2-24/25]).
+    pub fn client_max_packet_size(&self) -> Option<u32> {
+        self.client_max_packet_size
+    }
+
+    /// True once an [`Event::Close`] has been emitted.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Next packet to write, in order.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event for the broker.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called: the keep-alive deadline,
+    /// 1.5 × keep-alive after the last packet received ([MQTT-3.1.2-24]).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closing || self.keep_alive == 0 {
+            return None;
+        }
+        let grace = Duration::from_millis(u64::from(self.keep_alive) * 1500);
+        Some(self.last_received + grace)
+    }
+
+    /// Closes with [`CloseReason::KeepAliveTimeout`] once the deadline has
+    /// passed (v5: after queueing DISCONNECT 0x8D).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(deadline) = self.poll_timeout() {
+            if now >= deadline {
+                self.close(CloseReason::KeepAliveTimeout);
+            }
+        }
+    }
+
+    /// The broker closes the connection (takeover, shutdown, a codec error…):
+    /// for v5 queues the DISCONNECT the reason calls for (0x8E, 0x8B, 0x81…),
+    /// then emits [`Event::Close`]. No-op when already closing.
+    pub fn close(&mut self, reason: CloseReason) {
+        if self.closing {
+            return;
+        }
+        if self.version.is_v5() {
+            if let Some(code) = reason.server_disconnect_code() {
+                self.push(Transmit::Packet(Packet::Disconnect(Disconnect {
+                    reason: code,
+                    ..Disconnect::default()
+                })));
+            }
+        }
+        self.closing = true;
+        self.events.push_back(Event::Close(reason));
+    }
+
+    /// The network connection is gone. Returns the will unless the client sent
+    /// DISCONNECT 0x00 ([MQTT-3.1.2-10], [MQTT-3.14.4-3]), and the session if it
+    /// is persistent ([MQTT-3.1.2-23]). A delayed v5 will must be cancelled by
+    /// the broker if a new connection resumes the session first ([MQTT-3.1.3-9]).
+    pub fn handle_close(self, _now: Instant, reason: CloseReason) -> Closed {
+        let expiry = self.session.expiry_interval();
+        let will = match reason {
+            CloseReason::ClientDisconnect => None,
+            _ => self.will.map(|(publish, delay)| Will {
+                publish,
+                delay: delay.map(|d| d.min(expiry)).filter(|d| *d > 0),
+            }),
+        };
+        tracing::debug!(client_id = %self.session.client_id(), ?reason, will = will.is_some(),
+            "connection closed");
+        let session = self.session.is_persistent().then_some(self.session);
+        Closed { will, session }
+    }
+
+    /// Session takeover: hand the session to a new connection, whatever its persistence.
+    pub fn into_session(self) -> Session {
+        self.session
+    }
+
+    /// Sends (or queues) a routed message. `qos` is already min(message QoS,
+    /// granted QoS). QoS 0 is sent at once; QoS > 0 takes the next free packet
+    /// id when the window has room and nothing is queued before it
+    /// ([MQTT-4.6.0-6] ordering), else waits in the bounded session queue.
+    pub fn deliver(
+        &mut self,
+        _now: Instant,
+        msg: &Arc<Publish>,
+        qos: QoS,
+        retain: bool,
+        subscription_identifiers: &[u32],
+    ) -> DeliverOutcome {
+        self.stats.delivered += 1;
+        let ids: &[u32] = if self.version.is_v5() {
+            subscription_identifiers
+        } else {
+            &[]
+        };
+        let message = || Message {
+            msg: Arc::clone(msg),
+            qos,
+            retain,
+            sub_ids: SmallVec::from_slice(ids),
+        };
+        if qos == QoS::AtMostOnce {
+            if self.closing {
+                self.session.stats.dropped_qos0 += 1;
+                self.stats.deliver_dropped += 1;
+                return DeliverOutcome::Dropped(DropReason::Qos0NotQueued);
+            }
+            self.send_message(message());
+            return DeliverOutcome::Sent;
+        }
+        if self.closing
+            || self.session.queued_len() > 0
+            || self.session.inflight_len() >= usize::from(self.send_window)
+        {
+            return if self.session.push_queue(message(), &self.cfg) {
+                DeliverOutcome::Queued
+            } else {
+                self.stats.deliver_dropped += 1;
+                DeliverOutcome::Dropped(DropReason::QueueFull)
+            };
+        }
+        self.send_message(message());
+        DeliverOutcome::Sent
+    }
+
+    /// Queues the SUBACK for an [`Event::Subscribe`]: `reasons` has one code
+    /// per filter of the event (granted QoS or a failure). Failed filters are
+    /// removed again (or the replaced subscription restored); granted QoS is stored.
+    pub fn complete_subscribe(&mut self, packet_id: PacketId, reasons: Vec<ReasonCode>) {
+        let Some(pending) = self.pending_subscribes.remove(&packet_id) else {
+            self.push_ack(Packet::SubAck(SubAck {
+                packet_id,
+                reasons,
+                properties: Default::default(),
+            }));
+            return;
+        };
+        let mut given = reasons.into_iter();
+        let mut accepted = pending.accepted.into_iter();
+        let mut out = Vec::with_capacity(pending.slots.len());
+        for slot in pending.slots {
+            if let Some(code) = slot {
+                out.push(code);
+                continue;
+            }
+            let code = given.next().unwrap_or(ReasonCode::UNSPECIFIED_ERROR);
+            if let Some((filter, previous)) = accepted.next() {
+                let subs = &mut self.session.subscriptions;
+                if code.is_success() {
+                    if let (Some(sub), Some(q)) = (subs.get_mut(&filter), QoS::from_u8(code.0)) {
+                        sub.options.qos = q;
+                    }
+                } else if let Some(prev) = previous {
+                    subs.insert(filter, prev);
+                } else {
+                    subs.remove(&filter);
+                }
+            }
+            out.push(code);
+        }
+        self.push_ack(Packet::SubAck(SubAck {
+            packet_id,
+            reasons: out,
+            properties: Default::default(),
+        }));
+    }
+
+    /// Queues the UNSUBACK for an [`Event::Unsubscribe`] (v3 carries no reason codes).
+    pub fn complete_unsubscribe(&mut self, packet_id: PacketId, reasons: Vec<ReasonCode>) {
+        let reasons = if self.version.is_v5() {
+            reasons
+        } else {
+            Vec::new()
+        };
+        self.push_ack(Packet::UnsubAck(UnsubAck {
+            packet_id,
+            reasons,
+            properties: Default::default(),
+        }));
+    }
+
+    pub(crate) fn push(&mut self, t: Transmit) {
+        self.stats.transmits += 1;
+        self.transmits.push_back(t);
+    }
+
+    /// A control packet answering the client; nothing is sent once closing
+    /// ([MQTT-3.14.4-1]: no packets after DISCONNECT).
+    pub(crate) fn push_ack(&mut self, p: Packet) {
+        if !self.closing {
+            self.push(Transmit::Packet(p));
+        }
+    }
+
+    pub(crate) fn push_event(&mut self, e: Event) {
+        self.events.push_back(e);
+    }
+
+    /// Closes for a protocol violation: v5 queues DISCONNECT with its reason code.
+    pub(crate) fn fail(&mut self, err: crate::ProtocolError) -> Result<(), crate::ProtocolError> {
+        tracing::debug!(client_id = %self.session.client_id(), error = %err, "protocol error");
+        self.close(CloseReason::ProtocolError(err.reason_code()));
+        Err(err)
+    }
+
+    /// Transmit a message now: QoS 0 without a packet id, QoS > 0 recorded inflight.
+    fn send_message(&mut self, m: Message) {
+        let packet_id = if m.qos == QoS::AtMostOnce {
+            None
+        } else {
+            let Some(pid) = self.session.alloc_packet_id() else {
+                // Every id is in use: impossible with a window ≤ 65535; keep the order.
+                self.session.requeue_front(m);
+                return;
+            };
+            let state = if m.qos == QoS::AtLeastOnce {
+                InflightState::AwaitPubAck
+            } else {
+                InflightState::AwaitPubRec
+            };
+            self.session.insert_inflight(pid, state, m.clone());
+            Some(pid)
+        };
+        self.session.stats.publish_out += 1;
+        self.push(Transmit::Publish(OutboundPublish {
+            msg: m.msg,
+            qos: m.qos,
+            packet_id,
+            dup: false,
+            retain: m.retain,
+            subscription_identifiers: m.sub_ids,
+        }));
+    }
+
+    /// Moves queued messages out while the window has room (QoS 0 needs none).
+    pub(crate) fn release_queued(&mut self) {
+        if self.closing {
+            return;
+        }
+        while let Some(qos) = self.session.queue_front_qos() {
+            if qos != QoS::AtMostOnce
+                && self.session.inflight_len() >= usize::from(self.send_window)
+            {
+                break;
+            }
+            let Some(m) = self.session.pop_queue() else {
+                break;
+            };
+            self.send_message(m);
+        }
+    }
+
+    /// Re-sends inflight PUBLISH (DUP = 1) and PUBREL in order ([MQTT-4.4.0-1]).
+    fn retransmit(&mut self) {
+        for (pid, state, m) in self.session.retransmissions() {
+            let t = match state {
+                InflightState::AwaitPubAck | InflightState::AwaitPubRec => {
+                    Transmit::Publish(OutboundPublish {
+                        msg: m.msg,
+                        qos: m.qos,
+                        packet_id: Some(pid),
+                        dup: true,
+                        retain: m.retain,
+                        subscription_identifiers: m.sub_ids,
+                    })
+                }
+                InflightState::AwaitPubComp => Transmit::Packet(Packet::PubRel(PubResp::new(pid))),
+            };
+            self.session.stats.retransmitted += 1;
+            self.push(t);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Protocol violations detected by the session layer.
+
+use tern_codec::ReasonCode;
+
+/// A semantic protocol violation by the client. Each maps to the v5 reason
+/// code sent in DISCONNECT; the connection is always closed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// A second CONNECT on one network connection.
+    #[error("[MQTT-3.1.0-2] second CONNECT packet on one network connection")]
+    SecondConnect,
+    /// A packet type that only a server sends.
+    #[error("[MQTT-4.13.1-1] a client must not send {0}")]
+    UnexpectedPacket(&'static str),
+    /// AUTH without an Authentication Method in CONNECT.
+    #[error("[MQTT-4.12.0-7] AUTH packet without an Authentication Method in CONNECT")]
+    UnexpectedAuth,
+    /// A topic alias outside 1..=Topic Alias Maximum (Tern advertises 0).
+    #[error("[MQTT-3.3.2-9] topic alias {0} exceeds the Topic Alias Maximum")]
+    TopicAliasInvalid(u16),
+    /// A PUBLISH with an empty topic and no topic alias.
+    #[error("[MQTT-3.3.2-1] PUBLISH with an empty topic name and no topic alias")]
+    EmptyTopic,
+    /// A client PUBLISH carrying a Subscription Identifier.
+    #[error("[MQTT-3.3.4-6] a client PUBLISH must not contain a Subscription Identifier")]
+    SubscriptionIdentifierFromClient,
+    /// More incoming QoS 2 messages awaiting PUBREL than Receive Maximum.
+    #[error(
+        "[MQTT-3.3.4-9] more than {0} QoS 2 messages awaiting PUBREL (Receive Maximum exceeded)"
+    )]
+    ReceiveMaximumExceeded(u16),
+    /// No Local set on a shared subscription.
+    #[error("[MQTT-3.8.3-4] No Local set on a shared subscription")]
+    NoLocalOnSharedSubscription,
+    /// DISCONNECT sets a Session Expiry Interval after CONNECT set none.
+    #[error("[3.14.2.2.2] non-zero Session Expiry Interval in DISCONNECT after zero in CONNECT")]
+    SessionExpiryAfterZero,
+}
+
+impl ProtocolError {
+    /// The v5 reason code for the DISCONNECT this error causes.
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            Self::TopicAliasInvalid(_) => ReasonCode::TOPIC_ALIAS_INVALID,
+            Self::ReceiveMaximumExceeded(_) => ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+            Self::SecondConnect
+            | Self::UnexpectedPacket(_)
+            | Self::UnexpectedAuth
+            | Self::EmptyTopic
+            | Self::SubscriptionIdentifierFromClient
+            | Self::NoLocalOnSharedSubscription
+            | Self::SessionExpiryAfterZero => ReasonCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_and_messages_name_the_spec() {
+        assert_eq!(
+            ProtocolError::ReceiveMaximumExceeded(3).reason_code(),
+            ReasonCode::RECEIVE_MAXIMUM_EXCEEDED
+        );
+        assert_eq!(
+            ProtocolError::TopicAliasInvalid(1).reason_code(),
+            ReasonCode(0x94)
+        );
+        assert_eq!(
+            ProtocolError::SecondConnect.reason_code(),
+            ReasonCode::PROTOCOL_ERROR
+        );
+        assert!(ProtocolError::SecondConnect
+            .to_string()
+            .starts_with("[MQTT-3.1.0-2]"));
+    }
+}

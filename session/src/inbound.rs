@@ -1,0 +1,252 @@
+//! Packets from the client: `Connection::handle_packet`.
+
+use crate::connection::PendingSubscribe;
+use crate::session::{InflightState, Subscription};
+use crate::{CloseReason, Connection, Event, ProtocolError};
+use std::time::Instant;
+use tern_codec::{
+    Disconnect, Packet, PacketId, PubResp, Publish, QoS, ReasonCode, Subscribe, Unsubscribe,
+};
+
+impl Connection {
+    /// Handles one decoded packet from the client. Responses are queued as
+    /// transmits, work for the broker as events. On `Err` the connection is
+    /// closing: for v5 a DISCONNECT with [`ProtocolError::reason_code`] is
+    /// queued, and [`Event::Close`] is emitted. Packets after close are ignored.
+    pub fn handle_packet(&mut self, now: Instant, packet: Packet) -> Result<(), ProtocolError> {
+        if self.closing {
+            return Ok(());
+        }
+        self.last_received = now;
+        self.stats.packets_in += 1;
+        match packet {
+            Packet::Publish(p) => self.handle_publish(p),
+            Packet::PubAck(r) => {
+                self.handle_ack(r.packet_id, InflightState::AwaitPubAck, "PUBACK");
+                Ok(())
+            }
+            Packet::PubRec(r) => {
+                self.handle_pubrec(r);
+                Ok(())
+            }
+            Packet::PubRel(r) => {
+                self.handle_pubrel(r.packet_id);
+                Ok(())
+            }
+            Packet::PubComp(r) => {
+                self.handle_ack(r.packet_id, InflightState::AwaitPubComp, "PUBCOMP");
+                Ok(())
+            }
+            Packet::Subscribe(s) => self.handle_subscribe(s),
+            Packet::Unsubscribe(u) => {
+                self.handle_unsubscribe(u);
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.stats.pings += 1;
+                self.push_ack(Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => self.handle_disconnect(d),
+            Packet::Connect(_) => self.fail(ProtocolError::SecondConnect),
+            Packet::Auth(_) => self.fail(ProtocolError::UnexpectedAuth),
+            p @ (Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp) => self.fail(ProtocolError::UnexpectedPacket(p.name())),
+        }
+    }
+
+    fn handle_publish(&mut self, p: Publish) -> Result<(), ProtocolError> {
+        self.session.stats.publish_in += 1;
+        if let Some(alias) = p.properties.topic_alias {
+            // Tern advertises Topic Alias Maximum 0 (absent) for now.
+            return self.fail(ProtocolError::TopicAliasInvalid(alias.get()));
+        }
+        if p.topic.is_empty() {
+            return self.fail(ProtocolError::EmptyTopic);
+        }
+        if !p.properties.subscription_identifiers.is_empty() {
+            return self.fail(ProtocolError::SubscriptionIdentifierFromClient);
+        }
+        match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(pid)) => {
+                // [MQTT-4.3.2-4] PUBACK with the same id, [MQTT-4.6.0-2] in order.
+                self.push_ack(Packet::PubAck(PubResp::new(pid)));
+            }
+            (QoS::ExactlyOnce, Some(pid)) => {
+                if self.session.incoming_qos2.contains(&pid) {
+                    // [MQTT-4.3.3-10] acknowledge again, do not route twice.
+                    self.session.stats.publish_in_duplicates += 1;
+                    self.push_ack(Packet::PubRec(PubResp::new(pid)));
+                    return Ok(());
+                }
+                let limit = self.cfg.receive_maximum();
+                if self.session.incoming_qos2.len() >= usize::from(limit) {
+                    return self.fail(ProtocolError::ReceiveMaximumExceeded(limit));
+                }
+                self.session.incoming_qos2.insert(pid);
+                // [MQTT-4.3.3-8] PUBREC with the same id.
+                self.push_ack(Packet::PubRec(PubResp::new(pid)));
+            }
+            // QoS 0; the codec guarantees a packet id exactly when QoS > 0.
+            _ => {}
+        }
+        self.push_event(Event::Publish(p));
+        Ok(())
+    }
+
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) for an outgoing message: free the id
+    /// and release queued messages. Unknown ids are ignored (counted).
+    fn handle_ack(&mut self, pid: PacketId, expected: InflightState, name: &'static str) {
+        if self.session.inflight_state(pid) != Some(expected) {
+            self.unknown_ack(pid, name);
+            return;
+        }
+        self.session.remove_inflight(pid);
+        let st = &mut self.session.stats;
+        match expected {
+            InflightState::AwaitPubAck => st.puback_in += 1,
+            _ => st.pubcomp_in += 1,
+        }
+        self.release_queued();
+    }
+
+    fn handle_pubrec(&mut self, r: PubResp) {
+        let pid = r.packet_id;
+        match self.session.inflight_state(pid) {
+            Some(InflightState::AwaitPubRec) => {
+                self.session.stats.pubrec_in += 1;
+                if !r.reason.is_success() {
+                    // [MQTT-4.4.0-2] acknowledged, never re-sent; the id is free.
+                    self.session.remove_inflight(pid);
+                    self.release_queued();
+                    return;
+                }
+                // [MQTT-4.3.3-4] PUBREL with the same id; PUBRELs follow PUBREC order.
+                self.session.mark_pubrel(pid);
+                self.push_ack(Packet::PubRel(PubResp::new(pid)));
+            }
+            Some(InflightState::AwaitPubComp) => {
+                // A repeated PUBREC: repeat the PUBREL.
+                self.push_ack(Packet::PubRel(PubResp::new(pid)));
+            }
+            Some(InflightState::AwaitPubAck) | None => {
+                self.unknown_ack(pid, "PUBREC");
+                // Let the client finish its own QoS 2 state for this id.
+                self.push_ack(Packet::PubRel(self.not_found(pid)));
+            }
+        }
+    }
+
+    /// PUBREL for an incoming QoS 2 message: forget the id, answer PUBCOMP
+    /// ([MQTT-4.3.3-11]); unknown id → PUBCOMP (v5: 0x92).
+    fn handle_pubrel(&mut self, pid: PacketId) {
+        let resp = if self.session.incoming_qos2.remove(&pid) {
+            PubResp::new(pid)
+        } else {
+            tracing::debug!(client_id = %self.session.client_id(), pid, "PUBREL for unknown packet id");
+            self.not_found(pid)
+        };
+        self.push_ack(Packet::PubComp(resp));
+    }
+
+    fn not_found(&self, pid: PacketId) -> PubResp {
+        let mut resp = PubResp::new(pid);
+        if self.version.is_v5() {
+            resp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        }
+        resp
+    }
+
+    fn unknown_ack(&mut self, pid: PacketId, name: &'static str) {
+        self.session.stats.unknown_acks += 1;
+        tracing::debug!(client_id = %self.session.client_id(), pid, packet = name,
+            "acknowledgement for a packet id not inflight; ignored");
+    }
+
+    fn handle_subscribe(&mut self, s: Subscribe) -> Result<(), ProtocolError> {
+        if self.version.is_v5()
+            && s.filters
+                .iter()
+                .any(|(f, o)| o.no_local && f.starts_with("$share/"))
+        {
+            return self.fail(ProtocolError::NoLocalOnSharedSubscription);
+        }
+        let id = s.properties.subscription_identifier;
+        let max = self.cfg.max_subscriptions;
+        let mut slots = Vec::with_capacity(s.filters.len());
+        let mut accepted = Vec::with_capacity(s.filters.len());
+        let mut filters = Vec::with_capacity(s.filters.len());
+        let mut existed = Vec::with_capacity(s.filters.len());
+        for (filter, options) in s.filters {
+            let subs = &mut self.session.subscriptions;
+            let previous = subs.get(&filter).copied();
+            if previous.is_none() && max != 0 && subs.len() >= max {
+                slots.push(Some(ReasonCode::QUOTA_EXCEEDED));
+                continue;
+            }
+            // [MQTT-3.8.4-3] an identical filter replaces the subscription.
+            subs.insert(filter.clone(), Subscription { options, id });
+            slots.push(None);
+            accepted.push((filter.clone(), previous));
+            existed.push(previous.is_some());
+            filters.push((filter, options));
+        }
+        if filters.is_empty() {
+            // Nothing for the broker to route: answer now ([MQTT-3.8.4-1]).
+            let reasons = slots.into_iter().flatten().collect();
+            self.push_ack(Packet::SubAck(tern_codec::SubAck {
+                packet_id: s.packet_id,
+                reasons,
+                properties: Default::default(),
+            }));
+            return Ok(());
+        }
+        self.pending_subscribes
+            .insert(s.packet_id, PendingSubscribe { slots, accepted });
+        self.push_event(Event::Subscribe {
+            packet_id: s.packet_id,
+            filters,
+            subscription_identifier: id,
+            existed,
+        });
+        Ok(())
+    }
+
+    fn handle_unsubscribe(&mut self, u: Unsubscribe) {
+        let existed = u
+            .filters
+            .iter()
+            .map(|f| self.session.subscriptions.remove(f).is_some())
+            .collect();
+        self.push_event(Event::Unsubscribe {
+            packet_id: u.packet_id,
+            filters: u.filters,
+            existed,
+        });
+    }
+
+    fn handle_disconnect(&mut self, d: Disconnect) -> Result<(), ProtocolError> {
+        if self.version.is_v5() {
+            if let Some(expiry) = d.properties.session_expiry_interval {
+                if self.connect_expiry == 0 && expiry != 0 {
+                    return self.fail(ProtocolError::SessionExpiryAfterZero);
+                }
+                self.session.set_expiry_interval(expiry);
+            }
+        }
+        let reason = match d.reason {
+            ReasonCode::NORMAL_DISCONNECTION => {
+                // [MQTT-3.14.4-3] discard the will.
+                self.will = None;
+                CloseReason::ClientDisconnect
+            }
+            ReasonCode::DISCONNECT_WITH_WILL => CloseReason::ClientDisconnectWithWill,
+            code => CloseReason::ClientDisconnectWithError(code),
+        };
+        // The client closes; the server sends nothing more ([MQTT-3.14.4-1]).
+        self.close(reason);
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! What a [`Connection`](crate::Connection) hands back to the broker.
+
+use crate::Session;
+use bytestring::ByteString;
+use smallvec::SmallVec;
+use std::fmt;
+use std::sync::Arc;
+use tern_codec::{Packet, PacketId, Publish, QoS, ReasonCode, SubscriptionOptions};
+
+/// A packet to write to the client, in order.
+// `Packet` is large (~264 bytes) but the shape is the broker contract; boxing
+// it would shrink every queued transmit to the size of `OutboundPublish`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transmit {
+    /// Any control packet (CONNACK, acks, SUBACK, PINGRESP, DISCONNECT, …).
+    Packet(Packet),
+    /// An application message: encode its header per receiver and append the shared payload.
+    Publish(OutboundPublish),
+}
+
+/// One outgoing PUBLISH: the shared message plus this receiver's header fields.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutboundPublish {
+    /// The routed message; its own `qos`, `dup`, `retain` and `packet_id` are ignored.
+    pub msg: Arc<Publish>,
+    /// Effective QoS for this receiver.
+    pub qos: QoS,
+    /// Present exactly when `qos > 0`.
+    pub packet_id: Option<PacketId>,
+    /// Set on retransmission after reconnect ([MQTT-3.3.1-1]); never for QoS 0.
+    pub dup: bool,
+    /// RETAIN flag to send.
+    pub retain: bool,
+    /// v5 Subscription Identifiers of the matching subscriptions (empty for v3).
+    pub subscription_identifiers: SmallVec<[u32; 1]>,
+}
+
+/// Shows the topic and payload length, never the payload.
+impl fmt::Debug for OutboundPublish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundPublish")
+            .field("topic", &self.msg.topic)
+            .field("payload_len", &self.msg.payload.len())
+            .field("qos", &self.qos)
+            .field("packet_id", &self.packet_id)
+            .field("dup", &self.dup)
+            .field("retain", &self.retain)
+            .field("subscription_identifiers", &self.subscription_identifiers)
+            .finish()
+    }
+}
+
+/// Something the broker must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An application message from this client to route. The acknowledgement is
+    /// already queued. QoS 2: emitted once, on first receipt ([MQTT-4.3.3-10]).
+    Publish(Publish),
+    /// The session has recorded these subscriptions; update routing (and send
+    /// retained messages), then call `complete_subscribe` with one reason code
+    /// per filter of this event, in order.
+    Subscribe {
+        /// SUBSCRIBE packet id, to pass back to `complete_subscribe`.
+        packet_id: PacketId,
+        /// Accepted filters (filters refused by `max_subscriptions` are left out
+        /// and answered with 0x97 by the session itself).
+        filters: Vec<(ByteString, SubscriptionOptions)>,
+        /// v5 Subscription Identifier for all of them.
+        subscription_identifier: Option<u32>,
+        /// Per filter: a subscription with this filter already existed (Retain Handling 1).
+        existed: Vec<bool>,
+    },
+    /// The session has removed these subscriptions; update routing, then call
+    /// `complete_unsubscribe`.
+    Unsubscribe {
+        /// UNSUBSCRIBE packet id, to pass back to `complete_unsubscribe`.
+        packet_id: PacketId,
+        /// The filters, in packet order.
+        filters: Vec<ByteString>,
+        /// Per filter: a subscription existed and was removed.
+        existed: Vec<bool>,
+    },
+    /// Close the network connection after flushing the queued transmits, then
+    /// call `handle_close` with this reason. Emitted at most once.
+    Close(CloseReason),
+}
+
+/// Why a connection ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// DISCONNECT with reason 0x00: the will is discarded ([MQTT-3.14.4-3]).
+    ClientDisconnect,
+    /// v5 DISCONNECT 0x04 (Disconnect with Will Message): the will is published.
+    ClientDisconnectWithWill,
+    /// v5 DISCONNECT with an error reason (≥ 0x80) from the client: the will is published.
+    ClientDisconnectWithError(ReasonCode),
+    /// No packet for 1.5 × keep-alive ([MQTT-3.1.2-24]).
+    KeepAliveTimeout,
+    /// The client broke the protocol (or sent a malformed packet); the code is
+    /// the v5 reason code.
+    ProtocolError(ReasonCode),
+    /// The socket failed or the peer closed it without DISCONNECT.
+    NetworkError,
+    /// Another connection took over this client id ([MQTT-3.1.4-2]).
+    TakenOver,
+    /// The broker is shutting down.
+    ServerShutdown,
+    /// An administrator or policy closed the connection.
+    Administrative,
+}
+
+impl CloseReason {
+    /// The v5 DISCONNECT reason code the server sends for a close it initiates;
+    /// `None` when the server sends no DISCONNECT.
+    pub fn server_disconnect_code(self) -> Option<ReasonCode> {
+        match self {
+            Self::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
+            Self::ProtocolError(code) => Some(code),
+            Self::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER),
+            Self::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
+            Self::Administrative => Some(ReasonCode::ADMINISTRATIVE_ACTION),
+            Self::ClientDisconnect
+            | Self::ClientDisconnectWithWill
+            | Self::ClientDisconnectWithError(_)
+            | Self::NetworkError => None,
+        }
+    }
+}
+
+/// A will message to publish when the connection ends abnormally.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Will {
+    /// The message (QoS 0..=2, RETAIN as requested [MQTT-3.1.2-16/17]).
+    pub publish: Publish,
+    /// v5 Will Delay Interval in seconds, already capped by the Session Expiry
+    /// Interval ([MQTT-3.1.3-9]); `None` = publish now.
+    pub delay: Option<u32>,
+}
+
+/// Shows the topic and payload length, never the payload.
+impl fmt::Debug for Will {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Will")
+            .field("topic", &self.publish.topic)
+            .field("payload_len", &self.publish.payload.len())
+            .field("qos", &self.publish.qos)
+            .field("retain", &self.publish.retain)
+            .field("delay", &self.delay)
+            .finish()
+    }
+}
+
+/// The result of closing a connection.
+#[derive(Debug)]
+pub struct Closed {
+    /// The will to publish (after `delay`), if any.
+    pub will: Option<Will>,
+    /// The session to store, when it is persistent.
+    pub session: Option<Session>,
+}
+
+/// What `deliver` did with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliverOutcome {
+    /// Queued as a transmit now.
+    Sent,
+    /// Held in the session queue (window full, older messages queued, or closing).
+    Queued,
+    /// Not delivered; the caller counts and logs it.
+    Dropped(DropReason),
+}
+
+/// Why a message was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The session queue is at its message or byte limit.
+    QueueFull,
+    /// QoS 0 for a connection that is closing (or an offline session that does not queue QoS 0).
+    Qos0NotQueued,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn debug_never_prints_payloads() {
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "a/b".into(),
+            packet_id: None,
+            properties: Default::default(),
+            payload: Bytes::from_static(b"top-secret"),
+        };
+        let out = OutboundPublish {
+            msg: Arc::new(publish.clone()),
+            qos: QoS::AtLeastOnce,
+            packet_id: None,
+            dup: false,
+            retain: false,
+            subscription_identifiers: SmallVec::new(),
+        };
+        let will = Will {
+            publish,
+            delay: None,
+        };
+        for s in [format!("{out:?}"), format!("{will:?}")] {
+            assert!(s.contains("a/b") && !s.contains("top-secret"), "{s}");
+        }
+    }
+
+    #[test]
+    fn server_disconnect_codes() {
+        assert_eq!(
+            CloseReason::TakenOver.server_disconnect_code(),
+            Some(ReasonCode(0x8E))
+        );
+        assert_eq!(
+            CloseReason::KeepAliveTimeout.server_disconnect_code(),
+            Some(ReasonCode(0x8D))
+        );
+        assert_eq!(CloseReason::NetworkError.server_disconnect_code(), None);
+        assert_eq!(CloseReason::ClientDisconnect.server_disconnect_code(), None);
+    }
+}

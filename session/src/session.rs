@@ -1,0 +1,461 @@
+//! Session state that outlives a network connection: subscriptions, inflight
+//! messages, QoS 2 ids awaiting PUBREL and the bounded message queue.
+
+use crate::{stats::SessionStats, SessionConfig};
+use ahash::{AHashMap, AHashSet};
+use bytestring::ByteString;
+use smallvec::SmallVec;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use tern_codec::{PacketId, Publish, QoS, SubscriptionOptions};
+
+/// Where an outgoing QoS > 0 message stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InflightState {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    AwaitPubAck,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    AwaitPubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitPubComp,
+}
+
+/// Result of [`Session::enqueue`]. Callers count and log drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Held until the client reconnects.
+    Queued,
+    /// QoS 0 while offline and `queue_qos0_offline` is off.
+    DroppedQos0,
+    /// The queue is at `max_queued_messages` or `max_queued_bytes`.
+    DroppedQueueFull,
+}
+
+/// A stored subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Subscription {
+    pub(crate) options: SubscriptionOptions,
+    pub(crate) id: Option<u32>,
+}
+
+/// A message bound for this client, with its per-receiver header fields.
+#[derive(Clone)]
+pub(crate) struct Message {
+    pub(crate) msg: Arc<Publish>,
+    pub(crate) qos: QoS,
+    pub(crate) retain: bool,
+    pub(crate) sub_ids: SmallVec<[u32; 1]>,
+}
+
+impl Message {
+    /// Bytes counted against `max_queued_bytes`: topic plus payload.
+    fn bytes(&self) -> usize {
+        self.msg.topic.len() + self.msg.payload.len()
+    }
+}
+
+struct Inflight {
+    /// Send order: PUBLISH order for AwaitPubAck/AwaitPubRec, PUBREC order for
+    /// AwaitPubComp ([MQTT-4.6.0-1], [MQTT-4.6.0-3]).
+    seq: u64,
+    state: InflightState,
+    message: Message,
+}
+
+/// Persistent session state; a plain `Send` value that can move between
+/// worker threads (session takeover).
+pub struct Session {
+    client_id: ByteString,
+    expiry_interval: u32,
+    pub(crate) subscriptions: BTreeMap<ByteString, Subscription>,
+    inflight: AHashMap<PacketId, Inflight>,
+    pub(crate) incoming_qos2: AHashSet<PacketId>,
+    queue: VecDeque<Message>,
+    queued_bytes: usize,
+    next_packet_id: u16,
+    next_seq: u64,
+    pub(crate) stats: SessionStats,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("client_id", &self.client_id)
+            .field("expiry_interval", &self.expiry_interval)
+            .field("subscriptions", &self.subscriptions.len())
+            .field("inflight", &self.inflight.len())
+            .field("incoming_qos2", &self.incoming_qos2.len())
+            .field("queued", &self.queue.len())
+            .field("queued_bytes", &self.queued_bytes)
+            .finish()
+    }
+}
+
+impl Session {
+    /// An empty session. A persistent session built here never expires
+    /// (the v3 meaning); v5 connections set the interval from CONNECT.
+    pub fn new(client_id: ByteString, persistent: bool) -> Self {
+        Self {
+            client_id,
+            expiry_interval: if persistent { u32::MAX } else { 0 },
+            subscriptions: BTreeMap::new(),
+            inflight: AHashMap::new(),
+            incoming_qos2: AHashSet::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            next_packet_id: 0,
+            next_seq: 0,
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &ByteString {
+        &self.client_id
+    }
+
+    /// True when the session must be kept after the connection closes.
+    pub fn is_persistent(&self) -> bool {
+        self.expiry_interval > 0
+    }
+
+    /// Seconds to keep the session after its connection closes; 0 = not kept,
+    /// `u32::MAX` = never expires.
+    pub fn expiry_interval(&self) -> u32 {
+        self.expiry_interval
+    }
+
+    pub(crate) fn set_expiry_interval(&mut self, secs: u32) {
+        self.expiry_interval = secs;
+    }
+
+    /// Subscriptions: filter, options (granted QoS), v5 subscription identifier.
+    pub fn subscriptions(
+        &self,
+    ) -> impl Iterator<Item = (&ByteString, &SubscriptionOptions, Option<u32>)> {
+        self.subscriptions
+            .iter()
+            .map(|(filter, sub)| (filter, &sub.options, sub.id))
+    }
+
+    /// The subscription for exactly this filter.
+    pub fn subscription(&self, filter: &str) -> Option<(&SubscriptionOptions, Option<u32>)> {
+        self.subscriptions
+            .get(filter)
+            .map(|sub| (&sub.options, sub.id))
+    }
+
+    /// Queue a message for an offline client. QoS 0 is dropped unless
+    /// `cfg.queue_qos0_offline`; the queue is bounded by messages and bytes.
+    pub fn enqueue(
+        &mut self,
+        msg: &Arc<Publish>,
+        qos: QoS,
+        retain: bool,
+        cfg: &SessionConfig,
+    ) -> EnqueueOutcome {
+        self.enqueue_with_ids(msg, qos, retain, &[], cfg)
+    }
+
+    /// [`Session::enqueue`] carrying v5 subscription identifiers.
+    pub fn enqueue_with_ids(
+        &mut self,
+        msg: &Arc<Publish>,
+        qos: QoS,
+        retain: bool,
+        subscription_identifiers: &[u32],
+        cfg: &SessionConfig,
+    ) -> EnqueueOutcome {
+        if qos == QoS::AtMostOnce && !cfg.queue_qos0_offline {
+            self.stats.dropped_qos0 += 1;
+            return EnqueueOutcome::DroppedQos0;
+        }
+        let message = Message {
+            msg: Arc::clone(msg),
+            qos,
+            retain,
+            sub_ids: SmallVec::from_slice(subscription_identifiers),
+        };
+        if self.push_queue(message, cfg) {
+            EnqueueOutcome::Queued
+        } else {
+            EnqueueOutcome::DroppedQueueFull
+        }
+    }
+
+    /// Messages waiting in the queue.
+    pub fn queued_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Bytes (topic + payload) waiting in the queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Outgoing QoS > 0 messages not yet fully acknowledged.
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Inflight packet ids and states, in the order they would be re-sent.
+    pub fn inflight(&self) -> Vec<(PacketId, InflightState)> {
+        let mut v: Vec<_> = self
+            .inflight
+            .iter()
+            .map(|(pid, e)| (e.seq, *pid, e.state))
+            .collect();
+        v.sort_unstable_by_key(|(seq, _, _)| *seq);
+        v.into_iter().map(|(_, pid, state)| (pid, state)).collect()
+    }
+
+    /// Incoming QoS 2 packet ids awaiting PUBREL.
+    pub fn pending_pubrel_len(&self) -> usize {
+        self.incoming_qos2.len()
+    }
+
+    /// Lifetime counters.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    /// Append to the queue within the limits; false (and counted) when full.
+    pub(crate) fn push_queue(&mut self, message: Message, cfg: &SessionConfig) -> bool {
+        let bytes = message.bytes();
+        if self.queue.len() >= cfg.max_queued_messages
+            || self.queued_bytes.saturating_add(bytes) > cfg.max_queued_bytes
+        {
+            self.stats.dropped_queue_full += 1;
+            tracing::debug!(client_id = %self.client_id, queued = self.queue.len(),
+                queued_bytes = self.queued_bytes, "session queue full, message dropped");
+            return false;
+        }
+        self.queue.push_back(message);
+        self.queued_bytes += bytes;
+        let len = self.queue.len() as u64;
+        let qb = self.queued_bytes as u64;
+        let st = &mut self.stats;
+        st.queue_high_water_messages = st.queue_high_water_messages.max(len);
+        st.queue_high_water_bytes = st.queue_high_water_bytes.max(qb);
+        true
+    }
+
+    /// QoS of the oldest queued message.
+    pub(crate) fn queue_front_qos(&self) -> Option<QoS> {
+        self.queue.front().map(|m| m.qos)
+    }
+
+    pub(crate) fn pop_queue(&mut self) -> Option<Message> {
+        let m = self.queue.pop_front()?;
+        self.queued_bytes -= m.bytes();
+        Some(m)
+    }
+
+    /// Put a message back at the head of the queue.
+    pub(crate) fn requeue_front(&mut self, m: Message) {
+        self.queued_bytes += m.bytes();
+        self.queue.push_front(m);
+    }
+
+    /// The next packet id not in use by an inflight message ([MQTT-2.3.1-2]),
+    /// wrapping from 65535 to 1.
+    pub(crate) fn alloc_packet_id(&mut self) -> Option<PacketId> {
+        for _ in 0..u16::MAX {
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            let pid = PacketId::new(self.next_packet_id)?;
+            if !self.inflight.contains_key(&pid) {
+                return Some(pid);
+            }
+        }
+        None
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    pub(crate) fn insert_inflight(
+        &mut self,
+        pid: PacketId,
+        state: InflightState,
+        message: Message,
+    ) {
+        let seq = self.next_seq();
+        self.inflight.insert(
+            pid,
+            Inflight {
+                seq,
+                state,
+                message,
+            },
+        );
+    }
+
+    pub(crate) fn inflight_state(&self, pid: PacketId) -> Option<InflightState> {
+        self.inflight.get(&pid).map(|e| e.state)
+    }
+
+    pub(crate) fn remove_inflight(&mut self, pid: PacketId) -> bool {
+        self.inflight.remove(&pid).is_some()
+    }
+
+    /// PUBREC received: the message now waits for PUBCOMP, ordered by PUBREC arrival.
+    pub(crate) fn mark_pubrel(&mut self, pid: PacketId) {
+        let seq = self.next_seq();
+        if let Some(e) = self.inflight.get_mut(&pid) {
+            e.state = InflightState::AwaitPubComp;
+            e.seq = seq;
+        }
+    }
+
+    /// Inflight entries in re-send order, for retransmission on resume.
+    pub(crate) fn retransmissions(&self) -> Vec<(PacketId, InflightState, Message)> {
+        let mut v: Vec<_> = self
+            .inflight
+            .iter()
+            .map(|(pid, e)| (e.seq, *pid, e.state, e.message.clone()))
+            .collect();
+        v.sort_unstable_by_key(|e| e.0);
+        v.into_iter().map(|(_, pid, st, m)| (pid, st, m)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn msg(topic: &'static str, payload: &'static [u8]) -> Arc<Publish> {
+        Arc::new(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: ByteString::from_static(topic),
+            packet_id: None,
+            properties: Default::default(),
+            payload: Bytes::from_static(payload),
+        })
+    }
+
+    fn message(m: &Arc<Publish>) -> Message {
+        Message {
+            msg: Arc::clone(m),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            sub_ids: SmallVec::new(),
+        }
+    }
+
+    // [MQTT-2.3.1-1] ids are never 0; [MQTT-2.3.1-2] never one in use.
+    #[test]
+    fn packet_ids_wrap_to_1_and_skip_ids_in_use() {
+        let mut s = Session::new("c".into(), true);
+        let m = msg("t", b"x");
+        assert_eq!(s.alloc_packet_id().map(PacketId::get), Some(1));
+        s.insert_inflight(
+            PacketId::new(2).unwrap(),
+            InflightState::AwaitPubAck,
+            message(&m),
+        );
+        assert_eq!(s.alloc_packet_id().map(PacketId::get), Some(3));
+        s.next_packet_id = u16::MAX - 1;
+        assert_eq!(s.alloc_packet_id().map(PacketId::get), Some(u16::MAX));
+        assert_eq!(s.alloc_packet_id().map(PacketId::get), Some(1));
+        assert_eq!(
+            s.alloc_packet_id().map(PacketId::get),
+            Some(3),
+            "2 is in use"
+        );
+    }
+
+    #[test]
+    fn alloc_fails_only_when_every_id_is_in_use() {
+        let mut s = Session::new("c".into(), true);
+        let m = msg("t", b"");
+        for id in 1..=u16::MAX {
+            s.insert_inflight(
+                PacketId::new(id).unwrap(),
+                InflightState::AwaitPubAck,
+                message(&m),
+            );
+        }
+        assert_eq!(s.alloc_packet_id(), None);
+        s.remove_inflight(PacketId::new(777).unwrap());
+        assert_eq!(s.alloc_packet_id().map(PacketId::get), Some(777));
+    }
+
+    #[test]
+    fn enqueue_bounds_messages_and_bytes_and_tracks_high_water() {
+        let cfg = SessionConfig {
+            max_queued_messages: 3,
+            max_queued_bytes: 10,
+            ..Default::default()
+        };
+        let mut s = Session::new("c".into(), true);
+        let small = msg("t", b"abc"); // 4 bytes
+        assert_eq!(
+            s.enqueue(&small, QoS::AtLeastOnce, false, &cfg),
+            EnqueueOutcome::Queued
+        );
+        assert_eq!(
+            s.enqueue(&small, QoS::ExactlyOnce, false, &cfg),
+            EnqueueOutcome::Queued
+        );
+        assert_eq!(s.queued_bytes(), 8);
+        assert_eq!(
+            s.enqueue(&small, QoS::AtLeastOnce, false, &cfg),
+            EnqueueOutcome::DroppedQueueFull,
+            "12 > 10 bytes"
+        );
+        let tiny = msg("t", b"");
+        assert_eq!(
+            s.enqueue(&tiny, QoS::AtLeastOnce, false, &cfg),
+            EnqueueOutcome::Queued
+        );
+        assert_eq!(
+            s.enqueue(&tiny, QoS::AtLeastOnce, false, &cfg),
+            EnqueueOutcome::DroppedQueueFull,
+            "3 messages"
+        );
+        assert_eq!(s.stats().dropped_queue_full, 2);
+        assert_eq!(s.stats().queue_high_water_messages, 3);
+        assert_eq!(s.stats().queue_high_water_bytes, 9);
+        assert_eq!(s.pop_queue().map(|m| m.qos), Some(QoS::AtLeastOnce));
+        assert_eq!((s.queued_len(), s.queued_bytes()), (2, 5));
+    }
+
+    #[test]
+    fn offline_qos0_dropped_unless_configured() {
+        let mut s = Session::new("c".into(), true);
+        let m = msg("t", b"x");
+        let cfg = SessionConfig::default();
+        assert_eq!(
+            s.enqueue(&m, QoS::AtMostOnce, false, &cfg),
+            EnqueueOutcome::DroppedQos0
+        );
+        assert_eq!(s.stats().dropped_qos0, 1);
+        let cfg = SessionConfig {
+            queue_qos0_offline: true,
+            ..cfg
+        };
+        assert_eq!(
+            s.enqueue(&m, QoS::AtMostOnce, false, &cfg),
+            EnqueueOutcome::Queued
+        );
+        assert_eq!(s.queued_len(), 1);
+    }
+
+    #[test]
+    fn session_is_send_and_debug_hides_payloads() {
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<Session>();
+        let mut s = Session::new("c".into(), false);
+        let m = msg("t", b"secret-payload");
+        let cfg = SessionConfig::default();
+        s.enqueue(&m, QoS::AtLeastOnce, false, &cfg);
+        assert!(!format!("{s:?}").contains("secret"));
+        assert!(!s.is_persistent());
+    }
+}
