@@ -1,1 +1,279 @@
-//! placeholder
+//! Tern's configuration: command-line flags, `TERN_*` environment variables
+//! and a TOML file, merged into one validated [`Config`].
+//!
+//! Precedence, highest first: **command-line flag > `TERN_*` environment
+//! variable > config file > built-in default**. Each setting is looked up
+//! separately, so a file can set most values and a flag override one.
+//!
+//! * Every file key `k` (top level) or `limits.k` has the flag `--k` (with `-`
+//!   for `_`) and the variable `TERN_K` (upper case). `TERN_BIND` is
+//!   comma-separated. Empty variables count as unset, except that an empty
+//!   (or `off`) `TERN_METRICS_BIND` disables metrics, like
+//!   `metrics_bind = ""` in the file and `--no-metrics`.
+//! * The file is named by `--config FILE` or `TERN_CONFIG`; there is no
+//!   default path. It is strict: an unknown key or a wrongly typed value is
+//!   an error naming the key and its line. `deploy/tern.toml` lists every key
+//!   at its default.
+//! * `tern check-config FILE` returns [`Command::CheckConfig`]; the binary then
+//!   calls [`parse_file`] and reports.
+//!
+//! Call [`load`] once in `main`; on error, [`ConfigError::exit`] prints help,
+//! version or the error the way clap does.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod cli;
+mod env;
+mod error;
+mod layer;
+mod limits;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clap::FromArgMatches;
+
+pub use error::ConfigError;
+pub use limits::{Limits, MAX_PACKET_SIZE_CAP};
+
+use layer::Layer;
+
+/// The most worker threads: a route snapshot names workers in a `u64` bit set.
+pub const MAX_WORKERS: usize = 64;
+
+/// The whole broker configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// MQTT-over-TCP listener addresses (`bind`, `--bind`, repeatable).
+    /// Default `0.0.0.0:1883`.
+    pub listeners: Vec<SocketAddr>,
+    /// Worker threads, 1..=64 (`workers`, `--workers`). Always resolved: a
+    /// given 0 becomes the number of cores (capped at 64), as is the default.
+    pub workers: usize,
+    /// A level or a tracing `EnvFilter` directive (`log_level`,
+    /// `--log-level`). Default `info`.
+    pub log_level: String,
+    /// Log line format (`log_format`, `--log-format`). Default text.
+    pub log_format: LogFormat,
+    /// Prometheus metrics HTTP address, or `None` when disabled
+    /// (`metrics_bind`, `--metrics-bind`, `--no-metrics`). Default `0.0.0.0:9090`.
+    pub metrics_bind: Option<SocketAddr>,
+    /// `SO_SNDBUF` for client sockets in bytes, 0 = OS default
+    /// (`socket_send_buffer`, `--socket-send-buffer`).
+    pub socket_send_buffer: usize,
+    /// `SO_RCVBUF` for client sockets in bytes, 0 = OS default
+    /// (`socket_recv_buffer`, `--socket-recv-buffer`).
+    pub socket_recv_buffer: usize,
+    /// Resource limits (`[limits]`, `--max-…`).
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    /// The built-in defaults; `workers` is the number of cores (at most 64).
+    fn default() -> Self {
+        Self {
+            listeners: vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883))],
+            workers: default_workers(),
+            log_level: "info".to_string(),
+            log_format: LogFormat::Text,
+            metrics_bind: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 9090))),
+            socket_send_buffer: 0,
+            socket_recv_buffer: 0,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks every value; the error names the key. [`load`] and
+    /// [`parse_file`] already call it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "bind",
+                reason: "at least one listener address is required".into(),
+            });
+        }
+        for (i, addr) in self.listeners.iter().enumerate() {
+            if addr.port() != 0 && self.listeners[..i].contains(addr) {
+                return Err(ConfigError::Invalid {
+                    key: "bind",
+                    reason: format!("{addr} is listed twice"),
+                });
+            }
+        }
+        limits::at_least("workers", self.workers, 1)?;
+        limits::at_most("workers", self.workers, MAX_WORKERS)?;
+        validate_log_level(&self.log_level)?;
+        if let Some(metrics) = self.metrics_bind {
+            if metrics.port() != 0 && self.listeners.contains(&metrics) {
+                return Err(ConfigError::Invalid {
+                    key: "metrics_bind",
+                    reason: format!("{metrics} is also an MQTT listener address"),
+                });
+            }
+        }
+        self.limits.validate()
+    }
+
+    /// `socket_send_buffer` as an option (`None` = OS default).
+    pub fn send_buffer(&self) -> Option<usize> {
+        (self.socket_send_buffer != 0).then_some(self.socket_send_buffer)
+    }
+
+    /// `socket_recv_buffer` as an option (`None` = OS default).
+    pub fn recv_buffer(&self) -> Option<usize> {
+        (self.socket_recv_buffer != 0).then_some(self.socket_recv_buffer)
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        })
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(format!("unknown log format `{s}` (expected text or json)")),
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `tern [FLAGS]`: run the broker with this configuration.
+    Run(Config),
+    /// `tern check-config FILE`: validate the file with [`parse_file`] and exit.
+    CheckConfig {
+        /// The file to check.
+        path: PathBuf,
+    },
+}
+
+/// Reads `std::env::args_os()`, the process environment and the config file
+/// (see the crate docs for precedence).
+pub fn load() -> Result<Command, ConfigError> {
+    load_from(std::env::args_os(), &|name| std::env::var(name).ok())
+}
+
+/// [`load`] with the arguments (the first is the program name) and the
+/// environment lookup given, for tests.
+pub fn load_from<I, T>(
+    args: I,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = cli::command().try_get_matches_from(args)?;
+    let cli = cli::Cli::from_arg_matches(&matches)?;
+    if let Some(cli::Sub::CheckConfig { file }) = cli.command {
+        return Ok(Command::CheckConfig { path: file });
+    }
+    let file = match cli.config.clone().or(env::get::<PathBuf>(env, "config")?) {
+        Some(path) => read_layer(&path)?,
+        None => Layer::default(),
+    };
+    let layer = cli.layer().or(Layer::from_env(env)?).or(file);
+    layer.into_config().map(Command::Run)
+}
+
+/// Reads and validates a config file on its own: its values over the
+/// defaults, no flags or environment. For `check-config`.
+pub fn parse_file(path: &Path) -> Result<Config, ConfigError> {
+    read_layer(path)?.into_config()
+}
+
+/// [`parse_file`] for text already in memory.
+pub fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    layer_from_str(text, Path::new("<string>"))?.into_config()
+}
+
+fn read_layer(path: &Path) -> Result<Layer, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    layer_from_str(&text, path)
+}
+
+fn layer_from_str(text: &str, path: &Path) -> Result<Layer, ConfigError> {
+    Layer::from_toml(text).map_err(|source| ConfigError::File {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })
+}
+
+/// The number of cores, at most [`MAX_WORKERS`].
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, NonZeroUsize::get)
+        .min(MAX_WORKERS)
+}
+
+/// 0 → [`default_workers`]; above [`MAX_WORKERS`] is an error.
+fn resolve_workers(workers: usize) -> Result<usize, ConfigError> {
+    limits::at_most("workers", workers, MAX_WORKERS)?;
+    Ok(if workers == 0 {
+        default_workers()
+    } else {
+        workers
+    })
+}
+
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// A bare word must be a level (so a typo is not taken for a target name);
+/// anything with `=`, `,` or `[` must parse as an `EnvFilter`.
+fn validate_log_level(filter: &str) -> Result<(), ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: "log_level",
+        reason,
+    };
+    let filter = filter.trim();
+    if filter.is_empty() {
+        return Err(invalid("must not be empty".into()));
+    }
+    if !filter.contains(['=', ',', '[']) {
+        if LEVELS.iter().any(|l| l.eq_ignore_ascii_case(filter)) {
+            return Ok(());
+        }
+        return Err(invalid(format!(
+            "unknown level `{filter}` (expected one of {} or a directive like `info,tern_session=debug`)",
+            LEVELS.join(", ")
+        )));
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map(drop)
+        .map_err(|e| invalid(format!("`{filter}`: {e}")))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,59 @@
-//! placeholder
+//! Listeners and connection streams for Tern. Knows no MQTT.
+//!
+//! Call order:
+//!
+//! 1. On the main thread, [`bind`] every [`ListenerSpec`] (so bind errors surface
+//!    before any thread starts). It returns a non-blocking `std::net::TcpListener`.
+//! 2. On the acceptor thread, inside its tokio runtime, wrap each one with
+//!    [`Listener::from_std`] and loop on [`Listener::accept`]. Accept errors are
+//!    never fatal: they are logged and retried after a short backoff.
+//! 3. Check the peer against the shared [`ConnectionLimiter`]; keep the
+//!    [`ConnectionPermit`] with the connection so the slot frees when it drops.
+//! 4. Send the [`Accepted`] (its stream is a plain, `Send`, non-blocking
+//!    `std::net::TcpStream`) to a worker, which turns it into a [`Stream`] with
+//!    [`Stream::from_accepted`] inside its own runtime.
+//!
+//! [`Stream`] is an enum over transports (TCP now; TLS, WebSocket and PROXY
+//! slot in as variants) implementing `AsyncRead + AsyncWrite`, with vectored
+//! writes forwarded so header + payload go out in one `writev`.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod limiter;
+mod listener;
+mod stream;
+
+pub use limiter::{ConnectionLimiter, ConnectionPermit, LimitExceeded};
+pub use listener::{bind, set_socket_buffers, Accepted, Listener, ListenerKind, ListenerSpec};
+pub use stream::Stream;
+
+use std::io;
+use std::net::SocketAddr;
+
+/// Errors from binding listeners and setting up streams.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Creating, configuring, binding or listening on a socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address from the [`ListenerSpec`].
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Setting a socket option failed.
+    #[error("cannot set socket option {option}: {source}")]
+    SocketOption {
+        /// The option, e.g. `SO_SNDBUF`.
+        option: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Registering a socket with the tokio runtime failed (for example when
+    /// called outside a runtime, or the process is out of file descriptors).
+    #[error("cannot register socket with the runtime: {0}")]
+    Register(#[source] io::Error),
+}

@@ -1,0 +1,217 @@
+//! The command line (clap derive) and its help text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
+
+use crate::env::var_name;
+use crate::layer::Layer;
+use crate::limits::LimitsLayer;
+use crate::{Config, LogFormat};
+
+/// How settings combine, shown at the end of `--help`.
+pub(crate) const PRECEDENCE: &str = "\
+Every setting comes from, in order of precedence:
+  1. its command-line flag,
+  2. its TERN_* environment variable (TERN_ + the key in upper case, e.g. TERN_MAX_INFLIGHT;
+     TERN_BIND is comma-separated; an empty variable counts as unset, except that an empty
+     TERN_METRICS_BIND disables metrics),
+  3. the config file given by --config or TERN_CONFIG (TOML; unknown keys are errors;
+     see deploy/tern.toml for every key with its default),
+  4. its built-in default.
+`tern check-config FILE` validates a file on its own and exits.";
+
+/// Tern: a per-core, shared-nothing MQTT 3.1/3.1.1/5.0 broker.
+#[derive(Debug, Parser)]
+#[command(name = "tern", version, after_long_help = PRECEDENCE)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Sub>,
+
+    /// Read settings from this TOML file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Listen for MQTT over TCP on this address; repeat for several.
+    ///
+    /// IPv6 addresses are written `[::]:1883` and bound IPv6-only, so
+    /// `0.0.0.0:1883` and `[::]:1883` can be given together.
+    #[arg(long, short = 'b', value_name = "ADDR:PORT", action = ArgAction::Append)]
+    pub(crate) bind: Vec<SocketAddr>,
+
+    /// Worker threads; 0 = one per CPU core (at most 64).
+    #[arg(long, short = 'w', value_name = "N")]
+    pub(crate) workers: Option<usize>,
+
+    /// Log level (error, warn, info, debug, trace, off) or a tracing
+    /// EnvFilter directive such as `info,tern_session=debug`.
+    #[arg(long, value_name = "FILTER")]
+    pub(crate) log_level: Option<String>,
+
+    /// Log line format.
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
+
+    /// Serve Prometheus metrics over HTTP on this address.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "no_metrics")]
+    pub(crate) metrics_bind: Option<SocketAddr>,
+
+    /// Do not serve metrics (same as `metrics_bind = ""` in the file).
+    #[arg(long)]
+    pub(crate) no_metrics: bool,
+
+    /// SO_SNDBUF for client sockets, in bytes; 0 = the OS default.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) socket_send_buffer: Option<usize>,
+
+    /// SO_RCVBUF for client sockets, in bytes; 0 = the OS default.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) socket_recv_buffer: Option<usize>,
+
+    #[command(flatten, next_help_heading = "Limits")]
+    pub(crate) limits: LimitsLayer,
+}
+
+/// Subcommands; without one, `tern` runs the broker.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Sub {
+    /// Check a config file (without flags or environment) and exit:
+    /// status 0 if it is valid, 2 with the reason if not.
+    CheckConfig {
+        /// The TOML file to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+impl Cli {
+    /// The settings given as flags.
+    pub(crate) fn layer(&self) -> Layer {
+        let metrics_bind = if self.no_metrics {
+            Some(None)
+        } else {
+            self.metrics_bind.map(Some)
+        };
+        Layer {
+            bind: (!self.bind.is_empty()).then(|| self.bind.clone()),
+            workers: self.workers,
+            log_level: self.log_level.clone(),
+            log_format: self.log_format,
+            metrics_bind,
+            socket_send_buffer: self.socket_send_buffer,
+            socket_recv_buffer: self.socket_recv_buffer,
+            limits: self.limits.clone(),
+        }
+    }
+}
+
+/// The clap command, with `[default] [env] [config key]` appended to each
+/// flag's long help from [`Config::default`] so the help cannot drift.
+pub(crate) fn command() -> clap::Command {
+    let defaults = Config::default();
+    let mut cmd = Cli::command().mut_arg("config", |a| with_sources(a, None, "TERN_CONFIG", None));
+    let listeners: Vec<String> = defaults.listeners.iter().map(ToString::to_string).collect();
+    let metrics = defaults
+        .metrics_bind
+        .map_or_else(|| "\"\" (disabled)".to_string(), |a| a.to_string());
+    let top: [(&str, String); 7] = [
+        ("bind", listeners.join(",")),
+        ("workers", "0 (one per core)".into()),
+        ("log_level", defaults.log_level.clone()),
+        ("log_format", defaults.log_format.to_string()),
+        ("metrics_bind", metrics),
+        (
+            "socket_send_buffer",
+            defaults.socket_send_buffer.to_string(),
+        ),
+        (
+            "socket_recv_buffer",
+            defaults.socket_recv_buffer.to_string(),
+        ),
+    ];
+    for (key, default) in top {
+        let env = var_name(key);
+        cmd = cmd.mut_arg(key, |a| with_sources(a, Some(&default), &env, Some(key)));
+    }
+    cmd = cmd.mut_arg("no_metrics", |a| {
+        with_sources(
+            a,
+            None,
+            "TERN_METRICS_BIND=\"\"",
+            Some("metrics_bind = \"\""),
+        )
+    });
+    for (key, default) in defaults.limits.entries() {
+        let env = var_name(key);
+        let file_key = format!("limits.{key}");
+        cmd = cmd.mut_arg(key, |a| {
+            with_sources(a, Some(&default), &env, Some(&file_key))
+        });
+    }
+    cmd
+}
+
+fn with_sources(arg: clap::Arg, default: Option<&str>, env: &str, key: Option<&str>) -> clap::Arg {
+    let text = arg
+        .get_long_help()
+        .or(arg.get_help())
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let mut sources = Vec::new();
+    if let Some(default) = default {
+        sources.push(format!("default: {default}"));
+    }
+    sources.push(format!("env: {env}"));
+    if let Some(key) = key {
+        sources.push(format!("config: {key}"));
+    }
+    arg.long_help(format!("{text}\n[{}]", sources.join("] [")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_is_well_formed() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn long_help_documents_every_flag() {
+        let help = command().render_long_help().to_string();
+        let defaults = Config::default();
+        for (key, value) in defaults.limits.entries() {
+            let line = format!(
+                "[default: {value}] [env: {}] [config: limits.{key}]",
+                var_name(key)
+            );
+            assert!(
+                help.contains(&format!("--{}", key.replace('_', "-"))),
+                "{key}"
+            );
+            assert!(help.contains(&line), "missing `{line}` in\n{help}");
+        }
+        for key in crate::layer::KEYS {
+            let line = format!("[env: {}] [config: {key}]", var_name(key));
+            assert!(
+                help.contains(&format!("--{}", key.replace('_', "-"))),
+                "{key}"
+            );
+            assert!(help.contains(&line), "missing `{line}`");
+        }
+        for text in [
+            "[default: 0.0.0.0:1883]",
+            "[default: 0.0.0.0:9090]",
+            "[default: info]",
+            "[default: text]",
+            "--no-metrics",
+            "TERN_CONFIG",
+            "check-config",
+            "in order of precedence",
+        ] {
+            assert!(help.contains(text), "missing `{text}`");
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Loading tests: precedence, strictness, subcommands, the example file.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+
+/// A temporary config file, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(text: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "tern-config-test-{}-{}.toml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+
+    fn arg(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+fn run(args: &[&str], vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let argv = std::iter::once("tern").chain(args.iter().copied());
+    match load_from(argv, &env_of(vars))? {
+        Command::Run(config) => Ok(config),
+        other => panic!("expected Run, got {other:?}"),
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn no_input_gives_defaults() {
+    assert_eq!(run(&[], &[]).unwrap(), Config::default());
+    let c = Config::default();
+    assert_eq!(c.listeners, vec![addr("0.0.0.0:1883")]);
+    assert_eq!(c.metrics_bind, Some(addr("0.0.0.0:9090")));
+    assert_eq!(c.log_level, "info");
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert!((1..=MAX_WORKERS).contains(&c.workers));
+    assert_eq!(c.limits.max_packet_size, 1_048_576);
+    assert_eq!(c.limits.max_inflight, 32);
+    assert_eq!(c.limits.max_queued_bytes, 16 << 20);
+    assert_eq!(c.limits.max_retained_bytes, 256 << 20);
+    assert!(!c.limits.queue_qos0_offline);
+    c.validate().unwrap();
+}
+
+#[test]
+fn precedence_flag_env_file_default() {
+    let file = TempFile::new(
+        "workers = 3\nlog_level = \"warn\"\nlog_format = \"json\"\n\
+         [limits]\nmax_inflight = 10\nmax_keep_alive = 600\nmax_topic_levels = 9\n",
+    );
+    let vars = [
+        ("TERN_CONFIG", file.arg()),
+        ("TERN_WORKERS", "5".into()),
+        ("TERN_LOG_LEVEL", "debug".into()),
+        ("TERN_MAX_INFLIGHT", "20".into()),
+        ("TERN_MAX_KEEP_ALIVE", "300".into()),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let c = run(&["--workers", "7", "--max-inflight", "30"], &vars).unwrap();
+    assert_eq!(c.workers, 7, "flag beats env and file");
+    assert_eq!(c.limits.max_inflight, 30, "flag beats env and file");
+    assert_eq!(c.log_level, "debug", "env beats file");
+    assert_eq!(c.limits.max_keep_alive, 300, "env beats file");
+    assert_eq!(c.log_format, LogFormat::Json, "file beats default");
+    assert_eq!(c.limits.max_topic_levels, 9, "file beats default");
+    assert_eq!(c.limits.max_packet_size, 1_048_576, "default");
+
+    // --config beats TERN_CONFIG.
+    let other = TempFile::new("workers = 2\n");
+    let c = run(&["--config", &other.arg()], &[("TERN_CONFIG", &file.arg())]).unwrap();
+    assert_eq!(c.workers, 2);
+    assert_eq!(c.log_format, LogFormat::Text);
+}
+
+#[test]
+fn every_limit_has_a_working_env_var() {
+    for key in limits::LimitsLayer::KEYS {
+        let var = env::var_name(key);
+        let value = if *key == "queue_qos0_offline" {
+            "true"
+        } else {
+            "77"
+        };
+        let c = run(&[], &[(&var, value)]).unwrap();
+        let entries = c.limits.entries();
+        let (_, got) = entries.iter().find(|(k, _)| k == key).unwrap();
+        assert_eq!(got, value, "{var}");
+    }
+}
+
+#[test]
+fn repeated_bind_and_env_list() {
+    let c = run(&["--bind", "127.0.0.1:1883", "-b", "[::1]:1884"], &[]).unwrap();
+    assert_eq!(
+        c.listeners,
+        vec![addr("127.0.0.1:1883"), addr("[::1]:1884")]
+    );
+
+    let c = run(&[], &[("TERN_BIND", "127.0.0.1:1, 127.0.0.1:2")]).unwrap();
+    assert_eq!(c.listeners, vec![addr("127.0.0.1:1"), addr("127.0.0.1:2")]);
+
+    // The flag list replaces the env list; it is not appended to it.
+    let c = run(&["--bind", "127.0.0.1:3"], &[("TERN_BIND", "127.0.0.1:1")]).unwrap();
+    assert_eq!(c.listeners, vec![addr("127.0.0.1:3")]);
+
+    let err = run(&["--bind", "127.0.0.1:3", "--bind", "127.0.0.1:3"], &[]).unwrap_err();
+    assert!(err.to_string().contains("listed twice"), "{err}");
+    // Port 0 may repeat: each bind picks its own port.
+    run(&["--bind", "127.0.0.1:0", "--bind", "127.0.0.1:0"], &[]).unwrap();
+
+    let err = run(&[], &[("TERN_BIND", "127.0.0.1")]).unwrap_err();
+    assert!(err.to_string().contains("TERN_BIND"), "{err}");
+
+    let file = TempFile::new("bind = []\n");
+    let err = run(&["-c", &file.arg()], &[]).unwrap_err();
+    assert!(err.to_string().contains("at least one listener"), "{err}");
+}
+
+#[test]
+fn metrics_can_be_disabled_everywhere() {
+    assert_eq!(run(&["--no-metrics"], &[]).unwrap().metrics_bind, None);
+    assert_eq!(
+        run(&[], &[("TERN_METRICS_BIND", "")]).unwrap().metrics_bind,
+        None
+    );
+    assert_eq!(
+        run(&[], &[("TERN_METRICS_BIND", "off")])
+            .unwrap()
+            .metrics_bind,
+        None
+    );
+    let file = TempFile::new("metrics_bind = \"\"\n");
+    assert_eq!(run(&["-c", &file.arg()], &[]).unwrap().metrics_bind, None);
+
+    // A flag address beats a disabling env var, and --no-metrics beats an env address.
+    let c = run(
+        &["--metrics-bind", "127.0.0.1:9100"],
+        &[("TERN_METRICS_BIND", "")],
+    )
+    .unwrap();
+    assert_eq!(c.metrics_bind, Some(addr("127.0.0.1:9100")));
+    let c = run(&["--no-metrics"], &[("TERN_METRICS_BIND", "127.0.0.1:9")]).unwrap();
+    assert_eq!(c.metrics_bind, None);
+
+    let err = run(&["--no-metrics", "--metrics-bind", "127.0.0.1:1"], &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::Cli(_)), "{err:?}");
+
+    let err = run(
+        &[
+            "--bind",
+            "127.0.0.1:9100",
+            "--metrics-bind",
+            "127.0.0.1:9100",
+        ],
+        &[],
+    );
+    assert!(err
+        .unwrap_err()
+        .to_string()
+        .contains("also an MQTT listener"));
+}
+
+#[test]
+fn check_config_subcommand() {
+    let cmd = load_from(["tern", "check-config", "/etc/tern.toml"], &env_of(&[])).unwrap();
+    assert_eq!(
+        cmd,
+        Command::CheckConfig {
+            path: PathBuf::from("/etc/tern.toml")
+        }
+    );
+    // The environment plays no part in check-config.
+    let cmd = load_from(
+        ["tern", "check-config", "x.toml"],
+        &env_of(&[("TERN_WORKERS", "999")]),
+    );
+    assert!(matches!(cmd, Ok(Command::CheckConfig { .. })));
+
+    let err = load_from(["tern", "check-config"], &env_of(&[])).unwrap_err();
+    assert!(matches!(err, ConfigError::Cli(_)));
+
+    let good = TempFile::new("workers = 4\n[limits]\nmax_inflight = 8\n");
+    let c = parse_file(&good.0).unwrap();
+    assert_eq!((c.workers, c.limits.max_inflight), (4, 8));
+
+    let bad = TempFile::new("[limits]\nmax_inflight = 0\n");
+    let err = parse_file(&bad.0).unwrap_err();
+    assert!(err.to_string().contains("limits.max_inflight"), "{err}");
+
+    let err = parse_file(Path::new("/nonexistent/tern.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_name() {
+    let file = TempFile::new("workers = 2\n[limits]\nmax_packet_sise = 10\n");
+    let err = run(&["--config", &file.arg()], &[]).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ConfigError::File { .. }), "{err:?}");
+    assert!(msg.contains("unknown field `max_packet_sise`"), "{msg}");
+    assert!(msg.contains(&file.arg()), "names the file: {msg}");
+    assert!(msg.contains("line 3"), "{msg}");
+
+    let err = parse_str("threads = 4\n").unwrap_err();
+    assert!(err.to_string().contains("unknown field `threads`"), "{err}");
+}
+
+#[test]
+fn bad_values_are_rejected() {
+    let err = run(&["--max-inflight", "0"], &[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid `limits.max_inflight` (--max-inflight, TERN_MAX_INFLIGHT): must be at least 1, got 0"
+    );
+    let err = run(&["--max-packet-size", "268435456"], &[]).unwrap_err();
+    assert!(err.to_string().contains("at most 268435455"), "{err}");
+    let err = run(&["--max-packet-size", "8"], &[]).unwrap_err();
+    assert!(err.to_string().contains("at least 16"), "{err}");
+    let err = run(&["--workers", "65"], &[]).unwrap_err();
+    assert!(err.to_string().contains("`workers`"), "{err}");
+    let err = run(&[], &[("TERN_WORKERS", "many")]).unwrap_err();
+    assert!(err.to_string().contains("TERN_WORKERS=\"many\""), "{err}");
+    let err = run(&["--max-inflight", "70000"], &[]).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::Cli(_)),
+        "clap range check: {err:?}"
+    );
+    let err = run(&["--log-format", "xml"], &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::Cli(_)));
+    let err = run(&[], &[("TERN_LOG_FORMAT", "xml")]).unwrap_err();
+    assert!(err.to_string().contains("expected text or json"), "{err}");
+    let err = parse_str("[limits]\nmax_topic_length = 70000\n").unwrap_err();
+    assert!(err.to_string().contains("limits.max_topic_length"), "{err}");
+    let err = parse_str("workers = -1\n").unwrap_err();
+    assert!(err.to_string().contains("workers"), "{err}");
+}
+
+#[test]
+fn workers_resolve() {
+    assert_eq!(
+        run(&["--workers", "0"], &[]).unwrap().workers,
+        default_workers()
+    );
+    assert_eq!(run(&["--workers", "64"], &[]).unwrap().workers, 64);
+    assert_eq!(run(&["-w", "1"], &[]).unwrap().workers, 1);
+}
+
+#[test]
+fn log_levels() {
+    for ok in [
+        "info",
+        "TRACE",
+        "off",
+        "info,tern_session=debug",
+        "tern=warn",
+    ] {
+        run(&["--log-level", ok], &[]).unwrap();
+    }
+    let err = run(&["--log-level", "inof"], &[]).unwrap_err();
+    assert!(err.to_string().contains("unknown level `inof`"), "{err}");
+    let err = run(&["--log-level", "tern=loud"], &[]).unwrap_err();
+    assert!(err.to_string().contains("`log_level`"), "{err}");
+    assert!(
+        run(&[], &[("TERN_LOG_LEVEL", "  ")]).is_ok(),
+        "blank env is unset"
+    );
+}
+
+#[test]
+fn bool_limit_flag_forms() {
+    assert!(
+        run(&["--queue-qos0-offline"], &[])
+            .unwrap()
+            .limits
+            .queue_qos0_offline
+    );
+    let file = TempFile::new("[limits]\nqueue_qos0_offline = true\n");
+    let c = run(&["-c", &file.arg(), "--queue-qos0-offline=false"], &[]).unwrap();
+    assert!(
+        !c.limits.queue_qos0_offline,
+        "a flag can turn a file's true off"
+    );
+}
+
+#[test]
+fn help_and_version_are_clap_errors() {
+    for flag in ["--help", "-h", "--version"] {
+        let err = run(&[flag], &[]).unwrap_err();
+        let ConfigError::Cli(e) = err else {
+            panic!("{flag}");
+        };
+        assert_eq!(e.exit_code(), 0, "{flag}");
+    }
+    let err = run(&["--frobnicate"], &[]).unwrap_err();
+    let ConfigError::Cli(e) = err else {
+        panic!("unknown flag");
+    };
+    assert_eq!(e.exit_code(), 2);
+}
+
+/// deploy/tern.toml must set every key, each at its default.
+#[test]
+fn deploy_example_is_every_key_at_its_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tern.toml");
+    assert_eq!(parse_file(&path).unwrap(), Config::default());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let layer = Layer::from_toml(&text).unwrap();
+    assert_eq!(
+        layer.missing(),
+        Vec::<String>::new(),
+        "keys missing from {path:?}"
+    );
+    // `workers` is written as 0 (per core), not this machine's count.
+    assert_eq!(layer.workers, Some(0));
+}

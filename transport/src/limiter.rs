@@ -1,0 +1,253 @@
+//! Global and per-source-IP connection caps.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Caps live connections in total and per source IP. Cheap to clone (an
+/// `Arc`), shared by the acceptor and the workers; touched only on accept and
+/// close. IPv4-mapped IPv6 peers count as their IPv4 address.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimiter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// 0 = unlimited.
+    max_total: usize,
+    /// 0 = unlimited (and no per-IP table is kept).
+    max_per_ip: usize,
+    total: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// Which cap refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    /// The global connection cap is reached.
+    #[error("connection limit reached")]
+    Total,
+    /// The per-source-IP cap is reached for this peer.
+    #[error("per-IP connection limit reached")]
+    PerIp,
+}
+
+/// One connection slot; dropping it frees the slot. `Send`, so it travels with
+/// the connection to its worker.
+#[derive(Debug)]
+#[must_use = "the slot is released as soon as the permit is dropped"]
+pub struct ConnectionPermit {
+    inner: Arc<Inner>,
+    /// The counted IP, when per-IP limiting is on.
+    ip: Option<IpAddr>,
+}
+
+impl ConnectionLimiter {
+    /// A limiter allowing `max_total` connections and `max_per_ip` per source
+    /// address; 0 means unlimited for either.
+    pub fn new(max_total: usize, max_per_ip: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                max_total,
+                max_per_ip,
+                total: AtomicUsize::new(0),
+                per_ip: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Takes a slot for a connection from `ip`, or `None` when a cap is reached.
+    pub fn try_acquire(&self, ip: IpAddr) -> Option<ConnectionPermit> {
+        self.acquire(ip).ok()
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire), saying which cap refused.
+    pub fn acquire(&self, ip: IpAddr) -> Result<ConnectionPermit, LimitExceeded> {
+        let inner = &self.inner;
+        let ip = ip.to_canonical();
+        // Hold the per-IP table (if any) across both checks so a refusal by
+        // one cap never leaves the other incremented.
+        let mut table = (inner.max_per_ip > 0).then(|| inner.table());
+        if let Some(table) = &table {
+            let count = table.get(&ip).copied().unwrap_or(0);
+            if count as usize >= inner.max_per_ip {
+                return Err(LimitExceeded::PerIp);
+            }
+        }
+        inner
+            .total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (inner.max_total == 0 || n < inner.max_total).then_some(n + 1)
+            })
+            .map_err(|_| LimitExceeded::Total)?;
+        let counted = table.as_mut().map(|table| {
+            *table.entry(ip).or_insert(0) += 1;
+            ip
+        });
+        Ok(ConnectionPermit {
+            inner: Arc::clone(&self.inner),
+            ip: counted,
+        })
+    }
+
+    /// Live connections.
+    pub fn current(&self) -> usize {
+        self.inner.total.load(Ordering::Acquire)
+    }
+
+    /// Live connections from `ip` (0 when per-IP limiting is off).
+    pub fn current_for(&self, ip: IpAddr) -> usize {
+        self.inner
+            .table()
+            .get(&ip.to_canonical())
+            .map_or(0, |&n| n as usize)
+    }
+
+    /// The global cap (0 = unlimited).
+    pub fn max_total(&self) -> usize {
+        self.inner.max_total
+    }
+
+    /// The per-IP cap (0 = unlimited).
+    pub fn max_per_ip(&self) -> usize {
+        self.inner.max_per_ip
+    }
+}
+
+impl Inner {
+    fn table(&self) -> MutexGuard<'_, HashMap<IpAddr, u32>> {
+        // The table holds plain counters that are never left half-updated.
+        self.per_ip.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ConnectionPermit {
+    /// The counted source address, when per-IP limiting is on.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut table = self.inner.table();
+            if let Some(count) = table.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    table.remove(&ip);
+                }
+            }
+        }
+        self.inner.total.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    #[test]
+    fn global_cap_and_release_on_drop() {
+        let limiter = ConnectionLimiter::new(2, 0);
+        let p1 = limiter.try_acquire(A).unwrap();
+        let p2 = limiter.try_acquire(B).unwrap();
+        assert_eq!(limiter.current(), 2);
+        assert_eq!(limiter.acquire(A).unwrap_err(), LimitExceeded::Total);
+        assert!(limiter.try_acquire(B).is_none());
+        drop(p1);
+        assert_eq!(limiter.current(), 1);
+        let p3 = limiter.try_acquire(A).unwrap();
+        assert_eq!(p3.ip(), None, "per-IP counting is off");
+        drop((p2, p3));
+        assert_eq!(limiter.current(), 0);
+    }
+
+    #[test]
+    fn per_ip_cap() {
+        let limiter = ConnectionLimiter::new(0, 2);
+        let a1 = limiter.try_acquire(A).unwrap();
+        let a2 = limiter.try_acquire(A).unwrap();
+        assert_eq!(limiter.acquire(A).unwrap_err(), LimitExceeded::PerIp);
+        let b1 = limiter.try_acquire(B).unwrap();
+        assert_eq!(limiter.current_for(A), 2);
+        assert_eq!(limiter.current_for(B), 1);
+        assert_eq!(limiter.current(), 3);
+        drop(a1);
+        assert_eq!(limiter.current_for(A), 1);
+        let a3 = limiter.try_acquire(A).unwrap();
+        drop((a2, a3, b1));
+        assert_eq!(limiter.current(), 0);
+        assert_eq!(limiter.current_for(A), 0);
+        assert!(
+            limiter.inner.table().is_empty(),
+            "released IPs are forgotten"
+        );
+    }
+
+    #[test]
+    fn refusal_by_one_cap_does_not_leak_the_other() {
+        let limiter = ConnectionLimiter::new(1, 5);
+        let _a = limiter.try_acquire(A).unwrap();
+        assert_eq!(limiter.acquire(B).unwrap_err(), LimitExceeded::Total);
+        assert_eq!(limiter.current_for(B), 0);
+        assert_eq!(limiter.current(), 1);
+
+        let limiter = ConnectionLimiter::new(10, 1);
+        let _a = limiter.try_acquire(A).unwrap();
+        assert_eq!(limiter.acquire(A).unwrap_err(), LimitExceeded::PerIp);
+        assert_eq!(limiter.current(), 1);
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_counts_as_ipv4() {
+        let limiter = ConnectionLimiter::new(0, 1);
+        let _a = limiter.try_acquire(A).unwrap();
+        let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
+        assert!(limiter.try_acquire(mapped).is_none());
+        assert!(limiter
+            .try_acquire(IpAddr::V6(Ipv6Addr::LOCALHOST))
+            .is_some());
+    }
+
+    #[test]
+    fn unlimited_still_counts() {
+        let limiter = ConnectionLimiter::new(0, 0);
+        let permits: Vec<_> = (0..100).map(|_| limiter.try_acquire(A).unwrap()).collect();
+        assert_eq!(limiter.current(), 100);
+        drop(permits);
+        assert_eq!(limiter.current(), 0);
+    }
+
+    #[test]
+    fn concurrent_acquire_never_exceeds_cap() {
+        let limiter = ConnectionLimiter::new(8, 0);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let limiter = limiter.clone();
+                std::thread::spawn(move || {
+                    let mut held = Vec::new();
+                    for _ in 0..1000 {
+                        if let Some(p) = limiter.try_acquire(A) {
+                            assert!(limiter.current() <= 8);
+                            held.push(p);
+                        }
+                        if held.len() > 2 {
+                            held.clear();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(limiter.current(), 0);
+    }
+}
