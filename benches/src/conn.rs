@@ -1,0 +1,280 @@
+//! One nonblocking client socket: a reused read buffer feeding the streaming
+//! parser and a reused write buffer flushed with as few `write` calls as the
+//! socket allows.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::frame::{self, Frame, FrameError};
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnState {
+    /// TCP handshake in progress.
+    Connecting,
+    /// CONNECT written, waiting for CONNACK.
+    AwaitConnAck,
+    /// SUBSCRIBE written, waiting for SUBACK.
+    AwaitSubAck,
+    /// Usable.
+    Ready,
+    /// Closed (error, broker hang-up or end of run).
+    Closed,
+}
+
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Subscriber(u32),
+    Publisher(u32),
+    Idle,
+}
+
+/// Result of one `read` into the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// New bytes are buffered; more may be waiting.
+    Data,
+    /// New bytes are buffered and the read was short, so the socket is
+    /// drained: epoll (edge-triggered) reports any later arrival, and the
+    /// `read` that would only return `WouldBlock` is skipped.
+    Drained,
+    /// Nothing more to read now.
+    WouldBlock,
+    /// The broker closed the connection.
+    Eof,
+}
+
+/// A connection error worth reporting.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("malformed frame from broker: {0}")]
+    Frame(#[from] FrameError),
+    #[error("frame of {0} bytes exceeds the MQTT maximum")]
+    TooLarge(usize),
+}
+
+/// A client connection and its buffers.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) sock: TcpStream,
+    pub(crate) state: ConnState,
+    pub(crate) role: Role,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    /// Bytes queued for the socket; `wpos..` is not yet written.
+    pub(crate) wbuf: Vec<u8>,
+    wpos: usize,
+    /// The last write hit `WouldBlock`; wait for a writable event.
+    pub(crate) write_blocked: bool,
+    /// Listed in the engine's flush list.
+    pub(crate) dirty: bool,
+    /// When bytes were last written (for keep-alive).
+    pub(crate) last_tx_ns: u64,
+    /// When the TCP connect started.
+    pub(crate) started_ns: u64,
+}
+
+impl Conn {
+    /// Start a nonblocking connect and register for read and write readiness.
+    pub(crate) fn open(
+        addr: SocketAddr,
+        token: Token,
+        registry: &Registry,
+        role: Role,
+        rbuf_size: usize,
+        now: u64,
+    ) -> io::Result<Self> {
+        let mut sock = TcpStream::connect(addr)?;
+        registry.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
+        Ok(Self {
+            sock,
+            state: ConnState::Connecting,
+            role,
+            rbuf: vec![0; rbuf_size],
+            rstart: 0,
+            rend: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            write_blocked: false,
+            dirty: false,
+            last_tx_ns: now,
+            started_ns: now,
+        })
+    }
+
+    /// After a writable event in `Connecting`: `Ok(true)` once established,
+    /// `Ok(false)` if still in progress.
+    pub(crate) fn connect_done(&mut self) -> io::Result<bool> {
+        if let Some(e) = self.sock.take_error()? {
+            return Err(e);
+        }
+        match self.sock.peer_addr() {
+            Ok(_) => {
+                self.sock.set_nodelay(true)?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Bytes queued but not yet accepted by the socket.
+    pub(crate) fn pending_write(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Write queued bytes until done or the socket is full.
+    pub(crate) fn flush(&mut self, now: u64) -> io::Result<()> {
+        while self.wpos < self.wbuf.len() {
+            match self.sock.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.wpos += n;
+                    self.last_tx_ns = now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.write_blocked = false;
+        self.wbuf.clear();
+        self.wpos = 0;
+        Ok(())
+    }
+
+    /// Parse the next complete buffered frame, if any.
+    pub(crate) fn next_frame(&mut self, v5: bool) -> Result<Option<Frame>, ConnError> {
+        match frame::parse(&self.rbuf[self.rstart..self.rend], v5)? {
+            Some((f, n)) => {
+                self.rstart += n;
+                if self.rstart == self.rend {
+                    self.rstart = 0;
+                    self.rend = 0;
+                }
+                Ok(Some(f))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Make room (compacting, or growing for a frame larger than the buffer)
+    /// and read once.
+    pub(crate) fn fill(&mut self) -> Result<Fill, ConnError> {
+        if self.rend == self.rbuf.len() {
+            if self.rstart > 0 {
+                self.rbuf.copy_within(self.rstart..self.rend, 0);
+                self.rend -= self.rstart;
+                self.rstart = 0;
+            } else {
+                // One incomplete frame fills the buffer: grow to fit it.
+                let need = match frame::header(&self.rbuf[..self.rend])? {
+                    Some((_, hlen, rlen)) => hlen + rlen,
+                    None => self.rbuf.len() * 2,
+                };
+                if need > frame::MAX_REMAINING + 5 {
+                    return Err(ConnError::TooLarge(need));
+                }
+                self.rbuf.resize(need.max(self.rbuf.len() * 2), 0);
+            }
+        }
+        loop {
+            return match self.sock.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => Ok(Fill::Eof),
+                Ok(n) => {
+                    let short = self.rend + n < self.rbuf.len();
+                    self.rend += n;
+                    Ok(if short { Fill::Drained } else { Fill::Data })
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::WouldBlock),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use mio::{Events, Poll};
+
+    /// Frames written one byte at a time arrive split across reads and are
+    /// reassembled, including one larger than the initial buffer.
+    #[test]
+    fn partial_reads_and_buffer_growth() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        let mut c = Conn::open(addr, Token(0), poll.registry(), Role::Idle, 8, 0).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut connected = false;
+        for _ in 0..100 {
+            if c.connect_done().unwrap() {
+                connected = true;
+                break;
+            }
+            poll.poll(&mut events, Some(Duration::from_millis(20)))
+                .unwrap();
+        }
+        assert!(connected);
+
+        let mut bytes = Vec::new();
+        frame::ack(&mut bytes, frame::ptype::PUBACK, 7);
+        let big = frame::PublishTemplate::new(false, 1, b"t", 100, 3);
+        big.write(&mut bytes, 9, 11, 12);
+        bytes.extend_from_slice(&[0xd0, 0]);
+        let writer = std::thread::spawn(move || {
+            for b in bytes {
+                server.write_all(&[b]).unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            server
+        });
+
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while got.len() < 3 && std::time::Instant::now() < deadline {
+            poll.poll(&mut events, Some(Duration::from_millis(20)))
+                .unwrap();
+            loop {
+                while let Some(f) = c.next_frame(false).unwrap() {
+                    got.push(f);
+                }
+                match c.fill().unwrap() {
+                    Fill::Data => {}
+                    Fill::Drained => {
+                        while let Some(f) = c.next_frame(false).unwrap() {
+                            got.push(f);
+                        }
+                        break;
+                    }
+                    Fill::WouldBlock | Fill::Eof => break,
+                }
+            }
+        }
+        let _server = writer.join().unwrap();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], Frame::PubAck { pid: 7, code: 0 });
+        let Frame::Publish(p) = got[1] else {
+            panic!("{:?}", got[1])
+        };
+        assert_eq!((p.pid, p.payload_len, p.stamp.unwrap().seq), (9, 100, 12));
+        assert_eq!(got[2], Frame::PingResp);
+        assert!(c.rbuf.len() >= 100);
+    }
+}
