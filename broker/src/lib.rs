@@ -1,1 +1,178 @@
-//! tern broker
+//! The Tern broker: per-core session workers joined by an RCU route snapshot.
+//!
+//! `start` binds the listeners, starts the route writer, the workers and the
+//! acceptor, and returns a [`BrokerHandle`]; `BrokerHandle::shutdown` stops
+//! accepting, closes every connection (v5 clients get DISCONNECT 0x8B), and
+//! waits for the workers within a grace period. See ARCHITECTURE.md for the
+//! path of a PUBLISH.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod acceptor;
+mod conn;
+mod outbuf;
+mod prom;
+mod registry;
+mod route_writer;
+mod shared;
+mod stats;
+mod worker;
+
+use shared::{Control, Shared, WorkerLink};
+use std::net::SocketAddr;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::Duration;
+use tern_config::Config;
+use tern_routing::{RetainedLimits, RetainedStore, RouteTable};
+use tern_session::SessionConfig;
+use tern_transport::{ConnectionLimiter, ListenerKind, ListenerSpec};
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: tern_transport::TransportError,
+    },
+    #[error("cannot start the metrics endpoint: {0}")]
+    Metrics(String),
+    #[error("cannot start thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// A running broker.
+#[derive(Debug)]
+pub struct BrokerHandle {
+    local_addrs: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+    stop_accepting: tokio::sync::watch::Sender<bool>,
+}
+
+impl BrokerHandle {
+    /// The addresses the listeners are bound to (with the real ports when 0 was asked for).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Stops accepting, closes every connection and waits for the workers.
+    pub fn shutdown(mut self, grace: Duration) {
+        let _ = self.stop_accepting.send(true);
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        for link in &self.shared.workers {
+            let _ = link.control.send(Control::Shutdown { grace });
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The session configuration the limits imply.
+fn session_config(config: &Config) -> SessionConfig {
+    let l = &config.limits;
+    SessionConfig {
+        max_inflight: l.max_inflight,
+        max_queued_messages: l.max_queued_messages,
+        max_queued_bytes: l.max_queued_bytes,
+        max_keep_alive: l.max_keep_alive,
+        queue_qos0_offline: l.queue_qos0_offline,
+        max_subscriptions: l.max_subscriptions_per_client,
+        max_incoming_inflight: l.max_incoming_inflight,
+    }
+}
+
+/// Starts a broker.
+pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
+    let mut listeners = Vec::new();
+    let mut local_addrs = Vec::new();
+    for addr in &config.listeners {
+        let spec = ListenerSpec {
+            bind: *addr,
+            kind: ListenerKind::Tcp,
+            backlog: 1024,
+        };
+        let l = tern_transport::bind(&spec).map_err(|source| BrokerError::Bind {
+            addr: *addr,
+            source,
+        })?;
+        local_addrs.push(l.local_addr()?);
+        listeners.push(l);
+    }
+
+    let n = config.workers.clamp(1, 64);
+    let routes = Arc::new(RouteTable::new());
+    let (route_tx, route_rx) = std_mpsc::channel();
+    let mut links = Vec::with_capacity(n);
+    let mut inboxes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (data_tx, data_rx) = tokio::sync::mpsc::channel(config.limits.worker_queue_len.max(1));
+        let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
+        links.push(WorkerLink {
+            data: data_tx,
+            control: control_tx,
+            connections: Default::default(),
+        });
+        inboxes.push((data_rx, control_rx));
+    }
+    let limiter = ConnectionLimiter::new(
+        config.limits.max_connections,
+        config.limits.max_connections_per_ip,
+    );
+    let shared = Arc::new(Shared {
+        session_cfg: session_config(&config),
+        retained: Mutex::new(RetainedStore::new(RetainedLimits {
+            max_messages: config.limits.max_retained_messages,
+            max_bytes: config.limits.max_retained_bytes,
+        })),
+        config,
+        routes: Arc::clone(&routes),
+        route_tx,
+        registry: Default::default(),
+        workers: links,
+        worker_stats: (0..n).map(|_| Default::default()).collect(),
+    });
+
+    let route_stats = Arc::new(route_writer::RouteWriterStats::default());
+    std::thread::Builder::new()
+        .name("tern-routes".into())
+        .spawn(move || route_writer::run(routes, route_rx, route_stats))?;
+
+    let mut workers = Vec::with_capacity(n);
+    for (id, (data_rx, control_rx)) in inboxes.into_iter().enumerate() {
+        workers.push(worker::spawn(id, Arc::clone(&shared), data_rx, control_rx)?);
+    }
+
+    if let Some(bind) = shared.config.metrics_bind {
+        prom::start(bind, Arc::clone(&shared))?;
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let acceptor_shared = Arc::clone(&shared);
+    let acceptor = std::thread::Builder::new()
+        .name("tern-acceptor".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start acceptor runtime");
+                    return;
+                }
+            };
+            rt.block_on(acceptor::run(acceptor_shared, listeners, limiter, stop_rx));
+        })?;
+
+    Ok(BrokerHandle {
+        local_addrs,
+        shared,
+        workers,
+        acceptor: Some(acceptor),
+        stop_accepting: stop_tx,
+    })
+}

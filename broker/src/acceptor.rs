@@ -1,0 +1,71 @@
+//! The acceptor thread: accepts on every listener and gives each connection
+//! to the worker with the fewest live connections.
+//!
+//! Why not SO_REUSEPORT per worker: the kernel spreads connections by a hash
+//! of the 4-tuple, which cannot follow load, and a session's home worker is
+//! decided by its client id anyway (a reconnecting client is handed to the
+//! worker holding its session, see `conn::hand_over`). One acceptor costs one
+//! channel send per connection.
+
+use crate::shared::{Control, Shared};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use tern_transport::{ConnectionLimiter, Listener};
+use tokio::sync::watch;
+
+/// Runs the accept loops until `stop` turns true.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+    limiter: ConnectionLimiter,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in listeners {
+        let listener = match Listener::from_std(l, tern_transport::ListenerKind::Tcp) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register listener");
+                continue;
+            }
+        };
+        let shared = Arc::clone(&shared);
+        let limiter = limiter.clone();
+        tasks.spawn(async move {
+            let mut next = 0usize;
+            loop {
+                let accepted = listener.accept().await;
+                let Some(permit) = limiter.try_acquire(accepted.peer.ip()) else {
+                    tracing::warn!(peer = %accepted.peer, "connection limit reached; refusing connection");
+                    continue;
+                };
+                if let Err(e) = tern_transport::set_socket_buffers(
+                    &accepted.stream,
+                    shared.config.send_buffer(),
+                    shared.config.recv_buffer(),
+                ) {
+                    tracing::debug!(error = %e, "cannot set socket buffer sizes");
+                }
+                let n = shared.workers.len();
+                let mut best = next % n;
+                let mut best_load = usize::MAX;
+                for i in 0..n {
+                    let w = (next + i) % n;
+                    let load = shared.workers[w].connections.load(Relaxed);
+                    if load < best_load {
+                        best = w;
+                        best_load = load;
+                    }
+                }
+                next = next.wrapping_add(1);
+                let link = &shared.workers[best];
+                link.connections.fetch_add(1, Relaxed);
+                if link.control.send(Control::Accepted(accepted, Some(permit))).is_err() {
+                    link.connections.fetch_sub(1, Relaxed);
+                }
+            }
+        });
+    }
+    let _ = stop.wait_for(|s| *s).await;
+    tasks.abort_all();
+}

@@ -1,0 +1,732 @@
+//! The connection task: one per client, on the worker that owns the client's
+//! session.
+//!
+//! Call order: read until CONNECT → semantic checks → claim the client id (or
+//! hand the connection to the worker that is home to its session) → attach
+//! the session → loop { write what the shared writer holds; read and decode;
+//! feed packets to the sans-IO `Connection`; act on its events } → flush →
+//! detach (will, session kept or dropped).
+//!
+//! The shared writer (`ConnShared::out`) is filled both by this task and by
+//! deliveries from other tasks of the same worker; the first push into an
+//! empty buffer wakes this task, later pushes coalesce into the same write.
+
+use crate::outbuf::{OutBuf, MAX_IOVECS};
+use crate::registry::Claim;
+use crate::shared::{Adopted, Control};
+use crate::stats::WorkerStats;
+use crate::worker::{ClientKey, TemplateCache, Worker};
+use bytes::BytesMut;
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+use tern_codec::{
+    encode, ConnAck, Connect, DecodeError, Decoder, Delivery, Disconnect, Packet, ProtocolVersion,
+    Publish, QoS, ReasonCode,
+};
+use tern_session::{CloseReason, Connection, DeliverOutcome, Event, Transmit};
+use tern_transport::{Accepted, ConnectionPermit, Stream};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// How long a new connection may take to send CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection may take to flush what is queued for it.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+/// How many times a connection may be handed between workers.
+const MAX_HOPS: u8 = 3;
+
+pub(crate) type ConnCell = RefCell<ConnShared>;
+
+/// State of one connection that other tasks of the worker may touch.
+#[derive(Debug)]
+pub(crate) struct ConnShared {
+    /// The sans-IO protocol state; `None` once the session has left (closed or taken over).
+    pub(crate) conn: Option<Connection>,
+    pub(crate) out: OutBuf,
+    pub(crate) waker: Option<Waker>,
+    /// Set by another task to make this connection close after flushing.
+    pub(crate) close: Option<CloseReason>,
+    pub(crate) version: ProtocolVersion,
+    pub(crate) writer_limit: usize,
+}
+
+/// Offers one message to a connection: encodes it into its writer, or lets
+/// the session queue it when the inflight window is full.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn deliver(
+    worker: &Worker,
+    cell: &ConnCell,
+    templates: &mut TemplateCache,
+    now: Instant,
+    msg: &Arc<Publish>,
+    qos: QoS,
+    retain: bool,
+    subscription_identifiers: &[u32],
+) {
+    let Ok(mut cs) = cell.try_borrow_mut() else {
+        tracing::error!("connection state busy during delivery; message dropped");
+        worker.stats.dropped_writer_full.inc();
+        return;
+    };
+    if qos == QoS::AtMostOnce && cs.out.queued() >= cs.writer_limit {
+        worker.stats.dropped_writer_full.inc();
+        return;
+    }
+    let Some(conn) = cs.conn.as_mut() else {
+        return;
+    };
+    match conn.deliver(now, msg, qos, retain, subscription_identifiers) {
+        DeliverOutcome::Dropped(reason) => {
+            worker.stats.dropped_queue_full.inc();
+            tracing::debug!(?reason, "delivery dropped by the session");
+        }
+        DeliverOutcome::Sent | DeliverOutcome::Queued => {}
+    }
+    flush_transmits(&mut cs, templates, &worker.stats);
+}
+
+/// Encodes everything the session wants to send into the writer.
+pub(crate) fn flush_transmits(
+    cs: &mut ConnShared,
+    templates: &mut TemplateCache,
+    stats: &WorkerStats,
+) {
+    let was_empty = cs.out.is_empty();
+    let version = cs.version;
+    let ConnShared { conn, out, .. } = cs;
+    let Some(conn) = conn.as_mut() else {
+        return;
+    };
+    while let Some(t) = conn.poll_transmit() {
+        match t {
+            Transmit::Packet(p) => {
+                if let Err(e) = encode(&p, version, out.tail()) {
+                    tracing::error!(packet = p.name(), error = %e, "cannot encode packet");
+                }
+            }
+            Transmit::Publish(o) => {
+                let template = templates.get(&o.msg, version.is_v5());
+                let d = Delivery {
+                    qos: o.qos,
+                    packet_id: o.packet_id,
+                    dup: o.dup,
+                    retain: o.retain,
+                    topic_alias: None,
+                    omit_topic: false,
+                    subscription_identifiers: &o.subscription_identifiers,
+                    message_expiry_interval: None,
+                };
+                match template.write_header(&o.msg, &d, out.tail()) {
+                    Ok(_) => {
+                        out.push_payload(o.msg.payload.clone());
+                        stats.publish_out.inc();
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot encode PUBLISH"),
+                }
+            }
+        }
+    }
+    if was_empty && !cs.out.is_empty() {
+        cs.wake();
+    }
+}
+
+/// Counts a connection task in and out of the worker, even when it panics.
+struct TaskGuard {
+    worker: Rc<Worker>,
+    attached: Option<(ClientKey, Rc<ConnCell>)>,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if let Some((key, cell)) = self.attached.take() {
+            if std::thread::panicking() {
+                tracing::error!("connection task panicked; closing it");
+            }
+            if let Ok(cs) = cell.try_borrow() {
+                if cs.conn.is_some() {
+                    drop(cs);
+                    self.worker
+                        .detach(Instant::now(), key, &cell, CloseReason::NetworkError);
+                }
+            }
+        }
+        let w = &self.worker;
+        w.live_tasks.set(w.live_tasks.get().saturating_sub(1));
+        if let Some(link) = w.shared.workers.get(w.id) {
+            link.connections
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        w.stats.connections_current.set(w.live_tasks.get() as u64);
+        w.tasks_done.notify_waiters();
+    }
+}
+
+fn start_task(worker: &Rc<Worker>) -> TaskGuard {
+    worker.live_tasks.set(worker.live_tasks.get() + 1);
+    worker
+        .stats
+        .connections_current
+        .set(worker.live_tasks.get() as u64);
+    TaskGuard {
+        worker: Rc::clone(worker),
+        attached: None,
+    }
+}
+
+/// Starts the task of a freshly accepted connection.
+pub(crate) fn spawn_accepted(
+    worker: &Rc<Worker>,
+    accepted: Accepted,
+    permit: Option<ConnectionPermit>,
+) {
+    worker.stats.connections_accepted.inc();
+    let mut guard = start_task(worker);
+    tokio::task::spawn_local(async move {
+        let peer = accepted.peer;
+        match Stream::from_accepted(accepted) {
+            Ok(stream) => run(&mut guard, stream, peer, BytesMut::new(), None, permit, 0).await,
+            Err(e) => tracing::debug!(%peer, error = %e, "cannot register connection"),
+        }
+    });
+}
+
+/// Starts the task of a connection handed over by another worker.
+pub(crate) fn spawn_adopted(worker: &Rc<Worker>, adopted: Adopted) {
+    if let Some(link) = worker.shared.workers.get(worker.id) {
+        link.connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut guard = start_task(worker);
+    tokio::task::spawn_local(async move {
+        let Adopted {
+            stream,
+            peer,
+            rest,
+            connect,
+            permit,
+            hops,
+        } = adopted;
+        match Stream::from_detached(stream) {
+            Ok(s) => run(&mut guard, s, peer, rest, Some(connect), permit, hops).await,
+            Err(e) => tracing::debug!(%peer, error = %e, "cannot register adopted connection"),
+        }
+    });
+}
+
+enum Io {
+    Read,
+    Eof,
+    Error(std::io::Error),
+    Timer,
+    CloseRequested,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    guard: &mut TaskGuard,
+    mut stream: Stream,
+    peer: SocketAddr,
+    mut rbuf: BytesMut,
+    adopted: Option<Box<Connect>>,
+    permit: Option<ConnectionPermit>,
+    hops: u8,
+) {
+    let worker = Rc::clone(&guard.worker);
+    let limits = &worker.shared.config.limits;
+    let max_packet = limits.max_packet_size;
+    let mut decoder;
+    let connect = match adopted {
+        Some(c) => {
+            decoder = Decoder::with_version(c.protocol, max_packet);
+            c
+        }
+        None => {
+            decoder = Decoder::new(max_packet);
+            match read_connect(&mut stream, &mut rbuf, &mut decoder, &worker.stats).await {
+                Some(c) => c,
+                None => return,
+            }
+        }
+    };
+    let version = connect.protocol;
+    let check = match Connection::check_connect(&connect, &worker.shared.session_cfg) {
+        Ok(check) => check,
+        Err(code) => {
+            tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection refused");
+            worker.stats.connections_rejected.inc();
+            let _ = write_packet(
+                &mut stream,
+                version,
+                &Packet::ConnAck(ConnAck {
+                    session_present: false,
+                    code,
+                    ..ConnAck::default()
+                }),
+            )
+            .await;
+            return;
+        }
+    };
+    let client_id = check
+        .assigned_client_id
+        .clone()
+        .unwrap_or_else(|| connect.client_id.clone());
+    let generation = match worker.shared.registry.claim(&client_id, worker.id) {
+        Claim::Local { generation } => generation,
+        Claim::Elsewhere { worker: home } => {
+            hand_over(&worker, stream, peer, rbuf, connect, permit, hops, home).await;
+            return;
+        }
+    };
+
+    // Attach the session.
+    let now = Instant::now();
+    let key = worker.key_for(&client_id);
+    let mut existing = worker.take_session(now, key);
+    if connect.clean_start {
+        if let Some(old) = existing.take() {
+            let filters: Vec<_> = old.subscriptions().map(|(f, _, _)| f.clone()).collect();
+            worker.unsubscribe(key, filters.iter());
+        }
+    }
+    let clean_start = connect.clean_start;
+    let conn = Connection::new(
+        now,
+        *connect,
+        existing,
+        check,
+        worker.shared.session_cfg.clone(),
+    );
+    let cell = Rc::new(RefCell::new(ConnShared {
+        conn: Some(conn),
+        out: OutBuf::default(),
+        waker: None,
+        close: None,
+        version,
+        writer_limit: limits.writer_buffer_bytes,
+    }));
+    worker.insert_online(key, client_id.clone(), generation, Rc::clone(&cell));
+    guard.attached = Some((key, Rc::clone(&cell)));
+    flush_transmits(
+        &mut cell.borrow_mut(),
+        &mut worker.templates.borrow_mut(),
+        &worker.stats,
+    );
+    tracing::info!(%peer, %client_id, ?version, clean_start, worker = worker.id, "client connected");
+
+    let reason = serve(&worker, &mut stream, &cell, &mut rbuf, &mut decoder, key).await;
+
+    // Say goodbye where the protocol has words for it, flush, close.
+    {
+        let mut cs = cell.borrow_mut();
+        let code = match reason {
+            CloseReason::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
+            CloseReason::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER),
+            _ => None,
+        };
+        if let (true, Some(code)) = (version.is_v5(), code) {
+            let d = Packet::Disconnect(Disconnect {
+                reason: code,
+                ..Disconnect::default()
+            });
+            let _ = encode(&d, version, cs.out.tail());
+        }
+    }
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, flush_out(&mut stream, &cell)).await;
+    let _ = stream.shutdown().await;
+    let now = Instant::now();
+    if cell.borrow().conn.is_some() {
+        worker.detach(now, key, &cell, reason.clone());
+    }
+    guard.attached = None;
+    tracing::info!(%peer, %client_id, ?reason, "client disconnected");
+    drop(permit);
+}
+
+/// Reads until one whole CONNECT arrives; answers a bad protocol level with
+/// the CONNACK the spec asks for. `None` means the connection is done.
+async fn read_connect(
+    stream: &mut Stream,
+    rbuf: &mut BytesMut,
+    decoder: &mut Decoder,
+    stats: &WorkerStats,
+) -> Option<Box<Connect>> {
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        match decoder.decode(rbuf) {
+            Ok(Some(Packet::Connect(c))) => return Some(c),
+            Ok(Some(other)) => {
+                tracing::debug!(
+                    packet = other.name(),
+                    "[MQTT-3.1.0-1] first packet is not CONNECT"
+                );
+                stats.protocol_errors.inc();
+                return None;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                stats.malformed_packets.inc();
+                tracing::debug!(error = %e, "bad CONNECT");
+                if let DecodeError::UnsupportedProtocol { name_ok: true, .. } = e {
+                    // [MQTT-3.1.2-2] a known protocol name at an unsupported
+                    // level: answer return code 0x01 and close.
+                    let version = ProtocolVersion::V311;
+                    let ack = Packet::ConnAck(ConnAck {
+                        session_present: false,
+                        code: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                        ..ConnAck::default()
+                    });
+                    let _ = write_packet(stream, version, &ack).await;
+                }
+                return None;
+            }
+        }
+        rbuf.reserve(READ_CHUNK);
+        let read =
+            tokio::time::timeout_at(deadline, tokio::io::AsyncReadExt::read_buf(stream, rbuf))
+                .await;
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => stats.bytes_in.add(n as u64),
+            Err(_) => {
+                tracing::debug!("no CONNECT within {:?}", CONNECT_TIMEOUT);
+                return None;
+            }
+        }
+    }
+}
+
+/// Hands a connection to the worker that is home to its client's session.
+#[allow(clippy::too_many_arguments)]
+async fn hand_over(
+    worker: &Worker,
+    mut stream: Stream,
+    peer: SocketAddr,
+    rest: BytesMut,
+    connect: Box<Connect>,
+    permit: Option<ConnectionPermit>,
+    hops: u8,
+    home: usize,
+) {
+    let version = connect.protocol;
+    let refuse = |code| {
+        Packet::ConnAck(ConnAck {
+            session_present: false,
+            code,
+            ..ConnAck::default()
+        })
+    };
+    if hops >= MAX_HOPS {
+        tracing::warn!(%peer, client_id = %connect.client_id, "session home keeps moving; refusing");
+        let _ = write_packet(
+            &mut stream,
+            version,
+            &refuse(ReasonCode::SERVER_UNAVAILABLE),
+        )
+        .await;
+        return;
+    }
+    let std_stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot detach connection for hand-over");
+            return;
+        }
+    };
+    let Some(link) = worker.shared.workers.get(home) else {
+        return;
+    };
+    tracing::debug!(%peer, client_id = %connect.client_id, from = worker.id, to = home, "handing connection to the session's worker");
+    link.connections
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let adopted = Adopted {
+        stream: std_stream,
+        peer,
+        rest,
+        connect,
+        permit,
+        hops: hops + 1,
+    };
+    if link.control.send(Control::Adopt(adopted)).is_err() {
+        link.connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(%peer, to = home, "session's worker is gone; connection dropped");
+    }
+}
+
+/// The connected phase. Returns why the connection ends.
+async fn serve(
+    worker: &Rc<Worker>,
+    stream: &mut Stream,
+    cell: &Rc<ConnCell>,
+    rbuf: &mut BytesMut,
+    decoder: &mut Decoder,
+    key: ClientKey,
+) -> CloseReason {
+    let far = || tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    let deadline_of = |cell: &ConnCell| {
+        cell.borrow()
+            .conn
+            .as_ref()
+            .and_then(|c| c.poll_timeout())
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(far)
+    };
+    let sleep = tokio::time::sleep_until(deadline_of(cell));
+    tokio::pin!(sleep);
+    let mut events = Vec::new();
+    loop {
+        let io = poll_fn(|cx| poll_io(cx, stream, cell, rbuf, sleep.as_mut(), &worker.stats)).await;
+        let now = Instant::now();
+        match io {
+            Io::Read => {}
+            Io::Eof => return CloseReason::NetworkError,
+            Io::Error(e) => {
+                tracing::debug!(error = %e, "connection error");
+                return CloseReason::NetworkError;
+            }
+            Io::CloseRequested => {
+                return cell
+                    .borrow()
+                    .close
+                    .clone()
+                    .unwrap_or(CloseReason::ServerShutdown);
+            }
+            Io::Timer => {
+                {
+                    let mut cs = cell.borrow_mut();
+                    if let Some(conn) = cs.conn.as_mut() {
+                        conn.handle_timeout(now);
+                        while let Some(e) = conn.poll_event() {
+                            events.push(e);
+                        }
+                    }
+                    flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+                }
+                if let Some(reason) = handle_events(worker, cell, key, now, &mut events).await {
+                    return reason;
+                }
+                sleep.as_mut().reset(deadline_of(cell));
+                continue;
+            }
+        }
+        loop {
+            let packet = match decoder.decode(rbuf) {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => return malformed(worker, cell, &e),
+            };
+            let result = {
+                let mut cs = cell.borrow_mut();
+                let Some(conn) = cs.conn.as_mut() else {
+                    return CloseReason::TakenOver;
+                };
+                let r = conn.handle_packet(now, packet);
+                while let Some(e) = conn.poll_event() {
+                    events.push(e);
+                }
+                flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+                r
+            };
+            if let Err(e) = result {
+                worker.stats.protocol_errors.inc();
+                tracing::debug!(error = %e, "protocol error");
+                events.clear();
+                return CloseReason::ProtocolError(e.reason_code());
+            }
+            if let Some(reason) = handle_events(worker, cell, key, now, &mut events).await {
+                return reason;
+            }
+        }
+    }
+}
+
+fn malformed(worker: &Worker, cell: &ConnCell, e: &DecodeError) -> CloseReason {
+    worker.stats.malformed_packets.inc();
+    tracing::debug!(error = %e, "malformed packet; closing");
+    let code = e.reason_code();
+    let mut cs = cell.borrow_mut();
+    if cs.version.is_v5() {
+        let d = Packet::Disconnect(Disconnect {
+            reason: code,
+            ..Disconnect::default()
+        });
+        let version = cs.version;
+        let _ = encode(&d, version, cs.out.tail());
+    }
+    CloseReason::ProtocolError(code)
+}
+
+/// Acts on the session's events; returns a reason when the connection must close.
+async fn handle_events(
+    worker: &Rc<Worker>,
+    cell: &Rc<ConnCell>,
+    key: ClientKey,
+    now: Instant,
+    events: &mut Vec<Event>,
+) -> Option<CloseReason> {
+    let mut close = None;
+    for event in events.drain(..) {
+        match event {
+            Event::Publish(p) => worker.publish(now, key, p),
+            Event::Subscribe {
+                packet_id,
+                filters,
+                subscription_identifier,
+                existed,
+            } => {
+                let reasons = worker
+                    .subscribe(key, &filters, subscription_identifier)
+                    .await;
+                {
+                    let mut cs = cell.borrow_mut();
+                    if let Some(conn) = cs.conn.as_mut() {
+                        conn.complete_subscribe(packet_id, reasons.clone());
+                    }
+                    flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+                }
+                let now = Instant::now();
+                for (i, (filter, options)) in filters.iter().enumerate() {
+                    let granted = reasons.get(i).is_some_and(|r| r.is_success());
+                    let existed = existed.get(i).copied().unwrap_or(false);
+                    let wanted = match options.retain_handling {
+                        tern_codec::RetainHandling::OnSubscribe => true,
+                        tern_codec::RetainHandling::OnNewSubscribe => !existed,
+                        tern_codec::RetainHandling::Never => false,
+                    };
+                    if granted && wanted && tern_codec::topic::split_shared(filter).is_none() {
+                        worker.send_retained(
+                            cell,
+                            now,
+                            filter,
+                            options.qos,
+                            subscription_identifier,
+                        );
+                    }
+                }
+            }
+            Event::Unsubscribe {
+                packet_id,
+                filters,
+                existed,
+            } => {
+                worker.unsubscribe(key, filters.iter());
+                let reasons = existed
+                    .iter()
+                    .map(|e| {
+                        if *e {
+                            ReasonCode::SUCCESS
+                        } else {
+                            ReasonCode::NO_SUBSCRIPTION_EXISTED
+                        }
+                    })
+                    .collect();
+                let mut cs = cell.borrow_mut();
+                if let Some(conn) = cs.conn.as_mut() {
+                    conn.complete_unsubscribe(packet_id, reasons);
+                }
+                flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+            }
+            Event::Close(reason) => {
+                close.get_or_insert(reason);
+            }
+        }
+    }
+    close
+}
+
+/// Writes the shared writer, reads into `rbuf`, and watches the timer.
+fn poll_io(
+    cx: &mut std::task::Context<'_>,
+    stream: &mut Stream,
+    cell: &ConnCell,
+    rbuf: &mut BytesMut,
+    sleep: Pin<&mut tokio::time::Sleep>,
+    stats: &WorkerStats,
+) -> Poll<Io> {
+    {
+        let mut cs = cell.borrow_mut();
+        while !cs.out.is_empty() {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = cs.out.io_slices(&mut slices);
+                Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..n])
+            };
+            match written {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Io::Error(std::io::ErrorKind::WriteZero.into()))
+                }
+                Poll::Ready(Ok(n)) => {
+                    stats.bytes_out.add(n as u64);
+                    cs.out.advance(n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Io::Error(e)),
+                Poll::Pending => break,
+            }
+        }
+        if cs.close.is_some() && (cs.out.is_empty() || cs.conn.is_none()) {
+            return Poll::Ready(Io::CloseRequested);
+        }
+        if !cs.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            cs.waker = Some(cx.waker().clone());
+        }
+    }
+    if rbuf.capacity() - rbuf.len() < 1024 {
+        rbuf.reserve(READ_CHUNK);
+    }
+    match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, rbuf) {
+        Poll::Ready(Ok(0)) => return Poll::Ready(Io::Eof),
+        Poll::Ready(Ok(n)) => {
+            stats.bytes_in.add(n as u64);
+            return Poll::Ready(Io::Read);
+        }
+        Poll::Ready(Err(e)) => return Poll::Ready(Io::Error(e)),
+        Poll::Pending => {}
+    }
+    if std::future::Future::poll(sleep, cx).is_ready() {
+        return Poll::Ready(Io::Timer);
+    }
+    Poll::Pending
+}
+
+/// Writes out everything queued for the connection.
+async fn flush_out(stream: &mut Stream, cell: &ConnCell) {
+    poll_fn(|cx| {
+        let mut cs = cell.borrow_mut();
+        while !cs.out.is_empty() {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = cs.out.io_slices(&mut slices);
+                Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..n])
+            };
+            match written {
+                Poll::Ready(Ok(n)) if n > 0 => cs.out.advance(n),
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(())
+    })
+    .await;
+    let _ = Pin::new(stream).poll_flush(&mut std::task::Context::from_waker(Waker::noop()));
+}
+
+async fn write_packet(
+    stream: &mut Stream,
+    version: ProtocolVersion,
+    packet: &Packet,
+) -> std::io::Result<()> {
+    let mut buf = BytesMut::new();
+    encode(packet, version, &mut buf).map_err(std::io::Error::other)?;
+    stream.write_all(&buf).await?;
+    stream.flush().await
+}

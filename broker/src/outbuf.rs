@@ -1,0 +1,125 @@
+//! The per-connection shared writer buffer.
+//!
+//! Control packets and PUBLISH headers are encoded into `tail`; a PUBLISH
+//! payload is pushed as its own chunk (a clone of the shared `Bytes`, never a
+//! copy). The connection task writes the chunks with vectored writes. Whoever
+//! makes the buffer non-empty wakes the task once; further pushes coalesce.
+
+use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+/// How many chunks one vectored write takes at most.
+pub(crate) const MAX_IOVECS: usize = 64;
+
+/// Outbound bytes of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct OutBuf {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    queued: usize,
+}
+
+impl OutBuf {
+    /// Bytes waiting to be written.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued + self.tail.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.tail.is_empty()
+    }
+
+    /// The buffer headers and control packets are encoded into.
+    pub(crate) fn tail(&mut self) -> &mut BytesMut {
+        &mut self.tail
+    }
+
+    /// Appends a shared payload after what is in `tail`.
+    pub(crate) fn push_payload(&mut self, payload: Bytes) {
+        if payload.is_empty() {
+            return;
+        }
+        self.seal_tail();
+        self.queued += payload.len();
+        self.chunks.push_back(payload);
+    }
+
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let head = self.tail.split().freeze();
+            self.queued += head.len();
+            self.chunks.push_back(head);
+        }
+        if self.tail.capacity() < 256 {
+            self.tail.reserve(4096);
+        }
+    }
+
+    /// Fills `slices` with the next chunks to write; returns how many.
+    pub(crate) fn io_slices<'a>(&'a mut self, slices: &mut [IoSlice<'a>; MAX_IOVECS]) -> usize {
+        self.seal_tail();
+        let mut n = 0;
+        for chunk in self.chunks.iter().take(MAX_IOVECS) {
+            slices[n] = IoSlice::new(chunk);
+            n += 1;
+        }
+        n
+    }
+
+    /// Drops `n` written bytes from the front.
+    pub(crate) fn advance(&mut self, mut n: usize) {
+        self.queued = self.queued.saturating_sub(n);
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                return;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+
+    #[test]
+    fn payload_is_shared_not_copied() {
+        let payload = Bytes::from_static(b"0123456789");
+        let mut out = OutBuf::default();
+        out.tail().put_slice(b"hdr");
+        out.push_payload(payload.clone());
+        out.tail().put_slice(b"x");
+        let empty = IoSlice::new(&[]);
+        let mut slices = [empty; MAX_IOVECS];
+        let n = out.io_slices(&mut slices);
+        assert_eq!(n, 3);
+        assert_eq!(&*slices[0], b"hdr");
+        assert_eq!(slices[1].as_ptr(), payload.as_ptr());
+        assert_eq!(&*slices[2], b"x");
+    }
+
+    #[test]
+    fn advance_across_chunks() {
+        let mut out = OutBuf::default();
+        out.tail().put_slice(b"ab");
+        out.push_payload(Bytes::from_static(b"cdef"));
+        assert_eq!(out.queued(), 6);
+        out.advance(3);
+        assert_eq!(out.queued(), 3);
+        let empty = IoSlice::new(&[]);
+        let mut slices = [empty; MAX_IOVECS];
+        let n = out.io_slices(&mut slices);
+        assert_eq!(n, 1);
+        assert_eq!(&*slices[0], b"def");
+        out.advance(3);
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,87 @@
+//! Prometheus metrics. Workers count in plain cells on their own threads and
+//! copy them to shared atomics twice a second (see `stats`); this thread turns
+//! those into Prometheus series once a second, so recording adds no lock and
+//! no allocation to the message path. Labels are bounded: worker index, QoS,
+//! drop reason — never client ids or topics.
+
+use crate::shared::Shared;
+use metrics::{counter, gauge};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Starts the exporter on `bind` and the thread that feeds it.
+pub(crate) fn start(bind: SocketAddr, shared: Arc<Shared>) -> Result<(), crate::BrokerError> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(bind)
+        .install()
+        .map_err(|e| crate::BrokerError::Metrics(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("tern-metrics".into())
+        .spawn(move || loop {
+            record(&shared);
+            std::thread::sleep(Duration::from_secs(1));
+        })?;
+    Ok(())
+}
+
+fn record(shared: &Shared) {
+    for (i, ws) in shared.worker_stats.iter().enumerate() {
+        let worker = i.to_string();
+        for (name, value) in ws.values() {
+            let w = worker.clone();
+            match name {
+                "connections_current" => {
+                    gauge!("tern_connections_current", "worker" => w).set(value as f64)
+                }
+                "connections_accepted" => {
+                    counter!("tern_connections_accepted_total", "worker" => w).absolute(value)
+                }
+                "connections_rejected" => {
+                    counter!("tern_connections_rejected_total", "worker" => w).absolute(value)
+                }
+                "events" => counter!("tern_worker_events_total", "worker" => w).absolute(value),
+                "publish_in_qos0" => {
+                    counter!("tern_messages_received_total", "worker" => w, "qos" => "0")
+                        .absolute(value)
+                }
+                "publish_in_qos1" => {
+                    counter!("tern_messages_received_total", "worker" => w, "qos" => "1")
+                        .absolute(value)
+                }
+                "publish_in_qos2" => {
+                    counter!("tern_messages_received_total", "worker" => w, "qos" => "2")
+                        .absolute(value)
+                }
+                "publish_out" => {
+                    counter!("tern_messages_sent_total", "worker" => w).absolute(value)
+                }
+                "bytes_in" => counter!("tern_bytes_received_total", "worker" => w).absolute(value),
+                "bytes_out" => counter!("tern_bytes_sent_total", "worker" => w).absolute(value),
+                "queued_offline" => {
+                    counter!("tern_messages_queued_offline_total", "worker" => w).absolute(value)
+                }
+                "malformed_packets" => {
+                    counter!("tern_malformed_packets_total", "worker" => w).absolute(value)
+                }
+                "protocol_errors" => {
+                    counter!("tern_protocol_errors_total", "worker" => w).absolute(value)
+                }
+                "retained_rejected" => {
+                    counter!("tern_retained_rejected_total", "worker" => w).absolute(value)
+                }
+                dropped => {
+                    let reason = dropped.trim_start_matches("dropped_");
+                    counter!("tern_messages_dropped_total", "worker" => w, "reason" => reason.to_string()).absolute(value)
+                }
+            }
+        }
+    }
+    let retained = shared.retained.lock().unwrap_or_else(|e| e.into_inner());
+    gauge!("tern_retained_messages").set(retained.len() as f64);
+    gauge!("tern_retained_bytes").set(retained.bytes() as f64);
+    drop(retained);
+    gauge!("tern_sessions").set(shared.registry.len() as f64);
+    gauge!("tern_route_snapshot_version").set(shared.routes.load().version() as f64);
+    gauge!("tern_route_filters").set(shared.routes.load().filter_count() as f64);
+}

@@ -1,0 +1,542 @@
+//! A session worker: one OS thread, one current-thread tokio runtime.
+//!
+//! A worker owns its connections, their sessions, its local subscription
+//! trie and the writers of its connections. Everything here is `Rc`/`RefCell`
+//! and never leaves the thread. Other threads reach a worker only through its
+//! two inboxes: `data` (bounded: routed messages) and `control` (new
+//! connections, migrated connections, shutdown).
+
+use crate::conn::{self, ConnCell, ConnShared};
+use crate::shared::{Control, Routed, Shared};
+use crate::stats::WorkerStats;
+use bytestring::ByteString;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+use tern_codec::{Publish, PublishTemplate, QoS, ReasonCode, SubscriptionOptions};
+use tern_routing::{LocalSubscriptions, RetainedMessage, RouteOp, RouteUpdate, SubEntry, Target};
+use tern_session::{EnqueueOutcome, Session};
+use tokio::sync::mpsc;
+
+/// Key of a client (session) on its worker; stable while the session lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ClientKey(pub(crate) u64);
+
+/// Who published a message, for No Local.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub(crate) worker: usize,
+    pub(crate) client: ClientKey,
+}
+
+/// A session held by this worker: connected, or waiting for its client.
+#[derive(Debug)]
+pub(crate) enum ClientState {
+    Online(Rc<ConnCell>),
+    Offline(Session),
+}
+
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) client_id: ByteString,
+    pub(crate) generation: u64,
+    pub(crate) state: ClientState,
+}
+
+/// One PUBLISH layout cached while it fans out to many receivers. It holds
+/// the message, so the cache key (the allocation) cannot be reused under it.
+#[derive(Debug, Default)]
+pub(crate) struct TemplateCache {
+    entry: Option<(Arc<Publish>, bool, PublishTemplate)>,
+}
+
+impl TemplateCache {
+    pub(crate) fn get(&mut self, msg: &Arc<Publish>, v5: bool) -> &PublishTemplate {
+        let hit = matches!(&self.entry, Some((m, v, _)) if *v == v5 && Arc::ptr_eq(m, msg));
+        if !hit {
+            let version = if v5 {
+                tern_codec::ProtocolVersion::V5
+            } else {
+                tern_codec::ProtocolVersion::V311
+            };
+            self.entry = Some((Arc::clone(msg), v5, PublishTemplate::new(msg, version)));
+        }
+        match &self.entry {
+            Some((_, _, t)) => t,
+            None => unreachable!("entry was just filled"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub(crate) id: usize,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) subs: RefCell<LocalSubscriptions<ClientKey>>,
+    pub(crate) clients: RefCell<HashMap<ClientKey, Client, ahash::RandomState>>,
+    pub(crate) by_id: RefCell<HashMap<ByteString, ClientKey, ahash::RandomState>>,
+    next_key: Cell<u64>,
+    targets: RefCell<Vec<Target<ClientKey>>>,
+    retained_scratch: RefCell<Vec<Arc<Publish>>>,
+    pub(crate) templates: RefCell<TemplateCache>,
+    pub(crate) stats: Rc<WorkerStats>,
+    /// Live connection tasks, for a bounded drain at shutdown.
+    pub(crate) live_tasks: Cell<usize>,
+    pub(crate) tasks_done: tokio::sync::Notify,
+    pub(crate) shutting_down: Cell<bool>,
+}
+
+impl Worker {
+    fn new(id: usize, shared: Arc<Shared>) -> Self {
+        let stats = Rc::new(WorkerStats::default());
+        Self {
+            id,
+            shared,
+            subs: RefCell::new(LocalSubscriptions::new()),
+            clients: RefCell::default(),
+            by_id: RefCell::default(),
+            next_key: Cell::new(1),
+            targets: RefCell::new(Vec::with_capacity(64)),
+            retained_scratch: RefCell::default(),
+            templates: RefCell::default(),
+            stats,
+            live_tasks: Cell::new(0),
+            tasks_done: tokio::sync::Notify::new(),
+            shutting_down: Cell::new(false),
+        }
+    }
+
+    /// The key for `client_id`, creating one if the client is new here.
+    pub(crate) fn key_for(&self, client_id: &ByteString) -> ClientKey {
+        let mut by_id = self.by_id.borrow_mut();
+        if let Some(k) = by_id.get(client_id) {
+            return *k;
+        }
+        let key = ClientKey(self.next_key.get());
+        self.next_key.set(key.0 + 1);
+        by_id.insert(client_id.clone(), key);
+        key
+    }
+
+    /// Routes an application message published by `origin` (a client of this worker).
+    pub(crate) fn publish(&self, now: Instant, origin: ClientKey, publish: Publish) {
+        let msg = Arc::new(publish);
+        self.stats.publish_in(msg.qos);
+        if msg.retain {
+            self.retain(&msg);
+        }
+        let snapshot = self.shared.routes.load();
+        let matched = snapshot.matches(&msg.topic);
+        let origin = Origin {
+            worker: self.id,
+            client: origin,
+        };
+        let mut local = false;
+        let mut any = false;
+        for w in matched.workers.iter() {
+            let w = usize::from(w);
+            any = true;
+            if w == self.id {
+                local = true;
+                continue;
+            }
+            let Some(link) = self.shared.workers.get(w) else {
+                continue;
+            };
+            match link.data.try_send(Routed {
+                msg: Arc::clone(&msg),
+                origin,
+            }) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.stats.dropped_worker_queue_full.inc();
+                    tracing::warn!(
+                        to_worker = w,
+                        "inter-worker queue full: message dropped for that worker"
+                    );
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.stats.dropped_worker_gone.inc();
+                    tracing::warn!(
+                        to_worker = w,
+                        "worker inbox closed: message dropped for that worker"
+                    );
+                }
+            }
+        }
+        if local {
+            self.deliver_local(now, &msg, origin);
+        }
+        if !any {
+            self.stats.dropped_no_subscribers.inc();
+        }
+    }
+
+    fn retain(&self, msg: &Arc<Publish>) {
+        // A retained message may live for days: store a compact copy so it
+        // does not pin the read buffer it was decoded from.
+        let compact = Publish {
+            dup: false,
+            qos: msg.qos,
+            retain: true,
+            topic: ByteString::from(&*msg.topic),
+            packet_id: None,
+            properties: msg.properties.clone(),
+            payload: bytes::Bytes::copy_from_slice(&msg.payload),
+        };
+        let mut store = self
+            .shared
+            .retained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = store.set(RetainedMessage {
+            publish: Arc::new(compact),
+            expires_at: None,
+        }) {
+            self.stats.retained_rejected.inc();
+            tracing::warn!(topic = %msg.topic, error = %e, "retained message not stored");
+        }
+    }
+
+    /// Delivers a message to every matching subscriber on this worker.
+    pub(crate) fn deliver_local(&self, now: Instant, msg: &Arc<Publish>, origin: Origin) {
+        let mut targets = self.targets.borrow_mut();
+        targets.clear();
+        self.subs.borrow().collect(&msg.topic, &mut targets);
+        if targets.is_empty() {
+            return;
+        }
+        let mut clients = self.clients.borrow_mut();
+        let mut templates = self.templates.borrow_mut();
+        for t in targets.iter() {
+            if t.no_local && origin.worker == self.id && origin.client == t.key {
+                continue;
+            }
+            let qos = msg.qos.min(t.qos);
+            let retain = t.retain_as_published && msg.retain;
+            let Some(client) = clients.get_mut(&t.key) else {
+                continue;
+            };
+            match &mut client.state {
+                ClientState::Online(cell) => {
+                    conn::deliver(
+                        self,
+                        cell,
+                        &mut templates,
+                        now,
+                        msg,
+                        qos,
+                        retain,
+                        &t.subscription_identifiers,
+                    );
+                }
+                ClientState::Offline(session) => {
+                    match session.enqueue(msg, qos, retain, &self.shared.session_cfg) {
+                        EnqueueOutcome::Queued => self.stats.queued_offline.inc(),
+                        EnqueueOutcome::DroppedQos0 => self.stats.dropped_qos0_offline.inc(),
+                        EnqueueOutcome::DroppedQueueFull => {
+                            self.stats.dropped_queue_full.inc();
+                            tracing::warn!(client_id = %client.client_id, "offline queue full: message dropped");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds subscriptions to the local trie and the route table, waits until
+    /// the route snapshot contains them, and returns the reason codes.
+    pub(crate) async fn subscribe(
+        &self,
+        key: ClientKey,
+        filters: &[(ByteString, SubscriptionOptions)],
+        subscription_identifier: Option<u32>,
+    ) -> Vec<ReasonCode> {
+        let mut updates = Vec::new();
+        let mut reasons = Vec::with_capacity(filters.len());
+        {
+            let mut subs = self.subs.borrow_mut();
+            for (filter, options) in filters {
+                if self.too_deep(filter) {
+                    reasons.push(ReasonCode::TOPIC_FILTER_INVALID);
+                    continue;
+                }
+                let outcome = subs.subscribe(
+                    key,
+                    filter,
+                    SubEntry {
+                        options: *options,
+                        subscription_identifier,
+                    },
+                );
+                if outcome.filter_added {
+                    updates.push(RouteUpdate {
+                        worker: self.route_id(),
+                        filter: filter.clone(),
+                        op: RouteOp::Add,
+                    });
+                }
+                reasons.push(ReasonCode(options.qos as u8));
+            }
+        }
+        if !updates.is_empty() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let req = crate::route_writer::RouteRequest {
+                updates,
+                applied: Some(tx),
+            };
+            if self.shared.route_tx.send(req).is_ok() {
+                let _ = rx.await;
+            }
+        }
+        reasons
+    }
+
+    fn too_deep(&self, filter: &str) -> bool {
+        let limits = &self.shared.config.limits;
+        filter.len() > limits.max_topic_length
+            || filter.split('/').count() > limits.max_topic_levels
+    }
+
+    fn route_id(&self) -> u16 {
+        u16::try_from(self.id).unwrap_or(u16::MAX)
+    }
+
+    /// Removes subscriptions; the route table is told without waiting.
+    pub(crate) fn unsubscribe<'a>(
+        &self,
+        key: ClientKey,
+        filters: impl IntoIterator<Item = &'a ByteString>,
+    ) {
+        let mut updates = Vec::new();
+        {
+            let mut subs = self.subs.borrow_mut();
+            for filter in filters {
+                if subs.unsubscribe(key, filter).filter_removed {
+                    updates.push(RouteUpdate {
+                        worker: self.route_id(),
+                        filter: filter.clone(),
+                        op: RouteOp::Remove,
+                    });
+                }
+            }
+        }
+        if !updates.is_empty() {
+            let _ = self
+                .shared
+                .route_tx
+                .send(crate::route_writer::RouteRequest {
+                    updates,
+                    applied: None,
+                });
+        }
+    }
+
+    /// Sends the retained messages matching `filter` to a connection.
+    pub(crate) fn send_retained(
+        &self,
+        cell: &ConnCell,
+        now: Instant,
+        filter: &str,
+        granted: QoS,
+        subscription_identifier: Option<u32>,
+    ) {
+        let mut found = self.retained_scratch.borrow_mut();
+        found.clear();
+        self.shared
+            .retained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .matching(filter, now, &mut found);
+        let ids: smallvec::SmallVec<[u32; 2]> = subscription_identifier.into_iter().collect();
+        let mut templates = self.templates.borrow_mut();
+        for msg in found.drain(..) {
+            let qos = msg.qos.min(granted);
+            conn::deliver(self, cell, &mut templates, now, &msg, qos, true, &ids);
+        }
+    }
+
+    /// A connection's client has gone: publish its will, keep or drop its session.
+    pub(crate) fn detach(
+        &self,
+        now: Instant,
+        key: ClientKey,
+        cell: &Rc<ConnCell>,
+        reason: tern_session::CloseReason,
+    ) {
+        let Some(conn) = cell.borrow_mut().conn.take() else {
+            return;
+        };
+        let filters: Vec<ByteString> = conn
+            .session()
+            .subscriptions()
+            .map(|(f, _, _)| f.clone())
+            .collect();
+        let client_id = conn.client_id().clone();
+        let closed = conn.handle_close(now, reason);
+        let mut generation = None;
+        {
+            let mut clients = self.clients.borrow_mut();
+            let is_current = matches!(clients.get(&key), Some(Client { state: ClientState::Online(c), .. }) if Rc::ptr_eq(c, cell));
+            if is_current {
+                match closed.session {
+                    Some(session) => {
+                        if let Some(c) = clients.get_mut(&key) {
+                            c.state = ClientState::Offline(session);
+                        }
+                    }
+                    None => {
+                        generation = clients.remove(&key).map(|c| c.generation);
+                    }
+                }
+            }
+        }
+        if let Some(generation) = generation {
+            self.unsubscribe(key, filters.iter());
+            self.by_id.borrow_mut().remove(&client_id);
+            self.shared
+                .registry
+                .release(&client_id, self.id, generation);
+        }
+        if let Some(will) = closed.will {
+            self.publish(now, key, will.publish);
+        }
+    }
+
+    /// Takes the session of `key` for a new connection (session takeover).
+    /// An online holder is closed with `TakenOver` and its will published.
+    pub(crate) fn take_session(&self, now: Instant, key: ClientKey) -> Option<Session> {
+        let previous = self.clients.borrow_mut().remove(&key)?;
+        match previous.state {
+            ClientState::Offline(session) => Some(session),
+            ClientState::Online(cell) => {
+                let conn = {
+                    let mut cs = cell.borrow_mut();
+                    cs.close = Some(tern_session::CloseReason::TakenOver);
+                    cs.wake();
+                    cs.conn.take()
+                };
+                let conn = conn?;
+                tracing::info!(client_id = %previous.client_id, "session taken over by a new connection");
+                let closed = conn.handle_close(now, tern_session::CloseReason::TakenOver);
+                if let Some(will) = closed.will {
+                    self.publish(now, key, will.publish);
+                }
+                closed.session
+            }
+        }
+    }
+
+    pub(crate) fn insert_online(
+        &self,
+        key: ClientKey,
+        client_id: ByteString,
+        generation: u64,
+        cell: Rc<ConnCell>,
+    ) {
+        self.clients.borrow_mut().insert(
+            key,
+            Client {
+                client_id,
+                generation,
+                state: ClientState::Online(cell),
+            },
+        );
+    }
+
+    fn close_all(&self) {
+        let clients = self.clients.borrow();
+        for c in clients.values() {
+            if let ClientState::Online(cell) = &c.state {
+                let mut cs = cell.borrow_mut();
+                cs.close = Some(tern_session::CloseReason::ServerShutdown);
+                cs.wake();
+            }
+        }
+    }
+}
+
+/// Starts worker `id` on its own thread.
+pub(crate) fn spawn(
+    id: usize,
+    shared: Arc<Shared>,
+    mut data: mpsc::Receiver<Routed>,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("tern-worker-{id}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(worker = id, error = %e, "cannot start worker runtime");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let worker = Rc::new(Worker::new(id, Arc::clone(&shared)));
+                let ticker = Rc::clone(&worker);
+                tokio::task::spawn_local(async move {
+                    let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+                    loop {
+                        every.tick().await;
+                        if let Some(slot) = ticker.shared.worker_stats.get(ticker.id) {
+                            ticker.stats.publish_to(slot);
+                        }
+                    }
+                });
+                let w = Rc::clone(&worker);
+                tokio::task::spawn_local(async move {
+                    let mut batch = Vec::with_capacity(256);
+                    while data.recv_many(&mut batch, 256).await > 0 {
+                        let now = Instant::now();
+                        w.stats.events.add(batch.len() as u64);
+                        for routed in batch.drain(..) {
+                            w.deliver_local(now, &routed.msg, routed.origin);
+                        }
+                    }
+                });
+                while let Some(msg) = control.recv().await {
+                    match msg {
+                        Control::Accepted(accepted, permit) => {
+                            conn::spawn_accepted(&worker, accepted, permit)
+                        }
+                        Control::Adopt(adopted) => conn::spawn_adopted(&worker, adopted),
+                        Control::Shutdown { grace } => {
+                            worker.shutting_down.set(true);
+                            worker.close_all();
+                            let drained = tokio::time::timeout(grace, async {
+                                while worker.live_tasks.get() > 0 {
+                                    worker.tasks_done.notified().await;
+                                }
+                            })
+                            .await;
+                            if drained.is_err() {
+                                tracing::warn!(
+                                    worker = id,
+                                    open = worker.live_tasks.get(),
+                                    "grace period over; closing remaining connections"
+                                );
+                            }
+                            break;
+                        }
+                    }
+                }
+            });
+        })
+}
+
+impl ConnShared {
+    /// Wakes the connection task if it is waiting.
+    pub(crate) fn wake(&self) {
+        if let Some(w) = &self.waker {
+            w.wake_by_ref();
+        }
+    }
+}

