@@ -99,9 +99,10 @@ impl Connection {
             (u16::MAX, None)
         };
         let send_window = cfg.max_inflight.max(1).min(client_receive_max.max(1));
+        // MQTT 3.1 has no Session Present flag: that CONNACK byte is reserved.
         let ack = connack(
             version,
-            session_present,
+            session_present && version != ProtocolVersion::V31,
             check.assigned_client_id.filter(|_| version.is_v5()),
             server_keep_alive,
             &cfg,

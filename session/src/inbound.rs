@@ -81,8 +81,10 @@ impl Connection {
                     self.push_ack(Packet::PubRec(PubResp::new(pid)));
                     return Ok(());
                 }
+                // Only v5 clients are told a Receive Maximum; for v3 the
+                // pending ids are bounded by the packet-id space itself.
                 let limit = self.cfg.receive_maximum();
-                if self.session.incoming_qos2.len() >= usize::from(limit) {
+                if self.version.is_v5() && self.session.incoming_qos2.len() >= usize::from(limit) {
                     return self.fail(ProtocolError::ReceiveMaximumExceeded(limit));
                 }
                 self.session.incoming_qos2.insert(pid);
