@@ -30,7 +30,7 @@ use tern_codec::{
     encode, ConnAck, Connect, DecodeError, Decoder, Delivery, Disconnect, Packet, ProtocolVersion,
     Publish, QoS, ReasonCode,
 };
-use tern_session::{CloseReason, Connection, DeliverOutcome, Event, Transmit};
+use tern_session::{CloseReason, Connection, DeliverOutcome, DropReason, Event, Transmit};
 use tern_transport::{Accepted, ConnectionPermit, Stream};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -84,9 +84,12 @@ pub(crate) fn deliver(
         return;
     };
     match conn.deliver(now, msg, qos, retain, subscription_identifiers) {
-        DeliverOutcome::Dropped(reason) => {
+        DeliverOutcome::Dropped(DropReason::QueueFull) => {
             worker.stats.dropped_queue_full.inc();
-            tracing::debug!(?reason, "delivery dropped by the session");
+            tracing::debug!("session queue full: message dropped for this subscriber");
+        }
+        DeliverOutcome::Dropped(DropReason::Qos0NotQueued) => {
+            worker.stats.dropped_qos0_offline.inc();
         }
         DeliverOutcome::Sent | DeliverOutcome::Queued => {}
     }
@@ -345,7 +348,7 @@ async fn run(
     let _ = stream.shutdown().await;
     let now = Instant::now();
     if cell.borrow().conn.is_some() {
-        worker.detach(now, key, &cell, reason.clone());
+        worker.detach(now, key, &cell, reason);
     }
     guard.attached = None;
     tracing::info!(%peer, %client_id, ?reason, "client disconnected");
@@ -495,11 +498,7 @@ async fn serve(
                 return CloseReason::NetworkError;
             }
             Io::CloseRequested => {
-                return cell
-                    .borrow()
-                    .close
-                    .clone()
-                    .unwrap_or(CloseReason::ServerShutdown);
+                return cell.borrow().close.unwrap_or(CloseReason::ServerShutdown);
             }
             Io::Timer => {
                 {
@@ -577,7 +576,12 @@ async fn handle_events(
     let mut close = None;
     for event in events.drain(..) {
         match event {
-            Event::Publish(p) => worker.publish(now, key, p),
+            Event::Publish(p) => {
+                let blocked = worker.publish(now, key, p);
+                if !blocked.is_empty() {
+                    blocked.send().await;
+                }
+            }
             Event::Subscribe {
                 packet_id,
                 filters,

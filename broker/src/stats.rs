@@ -62,6 +62,7 @@ worker_stats!(
     dropped_no_subscribers,
     dropped_worker_queue_full,
     dropped_worker_gone,
+    worker_queue_waits,
     dropped_writer_full,
     dropped_queue_full,
     dropped_qos0_offline,
@@ -77,6 +78,39 @@ impl WorkerStats {
             QoS::AtMostOnce => self.publish_in_qos0.inc(),
             QoS::AtLeastOnce => self.publish_in_qos1.inc(),
             QoS::ExactlyOnce => self.publish_in_qos2.inc(),
+        }
+    }
+}
+
+/// A warning logged at most once a second, saying how many were suppressed.
+#[derive(Debug)]
+pub(crate) struct RateLimitedLog {
+    last: Cell<Option<std::time::Instant>>,
+    suppressed: Cell<u64>,
+}
+
+impl Default for RateLimitedLog {
+    fn default() -> Self {
+        Self {
+            last: Cell::new(None),
+            suppressed: Cell::new(0),
+        }
+    }
+}
+
+impl RateLimitedLog {
+    pub(crate) fn warn(&self, worker: usize, what: &'static str) {
+        let now = std::time::Instant::now();
+        let due = self
+            .last
+            .get()
+            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1));
+        if due {
+            let suppressed = self.suppressed.replace(0);
+            self.last.set(Some(now));
+            tracing::warn!(worker, suppressed, "{what}");
+        } else {
+            self.suppressed.set(self.suppressed.get() + 1);
         }
     }
 }

@@ -35,7 +35,7 @@ pub(crate) struct Origin {
 #[derive(Debug)]
 pub(crate) enum ClientState {
     Online(Rc<ConnCell>),
-    Offline(Session),
+    Offline(Box<Session>),
 }
 
 #[derive(Debug)]
@@ -70,6 +70,29 @@ impl TemplateCache {
     }
 }
 
+/// QoS>0 deliveries to workers whose inbox was full when the message was routed.
+#[derive(Debug, Default)]
+pub(crate) struct Blocked {
+    sends: Vec<(mpsc::Sender<Routed>, Routed)>,
+}
+
+impl Blocked {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sends.is_empty()
+    }
+
+    /// Waits until every blocked delivery is in its worker's inbox.
+    pub(crate) async fn send(self) {
+        for (tx, routed) in self.sends {
+            if tx.send(routed).await.is_err() {
+                tracing::warn!(
+                    "worker inbox closed while waiting: message dropped for that worker"
+                );
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Worker {
     pub(crate) id: usize,
@@ -82,6 +105,7 @@ pub(crate) struct Worker {
     retained_scratch: RefCell<Vec<Arc<Publish>>>,
     pub(crate) templates: RefCell<TemplateCache>,
     pub(crate) stats: Rc<WorkerStats>,
+    drop_log: crate::stats::RateLimitedLog,
     /// Live connection tasks, for a bounded drain at shutdown.
     pub(crate) live_tasks: Cell<usize>,
     pub(crate) tasks_done: tokio::sync::Notify,
@@ -102,6 +126,7 @@ impl Worker {
             retained_scratch: RefCell::default(),
             templates: RefCell::default(),
             stats,
+            drop_log: Default::default(),
             live_tasks: Cell::new(0),
             tasks_done: tokio::sync::Notify::new(),
             shutting_down: Cell::new(false),
@@ -120,8 +145,13 @@ impl Worker {
         key
     }
 
-    /// Routes an application message published by `origin` (a client of this worker).
-    pub(crate) fn publish(&self, now: Instant, origin: ClientKey, publish: Publish) {
+    /// Routes an application message published by `origin` (a client of this
+    /// worker). QoS 0 messages for a worker whose inbox is full are dropped
+    /// and counted; QoS 1/2 messages are returned as `Blocked` so the
+    /// publishing connection waits for room (backpressure on that publisher
+    /// only: a worker's inbox is drained by a loop that never waits).
+    #[must_use = "blocked QoS>0 deliveries must be awaited with `Blocked::send`"]
+    pub(crate) fn publish(&self, now: Instant, origin: ClientKey, publish: Publish) -> Blocked {
         let msg = Arc::new(publish);
         self.stats.publish_in(msg.qos);
         if msg.retain {
@@ -134,10 +164,12 @@ impl Worker {
             client: origin,
         };
         let mut local = false;
-        let mut any = false;
+        let mut blocked = Blocked::default();
+        if matched.workers.is_empty() {
+            self.stats.dropped_no_subscribers.inc();
+        }
         for w in matched.workers.iter() {
             let w = usize::from(w);
-            any = true;
             if w == self.id {
                 local = true;
                 continue;
@@ -145,32 +177,43 @@ impl Worker {
             let Some(link) = self.shared.workers.get(w) else {
                 continue;
             };
-            match link.data.try_send(Routed {
+            let routed = Routed {
                 msg: Arc::clone(&msg),
                 origin,
-            }) {
+            };
+            match link.data.try_send(routed) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.stats.dropped_worker_queue_full.inc();
-                    tracing::warn!(
-                        to_worker = w,
-                        "inter-worker queue full: message dropped for that worker"
-                    );
+                Err(mpsc::error::TrySendError::Full(routed)) => {
+                    if msg.qos == QoS::AtMostOnce {
+                        self.stats.dropped_worker_queue_full.inc();
+                        self.drop_log.warn(
+                            w,
+                            "inter-worker queue full: QoS 0 message dropped for that worker",
+                        );
+                    } else {
+                        self.stats.worker_queue_waits.inc();
+                        blocked.sends.push((link.data.clone(), routed));
+                    }
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     self.stats.dropped_worker_gone.inc();
-                    tracing::warn!(
-                        to_worker = w,
-                        "worker inbox closed: message dropped for that worker"
-                    );
+                    self.drop_log
+                        .warn(w, "worker inbox closed: message dropped for that worker");
                 }
             }
         }
         if local {
             self.deliver_local(now, &msg, origin);
         }
-        if !any {
-            self.stats.dropped_no_subscribers.inc();
+        blocked
+    }
+
+    /// Publishes from a context that cannot wait (wills): blocked deliveries
+    /// are finished by a task of their own.
+    pub(crate) fn publish_detached(&self, now: Instant, origin: ClientKey, publish: Publish) {
+        let blocked = self.publish(now, origin, publish);
+        if !blocked.is_empty() {
+            tokio::task::spawn_local(blocked.send());
         }
     }
 
@@ -204,16 +247,16 @@ impl Worker {
     pub(crate) fn deliver_local(&self, now: Instant, msg: &Arc<Publish>, origin: Origin) {
         let mut targets = self.targets.borrow_mut();
         targets.clear();
-        self.subs.borrow().collect(&msg.topic, &mut targets);
+        let publisher = (origin.worker == self.id).then_some(origin.client);
+        self.subs
+            .borrow()
+            .collect_from(&msg.topic, publisher, &mut targets);
         if targets.is_empty() {
             return;
         }
         let mut clients = self.clients.borrow_mut();
         let mut templates = self.templates.borrow_mut();
         for t in targets.iter() {
-            if t.no_local && origin.worker == self.id && origin.client == t.key {
-                continue;
-            }
             let qos = msg.qos.min(t.qos);
             let retain = t.retain_as_published && msg.retain;
             let Some(client) = clients.get_mut(&t.key) else {
@@ -238,7 +281,8 @@ impl Worker {
                         EnqueueOutcome::DroppedQos0 => self.stats.dropped_qos0_offline.inc(),
                         EnqueueOutcome::DroppedQueueFull => {
                             self.stats.dropped_queue_full.inc();
-                            tracing::warn!(client_id = %client.client_id, "offline queue full: message dropped");
+                            self.drop_log
+                                .warn(self.id, "offline session queue full: message dropped");
                         }
                     }
                 }
@@ -384,7 +428,7 @@ impl Worker {
                 match closed.session {
                     Some(session) => {
                         if let Some(c) = clients.get_mut(&key) {
-                            c.state = ClientState::Offline(session);
+                            c.state = ClientState::Offline(Box::new(session));
                         }
                     }
                     None => {
@@ -401,7 +445,7 @@ impl Worker {
                 .release(&client_id, self.id, generation);
         }
         if let Some(will) = closed.will {
-            self.publish(now, key, will.publish);
+            self.publish_detached(now, key, will.publish);
         }
     }
 
@@ -410,7 +454,7 @@ impl Worker {
     pub(crate) fn take_session(&self, now: Instant, key: ClientKey) -> Option<Session> {
         let previous = self.clients.borrow_mut().remove(&key)?;
         match previous.state {
-            ClientState::Offline(session) => Some(session),
+            ClientState::Offline(session) => Some(*session),
             ClientState::Online(cell) => {
                 let conn = {
                     let mut cs = cell.borrow_mut();
@@ -422,7 +466,7 @@ impl Worker {
                 tracing::info!(client_id = %previous.client_id, "session taken over by a new connection");
                 let closed = conn.handle_close(now, tern_session::CloseReason::TakenOver);
                 if let Some(will) = closed.will {
-                    self.publish(now, key, will.publish);
+                    self.publish_detached(now, key, will.publish);
                 }
                 closed.session
             }
