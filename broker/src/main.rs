@@ -16,20 +16,37 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn wait_for_signal() -> std::io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+/// SIGTERM and SIGINT, registered before anything else starts so that a
+/// signal during startup still means a clean shutdown.
+struct Signals {
+    rt: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-        }
-        Ok(())
-    })
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (term, int) = rt.block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })?;
+        Ok(Self { rt, term, int })
+    }
+
+    fn wait(mut self) {
+        self.rt.block_on(async {
+            tokio::select! {
+                _ = self.term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = self.int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+        });
+    }
 }
 
 fn main() -> ExitCode {
@@ -48,6 +65,13 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     init_logging(&config);
+    let signals = match Signals::register() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tern: cannot register signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let workers = config.workers;
     let handle = match tern_broker::start(config) {
         Ok(h) => h,
@@ -61,9 +85,7 @@ fn main() -> ExitCode {
         println!("tern: listening on {addr}");
     }
     tracing::info!(workers, "tern {} started", env!("CARGO_PKG_VERSION"));
-    if let Err(e) = wait_for_signal() {
-        tracing::error!(error = %e, "cannot wait for signals");
-    }
+    signals.wait();
     handle.shutdown(Duration::from_secs(5));
     ExitCode::SUCCESS
 }
