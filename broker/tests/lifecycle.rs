@@ -2,7 +2,12 @@
 //! that move with traffic, and SIGTERM ends the process cleanly (status 0),
 //! sending MQTT 5 clients DISCONNECT 0x8B (server shutting down).
 
-#![allow(unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    missing_debug_implementations
+)]
 
 mod common;
 
