@@ -16,36 +16,47 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// SIGTERM and SIGINT, registered before anything else starts so that a
-/// signal during startup still means a clean shutdown.
+/// SIGTERM and SIGINT, blocked in the main thread before any other thread
+/// exists, so every thread inherits the mask and the signals can only be
+/// taken by `Signals::wait` (`sigwait`). A signal sent during startup waits
+/// there too instead of killing the process half-started.
 struct Signals {
-    rt: tokio::runtime::Runtime,
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
+    set: libc::sigset_t,
 }
 
 impl Signals {
-    fn register() -> std::io::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (term, int) = rt.block_on(async {
-            Ok::<_, std::io::Error>((
-                signal(SignalKind::terminate())?,
-                signal(SignalKind::interrupt())?,
-            ))
-        })?;
-        Ok(Self { rt, term, int })
+    fn block() -> std::io::Result<Self> {
+        // SAFETY: `set` is a plain C struct initialised by sigemptyset before
+        // use; the calls only read and write it and the thread's signal mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            if rc != 0 {
+                return Err(std::io::Error::from_raw_os_error(rc));
+            }
+            Ok(Self { set })
+        }
     }
 
-    fn wait(mut self) {
-        self.rt.block_on(async {
-            tokio::select! {
-                _ = self.term.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = self.int.recv() => tracing::info!("SIGINT: shutting down"),
+    /// Blocks until SIGTERM or SIGINT arrives.
+    fn wait(&self) {
+        loop {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: `self.set` was initialised in `block`; `sig` is a valid out pointer.
+            let rc = unsafe { libc::sigwait(&self.set, &mut sig) };
+            match (rc, sig) {
+                (0, libc::SIGTERM) => return tracing::info!("SIGTERM: shutting down"),
+                (0, libc::SIGINT) => return tracing::info!("SIGINT: shutting down"),
+                (0, _) => continue,
+                (rc, _) => {
+                    tracing::error!(error = %std::io::Error::from_raw_os_error(rc), "sigwait failed; shutting down");
+                    return;
+                }
             }
-        });
+        }
     }
 }
 
@@ -65,10 +76,10 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     init_logging(&config);
-    let signals = match Signals::register() {
+    let signals = match Signals::block() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("tern: cannot register signal handlers: {e}");
+            eprintln!("tern: cannot block signals for the shutdown handler: {e}");
             return ExitCode::from(1);
         }
     };
