@@ -38,8 +38,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection may take to flush what is queued for it.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-/// Read buffer growth step.
-const READ_CHUNK: usize = 16 * 1024;
+/// Read sizes: start small (an idle or slow client), double while reads fill
+/// the buffer, up to `MAX_READ` for a busy publisher.
+const MIN_READ: usize = 1024;
+const MAX_READ: usize = 64 * 1024;
 /// How many times a connection may be handed between workers.
 const MAX_HOPS: u8 = 3;
 
@@ -393,7 +395,7 @@ async fn read_connect(
                 return None;
             }
         }
-        rbuf.reserve(READ_CHUNK);
+        rbuf.reserve(MIN_READ);
         let read =
             tokio::time::timeout_at(deadline, tokio::io::AsyncReadExt::read_buf(stream, rbuf))
                 .await;
@@ -487,8 +489,25 @@ async fn serve(
     let sleep = tokio::time::sleep_until(deadline_of(cell));
     tokio::pin!(sleep);
     let mut events = Vec::new();
+    let mut read_size = MIN_READ;
     loop {
-        let io = poll_fn(|cx| poll_io(cx, stream, cell, rbuf, sleep.as_mut(), &worker.stats)).await;
+        if rbuf.is_empty() {
+            // Nothing partial is waiting: let go of the buffer (frames decoded
+            // from it keep their own slices alive).
+            *rbuf = BytesMut::new();
+        }
+        let io = poll_fn(|cx| {
+            poll_io(
+                cx,
+                stream,
+                cell,
+                rbuf,
+                &mut read_size,
+                sleep.as_mut(),
+                &worker.stats,
+            )
+        })
+        .await;
         let now = Instant::now();
         match io {
             Io::Read => {}
@@ -654,6 +673,7 @@ fn poll_io(
     stream: &mut Stream,
     cell: &ConnCell,
     rbuf: &mut BytesMut,
+    read_size: &mut usize,
     sleep: Pin<&mut tokio::time::Sleep>,
     stats: &WorkerStats,
 ) -> Poll<Io> {
@@ -684,14 +704,33 @@ fn poll_io(
             cs.waker = Some(cx.waker().clone());
         }
     }
-    if rbuf.capacity() - rbuf.len() < 1024 {
-        rbuf.reserve(READ_CHUNK);
-    }
-    match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, rbuf) {
-        Poll::Ready(Ok(0)) => return Poll::Ready(Io::Eof),
-        Poll::Ready(Ok(n)) => {
-            stats.bytes_in.add(n as u64);
-            return Poll::Ready(Io::Read);
+    // An idle connection holds no read buffer: wait for readiness first, and
+    // allocate only then (more when the last read filled what it had).
+    let ready = if rbuf.capacity() == 0 {
+        stream.poll_read_ready(cx)
+    } else {
+        Poll::Ready(Ok(()))
+    };
+    match ready {
+        Poll::Ready(Ok(())) => {
+            if rbuf.capacity() - rbuf.len() < MIN_READ {
+                rbuf.reserve(*read_size);
+            }
+            let room = rbuf.capacity() - rbuf.len();
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, rbuf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Io::Eof),
+                Poll::Ready(Ok(n)) => {
+                    stats.bytes_in.add(n as u64);
+                    *read_size = if n == room {
+                        (*read_size * 2).min(MAX_READ)
+                    } else {
+                        (*read_size / 2).max(MIN_READ)
+                    };
+                    return Poll::Ready(Io::Read);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Io::Error(e)),
+                Poll::Pending => {}
+            }
         }
         Poll::Ready(Err(e)) => return Poll::Ready(Io::Error(e)),
         Poll::Pending => {}

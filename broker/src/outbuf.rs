@@ -51,8 +51,16 @@ impl OutBuf {
             self.queued += head.len();
             self.chunks.push_back(head);
         }
-        if self.tail.capacity() < 256 {
-            self.tail.reserve(4096);
+    }
+
+    /// Gives back the memory of an empty buffer, so an idle connection holds
+    /// none (a busy one pays one allocation per write batch, not per message).
+    fn release_if_drained(&mut self) {
+        if self.chunks.is_empty() && self.tail.is_empty() {
+            self.tail = BytesMut::new();
+            if self.chunks.capacity() > 64 {
+                self.chunks = VecDeque::new();
+            }
         }
     }
 
@@ -82,6 +90,7 @@ impl OutBuf {
                 n = 0;
             }
         }
+        self.release_if_drained();
     }
 }
 
@@ -104,6 +113,20 @@ mod tests {
         assert_eq!(&*slices[0], b"hdr");
         assert_eq!(slices[1].as_ptr(), payload.as_ptr());
         assert_eq!(&*slices[2], b"x");
+    }
+
+    #[test]
+    fn drained_buffer_holds_no_memory() {
+        let mut out = OutBuf::default();
+        out.tail().put_slice(&[0u8; 3000]);
+        out.push_payload(Bytes::from(vec![1u8; 10]));
+        let empty = IoSlice::new(&[]);
+        let mut slices = [empty; MAX_IOVECS];
+        let n = out.io_slices(&mut slices);
+        let total: usize = slices[..n].iter().map(|s| s.len()).sum();
+        out.advance(total);
+        assert!(out.is_empty());
+        assert_eq!(out.tail().capacity(), 0);
     }
 
     #[test]

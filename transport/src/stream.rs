@@ -72,6 +72,15 @@ impl Stream {
             Self::Tcp(s) => s.local_addr().ok(),
         }
     }
+
+    /// Ready when a read would make progress, without reading. Lets an idle
+    /// connection wait without holding a read buffer. Transports that buffer
+    /// decrypted or decoded bytes themselves must report those as ready.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Tcp(s) => s.poll_read_ready(cx),
+        }
+    }
 }
 
 impl AsyncRead for Stream {
