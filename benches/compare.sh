@@ -34,8 +34,16 @@ target/release/tern --bind 127.0.0.1:$TERN_PORT --no-metrics --log-level warn \
 TERN_PID=$!
 mosquitto -c "$OUT/mosquitto.conf" >/dev/null 2>"$OUT/mosquitto.log" &
 MOSQ_PID=$!
-trap 'kill $TERN_PID $MOSQ_PID 2>/dev/null || true' EXIT
+stop() {
+  kill $TERN_PID $MOSQ_PID 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 $TERN_PID 2>/dev/null || kill -0 $MOSQ_PID 2>/dev/null || return 0; sleep 0.2; done
+  kill -9 $TERN_PID $MOSQ_PID 2>/dev/null || true
+}
+trap stop EXIT
 sleep 1
+for p in $TERN_PID $MOSQ_PID; do
+  kill -0 "$p" 2>/dev/null || { echo "a broker did not start (port in use?); see $OUT/*.log" >&2; exit 1; }
+done
 
 SCENARIOS=(
   "fanin-q0|fanin --pubs 8 --subs 1 --qos 0"

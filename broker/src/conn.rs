@@ -58,6 +58,11 @@ pub(crate) struct ConnShared {
     pub(crate) close: Option<CloseReason>,
     pub(crate) version: ProtocolVersion,
     pub(crate) writer_limit: usize,
+    /// Cleared by any read or write; the worker's sweep sets it, and asks a
+    /// connection that still has it set one sweep later to release its buffers.
+    pub(crate) quiet: bool,
+    /// Set by the sweep: release idle buffers at the next wake-up.
+    pub(crate) trim: bool,
 }
 
 /// Offers one message to a connection: encodes it into its writer, or lets
@@ -318,6 +323,8 @@ async fn run(
         close: None,
         version,
         writer_limit: limits.writer_buffer_bytes,
+        quiet: false,
+        trim: false,
     }));
     worker.insert_online(key, client_id.clone(), generation, Rc::clone(&cell));
     guard.attached = Some((key, Rc::clone(&cell)));
@@ -491,11 +498,6 @@ async fn serve(
     let mut events = Vec::new();
     let mut read_size = MIN_READ;
     loop {
-        if rbuf.is_empty() {
-            // Nothing partial is waiting: let go of the buffer (frames decoded
-            // from it keep their own slices alive).
-            *rbuf = BytesMut::new();
-        }
         let io = poll_fn(|cx| {
             poll_io(
                 cx,
@@ -692,6 +694,7 @@ fn poll_io(
                 Poll::Ready(Ok(n)) => {
                     stats.bytes_out.add(n as u64);
                     cs.out.advance(n);
+                    cs.quiet = false;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Io::Error(e)),
                 Poll::Pending => break,
@@ -699,6 +702,15 @@ fn poll_io(
         }
         if cs.close.is_some() && (cs.out.is_empty() || cs.conn.is_none()) {
             return Poll::Ready(Io::CloseRequested);
+        }
+        if cs.trim {
+            // Idle for a whole sweep interval: give the buffers back. Frames
+            // decoded from `rbuf` keep their own slices alive.
+            cs.trim = false;
+            cs.out.release_if_drained();
+            if rbuf.is_empty() {
+                *rbuf = BytesMut::new();
+            }
         }
         if !cs.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             cs.waker = Some(cx.waker().clone());
@@ -721,6 +733,9 @@ fn poll_io(
                 Poll::Ready(Ok(0)) => return Poll::Ready(Io::Eof),
                 Poll::Ready(Ok(n)) => {
                     stats.bytes_in.add(n as u64);
+                    if let Ok(mut cs) = cell.try_borrow_mut() {
+                        cs.quiet = false;
+                    }
                     *read_size = if n == room {
                         (*read_size * 2).min(MAX_READ)
                     } else {

@@ -97,6 +97,19 @@ fn main() -> ExitCode {
     }
     tracing::info!(workers, "tern {} started", env!("CARGO_PKG_VERSION"));
     signals.wait();
-    handle.shutdown(Duration::from_secs(5));
+    // A second SIGTERM/SIGINT during shutdown, or a shutdown that overruns
+    // its grace period by 5 s, ends the process at once.
+    let grace = Duration::from_secs(5);
+    std::thread::spawn(move || {
+        signals.wait();
+        tracing::warn!("second signal during shutdown: exiting now");
+        std::process::exit(1);
+    });
+    std::thread::spawn(move || {
+        std::thread::sleep(grace + Duration::from_secs(5));
+        tracing::error!("shutdown did not finish in time: exiting now");
+        std::process::exit(1);
+    });
+    handle.shutdown(grace);
     ExitCode::SUCCESS
 }

@@ -53,9 +53,9 @@ impl OutBuf {
         }
     }
 
-    /// Gives back the memory of an empty buffer, so an idle connection holds
-    /// none (a busy one pays one allocation per write batch, not per message).
-    fn release_if_drained(&mut self) {
+    /// Gives back the memory of an empty buffer. Called for connections that
+    /// have been idle for a sweep interval, so busy ones keep (and reuse) it.
+    pub(crate) fn release_if_drained(&mut self) {
         if self.chunks.is_empty() && self.tail.is_empty() {
             self.tail = BytesMut::new();
             if self.chunks.capacity() > 64 {
@@ -90,7 +90,6 @@ impl OutBuf {
                 n = 0;
             }
         }
-        self.release_if_drained();
     }
 }
 
@@ -126,6 +125,7 @@ mod tests {
         let total: usize = slices[..n].iter().map(|s| s.len()).sum();
         out.advance(total);
         assert!(out.is_empty());
+        out.release_if_drained();
         assert_eq!(out.tail().capacity(), 0);
     }
 

@@ -20,6 +20,9 @@ use tern_routing::{LocalSubscriptions, RetainedMessage, RouteOp, RouteUpdate, Su
 use tern_session::{EnqueueOutcome, Session};
 use tokio::sync::mpsc;
 
+/// Every how many 500 ms ticks idle connections are swept (2 s).
+const IDLE_SWEEP_TICKS: u64 = 4;
+
 /// Key of a client (session) on its worker; stable while the session lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ClientKey(pub(crate) u64);
@@ -490,6 +493,23 @@ impl Worker {
         );
     }
 
+    /// Asks connections that were quiet for a whole sweep interval to give
+    /// back their buffers; marks the others for the next sweep.
+    fn sweep_idle(&self) {
+        for c in self.clients.borrow().values() {
+            if let ClientState::Online(cell) = &c.state {
+                let Ok(mut cs) = cell.try_borrow_mut() else {
+                    continue;
+                };
+                if cs.quiet && cs.out.is_empty() {
+                    cs.trim = true;
+                    cs.wake();
+                }
+                cs.quiet = true;
+            }
+        }
+    }
+
     fn close_all(&self) {
         let clients = self.clients.borrow();
         for c in clients.values() {
@@ -528,10 +548,15 @@ pub(crate) fn spawn(
                 let ticker = Rc::clone(&worker);
                 tokio::task::spawn_local(async move {
                     let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+                    let mut ticks = 0u64;
                     loop {
                         every.tick().await;
+                        ticks += 1;
                         if let Some(slot) = ticker.shared.worker_stats.get(ticker.id) {
                             ticker.stats.publish_to(slot);
+                        }
+                        if ticks % IDLE_SWEEP_TICKS == 0 {
+                            ticker.sweep_idle();
                         }
                     }
                 });
