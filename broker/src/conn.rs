@@ -598,6 +598,24 @@ async fn handle_events(
     for event in events.drain(..) {
         match event {
             Event::Publish(p) => {
+                if worker.exceeds_topic_limits(&p.topic) {
+                    worker.stats.protocol_errors.inc();
+                    tracing::debug!(
+                        len = p.topic.len(),
+                        "topic name over the configured length or level limit; closing"
+                    );
+                    let mut cs = cell.borrow_mut();
+                    if cs.version.is_v5() {
+                        let d = Packet::Disconnect(Disconnect {
+                            reason: ReasonCode::TOPIC_NAME_INVALID,
+                            ..Disconnect::default()
+                        });
+                        let version = cs.version;
+                        let _ = encode(&d, version, cs.out.tail());
+                    }
+                    close.get_or_insert(CloseReason::ProtocolError(ReasonCode::TOPIC_NAME_INVALID));
+                    break;
+                }
                 let blocked = worker.publish(now, key, p);
                 if !blocked.is_empty() {
                     blocked.send().await;

@@ -306,7 +306,7 @@ impl Worker {
         {
             let mut subs = self.subs.borrow_mut();
             for (filter, options) in filters {
-                if self.too_deep(filter) {
+                if self.exceeds_topic_limits(filter) {
                     reasons.push(ReasonCode::TOPIC_FILTER_INVALID);
                     continue;
                 }
@@ -341,7 +341,9 @@ impl Worker {
         reasons
     }
 
-    fn too_deep(&self, filter: &str) -> bool {
+    /// True when a topic name or filter is longer, or has more levels, than
+    /// the configured limits allow.
+    pub(crate) fn exceeds_topic_limits(&self, filter: &str) -> bool {
         let limits = &self.shared.config.limits;
         filter.len() > limits.max_topic_length
             || filter.split('/').count() > limits.max_topic_levels

@@ -421,3 +421,24 @@ fn v5_violation_closes_the_connection() {
         ],
     );
 }
+
+// Limits on what a client controls: a topic name with more levels than
+// `--max-topic-levels` closes only the offending connection (v3: no
+// DISCONNECT exists), and is never routed.
+#[test]
+fn publish_over_the_topic_level_limit_closes_only_the_offender() {
+    let Some(broker) = Broker::spawn_only(&["--max-topic-levels", "4"]) else {
+        return;
+    };
+    let mut healthy = Healthy::new(broker.addr);
+    let mut watcher = Client::v311(broker.addr);
+    watcher.sub("deep/#", 0);
+    let mut ok = Client::v311(broker.addr);
+    ok.publish0("deep/a/b/c", b"fits");
+    assert_eq!(watcher.recv().payload, b"fits");
+    let mut offender = Client::v311(broker.addr);
+    offender.publish0("deep/a/b/c/d", b"too deep");
+    offender.expect_closed_silently(WAIT);
+    watcher.expect_nothing(QUIET);
+    healthy.round_trip();
+}
