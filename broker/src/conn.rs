@@ -65,6 +65,22 @@ pub(crate) struct ConnShared {
     pub(crate) trim: bool,
 }
 
+impl ConnShared {
+    /// Queues a DISCONNECT with `code` for an MQTT 5 client; v3 has none.
+    fn queue_disconnect(&mut self, code: ReasonCode) {
+        if self.version.is_v5() {
+            let d = Packet::Disconnect(Disconnect {
+                reason: code,
+                ..Disconnect::default()
+            });
+            let version = self.version;
+            if let Err(e) = encode(&d, version, self.out.tail()) {
+                tracing::error!(error = %e, "cannot encode DISCONNECT");
+            }
+        }
+    }
+}
+
 /// Offers one message to a connection: encodes it into its writer, or lets
 /// the session queue it when the inflight window is full.
 #[allow(clippy::too_many_arguments)]
@@ -345,15 +361,11 @@ async fn run(
             CloseReason::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER),
             _ => None,
         };
-        if let (true, Some(code)) = (version.is_v5(), code) {
-            let d = Packet::Disconnect(Disconnect {
-                reason: code,
-                ..Disconnect::default()
-            });
-            let _ = encode(&d, version, cs.out.tail());
+        if let Some(code) = code {
+            cs.queue_disconnect(code);
         }
     }
-    let _ = tokio::time::timeout(FLUSH_TIMEOUT, flush_out(&mut stream, &cell)).await;
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, flush_out(&mut stream, &cell, &worker.stats)).await;
     let _ = stream.shutdown().await;
     let now = Instant::now();
     if cell.borrow().conn.is_some() {
@@ -574,15 +586,7 @@ fn malformed(worker: &Worker, cell: &ConnCell, e: &DecodeError) -> CloseReason {
     worker.stats.malformed_packets.inc();
     tracing::debug!(error = %e, "malformed packet; closing");
     let code = e.reason_code();
-    let mut cs = cell.borrow_mut();
-    if cs.version.is_v5() {
-        let d = Packet::Disconnect(Disconnect {
-            reason: code,
-            ..Disconnect::default()
-        });
-        let version = cs.version;
-        let _ = encode(&d, version, cs.out.tail());
-    }
+    cell.borrow_mut().queue_disconnect(code);
     CloseReason::ProtocolError(code)
 }
 
@@ -604,15 +608,8 @@ async fn handle_events(
                         len = p.topic.len(),
                         "topic name over the configured length or level limit; closing"
                     );
-                    let mut cs = cell.borrow_mut();
-                    if cs.version.is_v5() {
-                        let d = Packet::Disconnect(Disconnect {
-                            reason: ReasonCode::TOPIC_NAME_INVALID,
-                            ..Disconnect::default()
-                        });
-                        let version = cs.version;
-                        let _ = encode(&d, version, cs.out.tail());
-                    }
+                    cell.borrow_mut()
+                        .queue_disconnect(ReasonCode::TOPIC_NAME_INVALID);
                     close.get_or_insert(CloseReason::ProtocolError(ReasonCode::TOPIC_NAME_INVALID));
                     break;
                 }
@@ -699,24 +696,8 @@ fn poll_io(
 ) -> Poll<Io> {
     {
         let mut cs = cell.borrow_mut();
-        while !cs.out.is_empty() {
-            let written = {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let n = cs.out.io_slices(&mut slices);
-                Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..n])
-            };
-            match written {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Io::Error(std::io::ErrorKind::WriteZero.into()))
-                }
-                Poll::Ready(Ok(n)) => {
-                    stats.bytes_out.add(n as u64);
-                    cs.out.advance(n);
-                    cs.quiet = false;
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Io::Error(e)),
-                Poll::Pending => break,
-            }
+        if let Poll::Ready(Err(e)) = poll_write_out(cx, stream, &mut cs, stats) {
+            return Poll::Ready(Io::Error(e));
         }
         if cs.close.is_some() && (cs.out.is_empty() || cs.conn.is_none()) {
             return Poll::Ready(Io::CloseRequested);
@@ -774,26 +755,37 @@ fn poll_io(
     Poll::Pending
 }
 
-/// Writes out everything queued for the connection.
-async fn flush_out(stream: &mut Stream, cell: &ConnCell) {
-    poll_fn(|cx| {
-        let mut cs = cell.borrow_mut();
-        while !cs.out.is_empty() {
-            let written = {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let n = cs.out.io_slices(&mut slices);
-                Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..n])
-            };
-            match written {
-                Poll::Ready(Ok(n)) if n > 0 => cs.out.advance(n),
-                Poll::Ready(_) => return Poll::Ready(()),
-                Poll::Pending => return Poll::Pending,
+/// Writes as much of the shared writer as the socket takes now.
+fn poll_write_out(
+    cx: &mut std::task::Context<'_>,
+    stream: &mut Stream,
+    cs: &mut ConnShared,
+    stats: &WorkerStats,
+) -> Poll<std::io::Result<()>> {
+    while !cs.out.is_empty() {
+        let written = {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = cs.out.io_slices(&mut slices);
+            Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..n])
+        };
+        match written {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => {
+                stats.bytes_out.add(n as u64);
+                cs.out.advance(n);
+                cs.quiet = false;
             }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
         }
-        Poll::Ready(())
-    })
-    .await;
-    let _ = Pin::new(stream).poll_flush(&mut std::task::Context::from_waker(Waker::noop()));
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// Writes out everything queued for the connection.
+async fn flush_out(stream: &mut Stream, cell: &ConnCell, stats: &WorkerStats) {
+    let _ = poll_fn(|cx| poll_write_out(cx, stream, &mut cell.borrow_mut(), stats)).await;
+    let _ = stream.flush().await;
 }
 
 async fn write_packet(

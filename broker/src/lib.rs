@@ -71,6 +71,20 @@ impl BrokerHandle {
     }
 }
 
+/// A current-thread runtime for one of the broker's threads; logs failure.
+pub(crate) fn current_thread_runtime(role: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            tracing::error!(thread = role, error = %e, "cannot start runtime");
+            None
+        }
+    }
+}
+
 /// The session configuration the limits imply.
 fn session_config(config: &Config) -> SessionConfig {
     let l = &config.limits;
@@ -155,15 +169,8 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let acceptor = std::thread::Builder::new()
         .name("tern-acceptor".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start acceptor runtime");
-                    return;
-                }
+            let Some(rt) = current_thread_runtime("acceptor") else {
+                return;
             };
             rt.block_on(acceptor::run(acceptor_shared, listeners, limiter, stop_rx));
         })?;

@@ -534,15 +534,8 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(format!("tern-worker-{id}"))
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(worker = id, error = %e, "cannot start worker runtime");
-                    return;
-                }
+            let Some(rt) = crate::current_thread_runtime("worker") else {
+                return;
             };
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async move {
