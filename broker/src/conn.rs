@@ -106,13 +106,16 @@ pub(crate) fn deliver(
     let Some(conn) = cs.conn.as_mut() else {
         return;
     };
-    match conn.deliver(now, msg, qos, retain, subscription_identifiers) {
+    match conn.deliver(now, msg, now, qos, retain, subscription_identifiers) {
         DeliverOutcome::Dropped(DropReason::QueueFull) => {
             worker.stats.dropped_queue_full.inc();
             tracing::debug!("session queue full: message dropped for this subscriber");
         }
         DeliverOutcome::Dropped(DropReason::Qos0NotQueued) => {
             worker.stats.dropped_qos0_offline.inc();
+        }
+        DeliverOutcome::Dropped(DropReason::Expired) => {
+            worker.stats.dropped_expired.inc();
         }
         DeliverOutcome::Sent | DeliverOutcome::Queued => {}
     }
@@ -148,7 +151,7 @@ pub(crate) fn flush_transmits(
                     topic_alias: None,
                     omit_topic: false,
                     subscription_identifiers: &o.subscription_identifiers,
-                    message_expiry_interval: None,
+                    message_expiry_interval: o.message_expiry_interval,
                 };
                 match template.write_header(&o.msg, &d, out.tail()) {
                     Ok(_) => {

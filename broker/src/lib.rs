@@ -96,6 +96,8 @@ fn session_config(config: &Config) -> SessionConfig {
         queue_qos0_offline: l.queue_qos0_offline,
         max_subscriptions: l.max_subscriptions_per_client,
         max_incoming_inflight: l.max_incoming_inflight,
+        // Not in `Limits` yet: the session default (16).
+        topic_alias_maximum: SessionConfig::default().topic_alias_maximum,
     }
 }
 

@@ -67,6 +67,9 @@ fn record(shared: &Shared) {
                 "protocol_errors" => {
                     counter!("tern_protocol_errors_total", "worker" => w).absolute(value)
                 }
+                "worker_queue_waits" => {
+                    counter!("tern_worker_queue_waits_total", "worker" => w).absolute(value)
+                }
                 "retained_rejected" => {
                     counter!("tern_retained_rejected_total", "worker" => w).absolute(value)
                 }

@@ -66,6 +66,7 @@ worker_stats!(
     dropped_writer_full,
     dropped_queue_full,
     dropped_qos0_offline,
+    dropped_expired,
     queued_offline,
     retained_rejected,
     malformed_packets,

@@ -279,9 +279,18 @@ impl Worker {
                     );
                 }
                 ClientState::Offline(session) => {
-                    match session.enqueue(msg, qos, retain, &self.shared.session_cfg) {
+                    match session.enqueue_with_ids(
+                        now,
+                        msg,
+                        now,
+                        qos,
+                        retain,
+                        &t.subscription_identifiers,
+                        &self.shared.session_cfg,
+                    ) {
                         EnqueueOutcome::Queued => self.stats.queued_offline.inc(),
                         EnqueueOutcome::DroppedQos0 => self.stats.dropped_qos0_offline.inc(),
+                        EnqueueOutcome::DroppedExpired => self.stats.dropped_expired.inc(),
                         EnqueueOutcome::DroppedQueueFull => {
                             self.stats.dropped_queue_full.inc();
                             self.drop_log

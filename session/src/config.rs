@@ -21,6 +21,9 @@ pub struct SessionConfig {
     /// Incoming QoS 2 messages awaiting PUBREL; advertised to v5 clients as
     /// Receive Maximum. 0 is treated as 1.
     pub max_incoming_inflight: u16,
+    /// Highest Topic Alias a v5 client may use in PUBLISH, advertised in
+    /// CONNACK as Topic Alias Maximum; 0 disables topic aliases.
+    pub topic_alias_maximum: u16,
 }
 
 impl Default for SessionConfig {
@@ -33,6 +36,7 @@ impl Default for SessionConfig {
             queue_qos0_offline: false,
             max_subscriptions: 0,
             max_incoming_inflight: 64,
+            topic_alias_maximum: 16,
         }
     }
 }

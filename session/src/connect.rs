@@ -117,8 +117,8 @@ pub(crate) fn connack(
             receive_maximum: Some(cfg.receive_maximum()),
             retain_available: Some(true),
             assigned_client_identifier: assigned_client_id,
-            // Absent Topic Alias Maximum means 0: the client must not send aliases.
-            topic_alias_maximum: None,
+            // Absent means 0: the client must not send aliases ([MQTT-3.2.2-18]).
+            topic_alias_maximum: (cfg.topic_alias_maximum > 0).then_some(cfg.topic_alias_maximum),
             wildcard_subscription_available: Some(true),
             subscription_identifiers_available: Some(true),
             shared_subscription_available: Some(true),

@@ -1,7 +1,7 @@
 //! The per-connection state machine: owns a [`Session`] while connected.
 
 use crate::connect::{connack, keep_alive, session_expiry, will_publish};
-use crate::session::{InflightState, Message, Subscription};
+use crate::session::{is_expired, InflightState, Message, Subscription};
 use crate::{
     CloseReason, Closed, ConnectCheck, ConnectionStats, DeliverOutcome, DropReason, Event,
     OutboundPublish, Session, SessionConfig, Transmit, Will,
@@ -38,6 +38,10 @@ pub struct Connection {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pub(crate) pending_subscribes: AHashMap<PacketId, PendingSubscribe>,
+    /// Inbound Topic Alias → Topic Name, keys 1..=`cfg.topic_alias_maximum`.
+    /// Never part of the [`Session`]: mappings end with the network
+    /// connection ([MQTT-3.3.2-7]).
+    pub(crate) topic_aliases: AHashMap<u16, ByteString>,
     pub(crate) closing: bool,
     pub(crate) stats: ConnectionStats,
 }
@@ -58,6 +62,7 @@ impl fmt::Debug for Connection {
             .field("session", &self.session)
             .field("keep_alive", &self.keep_alive)
             .field("send_window", &self.send_window)
+            .field("topic_aliases", &self.topic_aliases.len())
             .field("transmits", &self.transmits.len())
             .field("events", &self.events.len())
             .field("closing", &self.closing)
@@ -120,14 +125,15 @@ impl Connection {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             pending_subscribes: AHashMap::new(),
+            topic_aliases: AHashMap::new(),
             closing: false,
             stats: ConnectionStats::default(),
         };
         conn.push(Transmit::Packet(Packet::ConnAck(ack)));
         if session_present {
-            conn.retransmit();
+            conn.retransmit(now);
         }
-        conn.release_queued();
+        conn.release_queued(now);
         conn
     }
 
@@ -249,10 +255,17 @@ impl Connection {
     /// granted QoS). QoS 0 is sent at once; QoS > 0 takes the next free packet
     /// id when the window has room and nothing is queued before it
     /// ([MQTT-4.6.0-6] ordering), else waits in the bounded session queue.
+    ///
+    /// `received_at` is when the broker received the message: a v5 Message
+    /// Expiry Interval counts from there. A message whose interval has passed
+    /// is dropped here or when it would leave the queue ([MQTT-3.3.2-5]); a
+    /// sent one carries the remaining interval ([MQTT-3.3.2-6]). Tern applies
+    /// a publisher's expiry to v3 receivers too (they just get no property).
     pub fn deliver(
         &mut self,
-        _now: Instant,
+        now: Instant,
         msg: &Arc<Publish>,
+        received_at: Instant,
         qos: QoS,
         retain: bool,
         subscription_identifiers: &[u32],
@@ -268,28 +281,34 @@ impl Connection {
             qos,
             retain,
             sub_ids: SmallVec::from_slice(ids),
+            received_at,
         };
+        if is_expired(msg, received_at, now) {
+            self.session.count_expired(1);
+            self.stats.deliver_dropped += 1;
+            return DeliverOutcome::Dropped(DropReason::Expired);
+        }
         if qos == QoS::AtMostOnce {
             if self.closing {
                 self.session.stats.dropped_qos0 += 1;
                 self.stats.deliver_dropped += 1;
                 return DeliverOutcome::Dropped(DropReason::Qos0NotQueued);
             }
-            self.send_message(message());
+            self.send_message(now, message());
             return DeliverOutcome::Sent;
         }
         if self.closing
             || self.session.queued_len() > 0
             || self.session.inflight_len() >= usize::from(self.send_window)
         {
-            return if self.session.push_queue(message(), &self.cfg) {
+            return if self.session.push_queue(now, message(), &self.cfg) {
                 DeliverOutcome::Queued
             } else {
                 self.stats.deliver_dropped += 1;
                 DeliverOutcome::Dropped(DropReason::QueueFull)
             };
         }
-        self.send_message(message());
+        self.send_message(now, message());
         DeliverOutcome::Sent
     }
 
@@ -373,8 +392,17 @@ impl Connection {
         Err(err)
     }
 
+    /// The Message Expiry Interval to send for `m` at `now` (v5 only).
+    fn expiry_for(&self, m: &Message, now: Instant) -> Option<u32> {
+        if self.version.is_v5() {
+            m.remaining_expiry(now)
+        } else {
+            None
+        }
+    }
+
     /// Transmit a message now: QoS 0 without a packet id, QoS > 0 recorded inflight.
-    fn send_message(&mut self, m: Message) {
+    fn send_message(&mut self, now: Instant, m: Message) {
         let packet_id = if m.qos == QoS::AtMostOnce {
             None
         } else {
@@ -392,6 +420,7 @@ impl Connection {
             Some(pid)
         };
         self.session.stats.publish_out += 1;
+        let message_expiry_interval = self.expiry_for(&m, now);
         self.push(Transmit::Publish(OutboundPublish {
             msg: m.msg,
             qos: m.qos,
@@ -399,15 +428,27 @@ impl Connection {
             dup: false,
             retain: m.retain,
             subscription_identifiers: m.sub_ids,
+            message_expiry_interval,
         }));
     }
 
-    /// Moves queued messages out while the window has room (QoS 0 needs none).
-    pub(crate) fn release_queued(&mut self) {
+    /// Moves queued messages out while the window has room (QoS 0 needs
+    /// none), dropping those whose Message Expiry Interval has passed
+    /// ([MQTT-3.3.2-5]).
+    pub(crate) fn release_queued(&mut self, now: Instant) {
         if self.closing {
             return;
         }
-        while let Some(qos) = self.session.queue_front_qos() {
+        while let Some((qos, expired)) = self
+            .session
+            .queue_front()
+            .map(|m| (m.qos, m.is_expired(now)))
+        {
+            if expired {
+                self.session.pop_queue();
+                self.session.count_expired(1);
+                continue;
+            }
             if qos != QoS::AtMostOnce
                 && self.session.inflight_len() >= usize::from(self.send_window)
             {
@@ -416,15 +457,19 @@ impl Connection {
             let Some(m) = self.session.pop_queue() else {
                 break;
             };
-            self.send_message(m);
+            self.send_message(now, m);
         }
     }
 
     /// Re-sends inflight PUBLISH (DUP = 1) and PUBREL in order ([MQTT-4.4.0-1]).
-    fn retransmit(&mut self) {
+    /// Onward delivery of these has started, so expiry no longer removes them
+    /// ([MQTT-3.3.2-5], [MQTT-4.3.3-7]); they carry the remaining interval,
+    /// 0 once it has passed.
+    fn retransmit(&mut self, now: Instant) {
         for (pid, state, m) in self.session.retransmissions() {
             let t = match state {
                 InflightState::AwaitPubAck | InflightState::AwaitPubRec => {
+                    let message_expiry_interval = self.expiry_for(&m, now);
                     Transmit::Publish(OutboundPublish {
                         msg: m.msg,
                         qos: m.qos,
@@ -432,6 +477,7 @@ impl Connection {
                         dup: true,
                         retain: m.retain,
                         subscription_identifiers: m.sub_ids,
+                        message_expiry_interval,
                     })
                 }
                 InflightState::AwaitPubComp => Transmit::Packet(Packet::PubRel(PubResp::new(pid))),

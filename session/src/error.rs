@@ -15,9 +15,12 @@ pub enum ProtocolError {
     /// AUTH without an Authentication Method in CONNECT.
     #[error("[MQTT-4.12.0-7] AUTH packet without an Authentication Method in CONNECT")]
     UnexpectedAuth,
-    /// A topic alias outside 1..=Topic Alias Maximum (Tern advertises 0).
+    /// A topic alias above the Topic Alias Maximum advertised in CONNACK.
     #[error("[MQTT-3.3.2-9] topic alias {0} exceeds the Topic Alias Maximum")]
     TopicAliasInvalid(u16),
+    /// A PUBLISH with an empty topic name and a topic alias with no mapping.
+    #[error("[3.3.4] PUBLISH with an empty topic name and unknown topic alias {0}")]
+    TopicAliasUnknown(u16),
     /// A PUBLISH with an empty topic and no topic alias.
     #[error("[MQTT-3.3.2-1] PUBLISH with an empty topic name and no topic alias")]
     EmptyTopic,
@@ -47,6 +50,7 @@ impl ProtocolError {
             | Self::UnexpectedPacket(_)
             | Self::UnexpectedAuth
             | Self::EmptyTopic
+            | Self::TopicAliasUnknown(_)
             | Self::SubscriptionIdentifierFromClient
             | Self::NoLocalOnSharedSubscription
             | Self::SessionExpiryAfterZero => ReasonCode::PROTOCOL_ERROR,
@@ -67,6 +71,10 @@ mod tests {
         assert_eq!(
             ProtocolError::TopicAliasInvalid(1).reason_code(),
             ReasonCode(0x94)
+        );
+        assert_eq!(
+            ProtocolError::TopicAliasUnknown(1).reason_code(),
+            ReasonCode::PROTOCOL_ERROR
         );
         assert_eq!(
             ProtocolError::SecondConnect.reason_code(),

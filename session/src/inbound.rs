@@ -3,6 +3,7 @@
 use crate::connection::PendingSubscribe;
 use crate::session::{InflightState, Subscription};
 use crate::{CloseReason, Connection, Event, ProtocolError};
+use bytestring::ByteString;
 use std::time::Instant;
 use tern_codec::{
     Disconnect, Packet, PacketId, PubResp, Publish, QoS, ReasonCode, Subscribe, Unsubscribe,
@@ -22,11 +23,11 @@ impl Connection {
         match packet {
             Packet::Publish(p) => self.handle_publish(p),
             Packet::PubAck(r) => {
-                self.handle_ack(r.packet_id, InflightState::AwaitPubAck, "PUBACK");
+                self.handle_ack(now, r.packet_id, InflightState::AwaitPubAck, "PUBACK");
                 Ok(())
             }
             Packet::PubRec(r) => {
-                self.handle_pubrec(r);
+                self.handle_pubrec(now, r);
                 Ok(())
             }
             Packet::PubRel(r) => {
@@ -34,7 +35,7 @@ impl Connection {
                 Ok(())
             }
             Packet::PubComp(r) => {
-                self.handle_ack(r.packet_id, InflightState::AwaitPubComp, "PUBCOMP");
+                self.handle_ack(now, r.packet_id, InflightState::AwaitPubComp, "PUBCOMP");
                 Ok(())
             }
             Packet::Subscribe(s) => self.handle_subscribe(s),
@@ -57,11 +58,10 @@ impl Connection {
         }
     }
 
-    fn handle_publish(&mut self, p: Publish) -> Result<(), ProtocolError> {
+    fn handle_publish(&mut self, mut p: Publish) -> Result<(), ProtocolError> {
         self.session.stats.publish_in += 1;
-        if let Some(alias) = p.properties.topic_alias {
-            // Tern advertises Topic Alias Maximum 0 (absent) for now.
-            return self.fail(ProtocolError::TopicAliasInvalid(alias.get()));
+        if let Some(alias) = p.properties.topic_alias.take() {
+            self.resolve_topic_alias(alias.get(), &mut p)?;
         }
         if p.topic.is_empty() {
             return self.fail(ProtocolError::EmptyTopic);
@@ -98,9 +98,38 @@ impl Connection {
         Ok(())
     }
 
+    /// Applies an inbound Topic Alias (3.3.4 PUBLISH Actions): 0 never gets
+    /// here (the codec rejects it, [MQTT-3.3.2-8]); above the advertised
+    /// maximum → 0x94 ([MQTT-3.3.2-9]); with a topic the mapping is set or
+    /// replaced, with an empty topic the mapped topic is filled in (unknown
+    /// alias → 0x82). The alias property itself is removed from `p` by the caller.
+    fn resolve_topic_alias(&mut self, alias: u16, p: &mut Publish) -> Result<(), ProtocolError> {
+        if !self.version.is_v5() || alias > self.cfg.topic_alias_maximum {
+            return self.fail(ProtocolError::TopicAliasInvalid(alias));
+        }
+        if p.topic.is_empty() {
+            let Some(topic) = self.topic_aliases.get(&alias) else {
+                return self.fail(ProtocolError::TopicAliasUnknown(alias));
+            };
+            p.topic = topic.clone();
+        } else {
+            // A compact copy: the decoded topic is a slice of the read buffer
+            // and would pin that whole frame for the life of the connection.
+            self.topic_aliases
+                .insert(alias, ByteString::from(&*p.topic));
+        }
+        Ok(())
+    }
+
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2) for an outgoing message: free the id
     /// and release queued messages. Unknown ids are ignored (counted).
-    fn handle_ack(&mut self, pid: PacketId, expected: InflightState, name: &'static str) {
+    fn handle_ack(
+        &mut self,
+        now: Instant,
+        pid: PacketId,
+        expected: InflightState,
+        name: &'static str,
+    ) {
         if self.session.inflight_state(pid) != Some(expected) {
             self.unknown_ack(pid, name);
             return;
@@ -111,10 +140,10 @@ impl Connection {
             InflightState::AwaitPubAck => st.puback_in += 1,
             _ => st.pubcomp_in += 1,
         }
-        self.release_queued();
+        self.release_queued(now);
     }
 
-    fn handle_pubrec(&mut self, r: PubResp) {
+    fn handle_pubrec(&mut self, now: Instant, r: PubResp) {
         let pid = r.packet_id;
         match self.session.inflight_state(pid) {
             Some(InflightState::AwaitPubRec) => {
@@ -122,7 +151,7 @@ impl Connection {
                 if !r.reason.is_success() {
                     // [MQTT-4.4.0-2] acknowledged, never re-sent; the id is free.
                     self.session.remove_inflight(pid);
-                    self.release_queued();
+                    self.release_queued(now);
                     return;
                 }
                 // [MQTT-4.3.3-4] PUBREL with the same id; PUBRELs follow PUBREC order.

@@ -18,8 +18,15 @@
 //!    session to keep. [`Connection::into_session`] moves the session elsewhere.
 //!
 //! Message-level rules live here (packet ids, QoS 2 exactly-once bookkeeping,
-//! inflight window, bounded queue, keep-alive, will); syntax is the codec's
-//! job and routing is the broker's.
+//! inflight window, bounded queue, keep-alive, will, inbound topic aliases,
+//! message expiry); syntax is the codec's job and routing is the broker's.
+//!
+//! Message expiry: `deliver` and [`Session::enqueue`] take the time the
+//! broker received the message. A message whose v5 Message Expiry Interval
+//! has passed before it is sent is dropped ([`DropReason::Expired`],
+//! [`SessionStats::dropped_expired`]); a sent one carries the remaining
+//! interval in [`OutboundPublish::message_expiry_interval`]. The publisher's
+//! expiry applies to v3 receivers as well, without the property.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 

@@ -11,7 +11,7 @@ use tern_codec::{Packet, PacketId, Publish, QoS, ReasonCode, SubscriptionOptions
 // `Packet` is large (~264 bytes) but the shape is the broker contract; boxing
 // it would shrink every queued transmit to the size of `OutboundPublish`.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Transmit {
     /// Any control packet (CONNACK, acks, SUBACK, PINGRESP, DISCONNECT, …).
     Packet(Packet),
@@ -34,6 +34,44 @@ pub struct OutboundPublish {
     pub retain: bool,
     /// v5 Subscription Identifiers of the matching subscriptions (empty for v3).
     pub subscription_identifiers: SmallVec<[u32; 1]>,
+    /// v5 Message Expiry Interval to send: the received value minus the whole
+    /// seconds the message waited in the server ([MQTT-3.3.2-6]); `None` when
+    /// the message has none, and always for v3 receivers.
+    pub message_expiry_interval: Option<u32>,
+}
+
+/// Debug for a PUBLISH: topic and payload length, never the payload.
+struct PublishSummary<'a>(&'a Publish);
+
+impl fmt::Debug for PublishSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.0;
+        f.debug_struct("Publish")
+            .field("topic", &p.topic)
+            .field("payload_len", &p.payload.len())
+            .field("qos", &p.qos)
+            .field("packet_id", &p.packet_id)
+            .field("dup", &p.dup)
+            .field("retain", &p.retain)
+            .field(
+                "message_expiry_interval",
+                &p.properties.message_expiry_interval,
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Control packets as usual; a PUBLISH without its payload.
+impl fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Packet(Packet::Publish(p)) => {
+                f.debug_tuple("Packet").field(&PublishSummary(p)).finish()
+            }
+            Self::Packet(p) => f.debug_tuple("Packet").field(p).finish(),
+            Self::Publish(o) => f.debug_tuple("Publish").field(o).finish(),
+        }
+    }
 }
 
 /// Shows the topic and payload length, never the payload.
@@ -47,12 +85,13 @@ impl fmt::Debug for OutboundPublish {
             .field("dup", &self.dup)
             .field("retain", &self.retain)
             .field("subscription_identifiers", &self.subscription_identifiers)
+            .field("message_expiry_interval", &self.message_expiry_interval)
             .finish()
     }
 }
 
 /// Something the broker must act on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Event {
     /// An application message from this client to route. The acknowledgement is
     /// already queued. QoS 2: emitted once, on first receipt ([MQTT-4.3.3-10]).
@@ -84,6 +123,38 @@ pub enum Event {
     /// Close the network connection after flushing the queued transmits, then
     /// call `handle_close` with this reason. Emitted at most once.
     Close(CloseReason),
+}
+
+/// Shows a PUBLISH's topic and payload length, never the payload.
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Publish(p) => f.debug_tuple("Publish").field(&PublishSummary(p)).finish(),
+            Self::Subscribe {
+                packet_id,
+                filters,
+                subscription_identifier,
+                existed,
+            } => f
+                .debug_struct("Subscribe")
+                .field("packet_id", packet_id)
+                .field("filters", filters)
+                .field("subscription_identifier", subscription_identifier)
+                .field("existed", existed)
+                .finish(),
+            Self::Unsubscribe {
+                packet_id,
+                filters,
+                existed,
+            } => f
+                .debug_struct("Unsubscribe")
+                .field("packet_id", packet_id)
+                .field("filters", filters)
+                .field("existed", existed)
+                .finish(),
+            Self::Close(reason) => f.debug_tuple("Close").field(reason).finish(),
+        }
+    }
 }
 
 /// Why a connection ends.
@@ -178,6 +249,8 @@ pub enum DropReason {
     QueueFull,
     /// QoS 0 for a connection that is closing (or an offline session that does not queue QoS 0).
     Qos0NotQueued,
+    /// The message's v5 Message Expiry Interval had already passed ([MQTT-3.3.2-5]).
+    Expired,
 }
 
 #[cfg(test)]
@@ -203,13 +276,24 @@ mod tests {
             dup: false,
             retain: false,
             subscription_identifiers: SmallVec::new(),
+            message_expiry_interval: Some(7),
         };
+        let event = Event::Publish(publish.clone());
+        let transmit = Transmit::Packet(Packet::Publish(publish.clone()));
+        let sent = Transmit::Publish(out.clone());
         let will = Will {
             publish,
             delay: None,
         };
-        for s in [format!("{out:?}"), format!("{will:?}")] {
+        for s in [
+            format!("{out:?}"),
+            format!("{will:?}"),
+            format!("{event:?}"),
+            format!("{transmit:?}"),
+            format!("{sent:?}"),
+        ] {
             assert!(s.contains("a/b") && !s.contains("top-secret"), "{s}");
+            assert!(s.contains("payload_len: 10"), "{s}");
         }
     }
 

@@ -8,6 +8,7 @@ use smallvec::SmallVec;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tern_codec::{PacketId, Publish, QoS, SubscriptionOptions};
 
 /// Where an outgoing QoS > 0 message stands.
@@ -30,6 +31,8 @@ pub enum EnqueueOutcome {
     DroppedQos0,
     /// The queue is at `max_queued_messages` or `max_queued_bytes`.
     DroppedQueueFull,
+    /// The message's Message Expiry Interval has already passed ([MQTT-3.3.2-5]).
+    DroppedExpired,
 }
 
 /// A stored subscription.
@@ -39,6 +42,16 @@ pub(crate) struct Subscription {
     pub(crate) id: Option<u32>,
 }
 
+/// True once `msg`, received at `received_at`, has waited at least its
+/// Message Expiry Interval (and waited at all) at `now` ([MQTT-3.3.2-5]).
+pub(crate) fn is_expired(msg: &Publish, received_at: Instant, now: Instant) -> bool {
+    let Some(secs) = msg.properties.message_expiry_interval else {
+        return false;
+    };
+    let waited = now.saturating_duration_since(received_at);
+    waited > Duration::ZERO && waited >= Duration::from_secs(u64::from(secs))
+}
+
 /// A message bound for this client, with its per-receiver header fields.
 #[derive(Clone)]
 pub(crate) struct Message {
@@ -46,12 +59,33 @@ pub(crate) struct Message {
     pub(crate) qos: QoS,
     pub(crate) retain: bool,
     pub(crate) sub_ids: SmallVec<[u32; 1]>,
+    /// When the broker received the message: its Message Expiry Interval
+    /// counts from here.
+    pub(crate) received_at: Instant,
 }
 
 impl Message {
     /// Bytes counted against `max_queued_bytes`: topic plus payload.
     fn bytes(&self) -> usize {
         self.msg.topic.len() + self.msg.payload.len()
+    }
+
+    /// True once the message's Message Expiry Interval has passed
+    /// ([MQTT-3.3.2-5]): it has waited at least that many seconds. A message
+    /// that has not waited at all is never expired (an interval of 0 is
+    /// forwarded as 0 when delivered at once).
+    pub(crate) fn is_expired(&self, now: Instant) -> bool {
+        is_expired(&self.msg, self.received_at, now)
+    }
+
+    /// The Message Expiry Interval to send at `now`: the received value minus
+    /// the whole seconds the message has waited in the server ([MQTT-3.3.2-6]).
+    /// At least 1 while the message has not expired; 0 once it has (only an
+    /// inflight message is ever re-sent after expiring, [MQTT-4.3.3-7]).
+    pub(crate) fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        let secs = self.msg.properties.message_expiry_interval?;
+        let waited = now.saturating_duration_since(self.received_at).as_secs();
+        Some(secs.saturating_sub(u32::try_from(waited).unwrap_or(u32::MAX)))
     }
 }
 
@@ -146,22 +180,30 @@ impl Session {
             .map(|sub| (&sub.options, sub.id))
     }
 
-    /// Queue a message for an offline client. QoS 0 is dropped unless
-    /// `cfg.queue_qos0_offline`; the queue is bounded by messages and bytes.
+    /// Queue a message for an offline client at `now`. `received_at` is when
+    /// the broker received the message: its v5 Message Expiry Interval counts
+    /// from there ([MQTT-3.3.2-5/6]); a message already expired is dropped.
+    /// QoS 0 is dropped unless `cfg.queue_qos0_offline`; the queue is bounded
+    /// by messages and bytes (expired messages are purged first when full).
     pub fn enqueue(
         &mut self,
+        now: Instant,
         msg: &Arc<Publish>,
+        received_at: Instant,
         qos: QoS,
         retain: bool,
         cfg: &SessionConfig,
     ) -> EnqueueOutcome {
-        self.enqueue_with_ids(msg, qos, retain, &[], cfg)
+        self.enqueue_with_ids(now, msg, received_at, qos, retain, &[], cfg)
     }
 
     /// [`Session::enqueue`] carrying v5 subscription identifiers.
+    #[allow(clippy::too_many_arguments)]
     pub fn enqueue_with_ids(
         &mut self,
+        now: Instant,
         msg: &Arc<Publish>,
+        received_at: Instant,
         qos: QoS,
         retain: bool,
         subscription_identifiers: &[u32],
@@ -176,8 +218,13 @@ impl Session {
             qos,
             retain,
             sub_ids: SmallVec::from_slice(subscription_identifiers),
+            received_at,
         };
-        if self.push_queue(message, cfg) {
+        if message.is_expired(now) {
+            self.stats.dropped_expired += 1;
+            return EnqueueOutcome::DroppedExpired;
+        }
+        if self.push_queue(now, message, cfg) {
             EnqueueOutcome::Queued
         } else {
             EnqueueOutcome::DroppedQueueFull
@@ -221,11 +268,22 @@ impl Session {
     }
 
     /// Append to the queue within the limits; false (and counted) when full.
-    pub(crate) fn push_queue(&mut self, message: Message, cfg: &SessionConfig) -> bool {
+    /// At a limit, expired messages are purged first to make room.
+    pub(crate) fn push_queue(
+        &mut self,
+        now: Instant,
+        message: Message,
+        cfg: &SessionConfig,
+    ) -> bool {
         let bytes = message.bytes();
-        if self.queue.len() >= cfg.max_queued_messages
-            || self.queued_bytes.saturating_add(bytes) > cfg.max_queued_bytes
-        {
+        let full = |s: &Self| {
+            s.queue.len() >= cfg.max_queued_messages
+                || s.queued_bytes.saturating_add(bytes) > cfg.max_queued_bytes
+        };
+        if full(self) {
+            self.purge_expired(now);
+        }
+        if full(self) {
             self.stats.dropped_queue_full += 1;
             tracing::debug!(client_id = %self.client_id, queued = self.queue.len(),
                 queued_bytes = self.queued_bytes, "session queue full, message dropped");
@@ -241,9 +299,34 @@ impl Session {
         true
     }
 
-    /// QoS of the oldest queued message.
-    pub(crate) fn queue_front_qos(&self) -> Option<QoS> {
-        self.queue.front().map(|m| m.qos)
+    /// Drops every queued message whose Message Expiry Interval has passed
+    /// ([MQTT-3.3.2-5]), counting each in `dropped_expired`.
+    pub(crate) fn purge_expired(&mut self, now: Instant) {
+        let before = self.queue.len();
+        let mut freed = 0;
+        self.queue.retain(|m| {
+            let expired = m.is_expired(now);
+            if expired {
+                freed += m.bytes();
+            }
+            !expired
+        });
+        self.queued_bytes -= freed;
+        self.count_expired(before - self.queue.len());
+    }
+
+    /// Counts messages dropped because their Message Expiry Interval passed.
+    pub(crate) fn count_expired(&mut self, n: usize) {
+        if n > 0 {
+            self.stats.dropped_expired += n as u64;
+            tracing::debug!(client_id = %self.client_id, expired = n,
+                "queued message expired, dropped");
+        }
+    }
+
+    /// The oldest queued message.
+    pub(crate) fn queue_front(&self) -> Option<&Message> {
+        self.queue.front()
     }
 
     pub(crate) fn pop_queue(&mut self) -> Option<Message> {
@@ -345,6 +428,7 @@ mod tests {
             qos: QoS::AtLeastOnce,
             retain: false,
             sub_ids: SmallVec::new(),
+            received_at: Instant::now(),
         }
     }
 
@@ -388,6 +472,7 @@ mod tests {
 
     #[test]
     fn enqueue_bounds_messages_and_bytes_and_tracks_high_water() {
+        let now = Instant::now();
         let cfg = SessionConfig {
             max_queued_messages: 3,
             max_queued_bytes: 10,
@@ -396,26 +481,26 @@ mod tests {
         let mut s = Session::new("c".into(), true);
         let small = msg("t", b"abc"); // 4 bytes
         assert_eq!(
-            s.enqueue(&small, QoS::AtLeastOnce, false, &cfg),
+            s.enqueue(now, &small, now, QoS::AtLeastOnce, false, &cfg),
             EnqueueOutcome::Queued
         );
         assert_eq!(
-            s.enqueue(&small, QoS::ExactlyOnce, false, &cfg),
+            s.enqueue(now, &small, now, QoS::ExactlyOnce, false, &cfg),
             EnqueueOutcome::Queued
         );
         assert_eq!(s.queued_bytes(), 8);
         assert_eq!(
-            s.enqueue(&small, QoS::AtLeastOnce, false, &cfg),
+            s.enqueue(now, &small, now, QoS::AtLeastOnce, false, &cfg),
             EnqueueOutcome::DroppedQueueFull,
             "12 > 10 bytes"
         );
         let tiny = msg("t", b"");
         assert_eq!(
-            s.enqueue(&tiny, QoS::AtLeastOnce, false, &cfg),
+            s.enqueue(now, &tiny, now, QoS::AtLeastOnce, false, &cfg),
             EnqueueOutcome::Queued
         );
         assert_eq!(
-            s.enqueue(&tiny, QoS::AtLeastOnce, false, &cfg),
+            s.enqueue(now, &tiny, now, QoS::AtLeastOnce, false, &cfg),
             EnqueueOutcome::DroppedQueueFull,
             "3 messages"
         );
@@ -428,11 +513,12 @@ mod tests {
 
     #[test]
     fn offline_qos0_dropped_unless_configured() {
+        let now = Instant::now();
         let mut s = Session::new("c".into(), true);
         let m = msg("t", b"x");
         let cfg = SessionConfig::default();
         assert_eq!(
-            s.enqueue(&m, QoS::AtMostOnce, false, &cfg),
+            s.enqueue(now, &m, now, QoS::AtMostOnce, false, &cfg),
             EnqueueOutcome::DroppedQos0
         );
         assert_eq!(s.stats().dropped_qos0, 1);
@@ -441,20 +527,77 @@ mod tests {
             ..cfg
         };
         assert_eq!(
-            s.enqueue(&m, QoS::AtMostOnce, false, &cfg),
+            s.enqueue(now, &m, now, QoS::AtMostOnce, false, &cfg),
             EnqueueOutcome::Queued
         );
         assert_eq!(s.queued_len(), 1);
     }
 
+    // [MQTT-3.3.2-5/6] boundaries of the expiry rule.
+    #[test]
+    fn expiry_is_reached_after_the_full_interval_and_remaining_counts_whole_seconds() {
+        let t = Instant::now();
+        let with = |secs: Option<u32>| {
+            let mut p = (*msg("t", b"x")).clone();
+            p.properties.message_expiry_interval = secs;
+            Message {
+                received_at: t,
+                ..message(&Arc::new(p))
+            }
+        };
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let five = with(Some(5));
+        assert_eq!(
+            (five.is_expired(t), five.remaining_expiry(t)),
+            (false, Some(5))
+        );
+        assert_eq!(
+            (five.is_expired(ms(999)), five.remaining_expiry(ms(999))),
+            (false, Some(5))
+        );
+        assert_eq!(
+            (five.is_expired(ms(1000)), five.remaining_expiry(ms(1000))),
+            (false, Some(4))
+        );
+        assert_eq!(
+            (five.is_expired(ms(4999)), five.remaining_expiry(ms(4999))),
+            (false, Some(1))
+        );
+        assert_eq!(
+            (five.is_expired(ms(5000)), five.remaining_expiry(ms(5000))),
+            (true, Some(0))
+        );
+        assert_eq!(five.remaining_expiry(ms(99_000)), Some(0), "saturates");
+        let earlier = t.checked_sub(Duration::from_secs(1)).unwrap_or(t);
+        assert!(
+            !five.is_expired(earlier),
+            "a clock before reception waits 0"
+        );
+        let zero = with(Some(0));
+        assert_eq!(
+            (zero.is_expired(t), zero.remaining_expiry(t)),
+            (false, Some(0))
+        );
+        assert!(zero.is_expired(ms(1)));
+        let none = with(None);
+        assert_eq!(
+            (
+                none.is_expired(ms(u64::from(u32::MAX))),
+                none.remaining_expiry(ms(1))
+            ),
+            (false, None)
+        );
+    }
+
     #[test]
     fn session_is_send_and_debug_hides_payloads() {
+        let now = Instant::now();
         fn assert_send<T: Send + 'static>() {}
         assert_send::<Session>();
         let mut s = Session::new("c".into(), false);
         let m = msg("t", b"secret-payload");
         let cfg = SessionConfig::default();
-        s.enqueue(&m, QoS::AtLeastOnce, false, &cfg);
+        s.enqueue(now, &m, now, QoS::AtLeastOnce, false, &cfg);
         assert!(!format!("{s:?}").contains("secret"));
         assert!(!s.is_persistent());
     }

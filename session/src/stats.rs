@@ -23,6 +23,9 @@ pub struct SessionStats {
     pub dropped_queue_full: u64,
     /// QoS 0 messages dropped because the client was offline or closing.
     pub dropped_qos0: u64,
+    /// Messages dropped before being sent because their v5 Message Expiry
+    /// Interval had passed ([MQTT-3.3.2-5]).
+    pub dropped_expired: u64,
     /// Most messages ever held in the queue.
     pub queue_high_water_messages: u64,
     /// Most bytes ever held in the queue.

@@ -41,12 +41,12 @@ fn qos0_deliver_does_not_allocate_after_warm_up() {
     let message = msg("t", b"x");
     // Warm up: grow the transmit queue once.
     for _ in 0..64 {
-        conn.deliver(at_ms(1), &message, QoS::AtMostOnce, false, &[1]);
+        conn.deliver(at_ms(1), &message, at_ms(1), QoS::AtMostOnce, false, &[1]);
     }
     drain(&mut conn);
     let before = ALLOCS.load(Ordering::Relaxed);
     for _ in 0..64 {
-        let o = conn.deliver(at_ms(2), &message, QoS::AtMostOnce, false, &[1]);
+        let o = conn.deliver(at_ms(2), &message, at_ms(2), QoS::AtMostOnce, false, &[1]);
         assert_eq!(o, DeliverOutcome::Sent);
     }
     let after = ALLOCS.load(Ordering::Relaxed);

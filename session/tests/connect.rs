@@ -85,7 +85,7 @@ fn v5_connack_advertises_capabilities() {
     assert_eq!(p.wildcard_subscription_available, Some(true));
     assert_eq!(p.subscription_identifiers_available, Some(true));
     assert_eq!(p.shared_subscription_available, Some(true));
-    assert_eq!(p.topic_alias_maximum, None, "absent = 0: no topic aliases");
+    assert_eq!(p.topic_alias_maximum, Some(16), "the default maximum");
 }
 
 #[test]
@@ -141,7 +141,9 @@ fn v5_keep_alive_is_capped_with_server_keep_alive_mqtt_3_2_2_21() {
 fn clean_start_discards_existing_session_mqtt_3_2_2_1() {
     let mut old = Session::new("c".into(), true);
     old.enqueue(
+        t0(),
         &msg("t", b"x"),
+        t0(),
         QoS::AtLeastOnce,
         false,
         &SessionConfig::default(),

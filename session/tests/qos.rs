@@ -139,10 +139,15 @@ fn v3_incoming_qos2_is_not_held_to_the_v5_receive_maximum() {
     assert!(close_event(&mut conn).is_none());
 }
 
-// Tern advertises Topic Alias Maximum 0: any alias is 0x94 [MQTT-3.3.2-9].
+// With topic aliases disabled (maximum 0, [MQTT-3.2.2-18]) any alias is 0x94 [MQTT-3.3.2-9].
 #[test]
 fn v5_inbound_topic_alias_is_invalid_0x94() {
-    let mut conn = open_v5("c");
+    let cfg = SessionConfig {
+        topic_alias_maximum: 0,
+        ..Default::default()
+    };
+    let (mut conn, ack) = open(v5("c", true, None), None, cfg);
+    assert_eq!(ack.properties.topic_alias_maximum, None, "absent = 0");
     let Packet::Publish(mut p) = publish(QoS::AtMostOnce, None, "t") else {
         unreachable!()
     };
@@ -179,7 +184,14 @@ fn v5_inbound_subscription_identifier_is_a_protocol_error_mqtt_3_3_4_6() {
 #[test]
 fn outbound_qos0_is_sent_immediately_without_packet_id() {
     let mut conn = open_v311("c");
-    let o = conn.deliver(at_ms(1), &msg("t", b"x"), QoS::AtMostOnce, true, &[]);
+    let o = conn.deliver(
+        at_ms(1),
+        &msg("t", b"x"),
+        at_ms(1),
+        QoS::AtMostOnce,
+        true,
+        &[],
+    );
     assert_eq!(o, DeliverOutcome::Sent);
     let ts = drain(&mut conn);
     let [Transmit::Publish(p)] = &ts[..] else {
@@ -197,7 +209,7 @@ fn outbound_qos0_is_sent_immediately_without_packet_id() {
 fn outbound_qos1_until_puback() {
     let mut conn = open_v311("c");
     assert_eq!(
-        conn.deliver(at_ms(1), &m(1), QoS::AtLeastOnce, false, &[]),
+        conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[]),
         DeliverOutcome::Sent
     );
     assert_eq!(out(&mut conn), vec![pub_(Some(1), false, "m1")]);
@@ -215,7 +227,7 @@ fn outbound_qos1_until_puback() {
 #[test]
 fn outbound_qos2_publish_pubrec_pubrel_pubcomp_mqtt_4_3_3_4() {
     let mut conn = open_v311("c");
-    conn.deliver(at_ms(1), &m(1), QoS::ExactlyOnce, false, &[]);
+    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::ExactlyOnce, false, &[]);
     assert_eq!(out(&mut conn), vec![pub_(Some(1), false, "m1")]);
     assert_eq!(
         conn.session().inflight(),
@@ -237,7 +249,7 @@ fn outbound_qos2_publish_pubrec_pubrel_pubcomp_mqtt_4_3_3_4() {
 #[test]
 fn v5_pubrec_error_frees_the_id_without_pubrel_mqtt_4_4_0_2() {
     let mut conn = open_v5("c");
-    conn.deliver(at_ms(1), &m(1), QoS::ExactlyOnce, false, &[]);
+    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::ExactlyOnce, false, &[]);
     drain(&mut conn);
     let mut r = PubResp::new(pid(1));
     r.reason = ReasonCode::QUOTA_EXCEEDED;
@@ -250,7 +262,7 @@ fn v5_pubrec_error_frees_the_id_without_pubrel_mqtt_4_4_0_2() {
 #[test]
 fn unknown_or_mismatched_acks_are_ignored() {
     for mut conn in [open_v311("c"), open_v5("c")] {
-        conn.deliver(at_ms(1), &m(1), QoS::AtLeastOnce, false, &[]);
+        conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[]);
         drain(&mut conn);
         conn.handle_packet(at_ms(2), puback(99)).unwrap();
         conn.handle_packet(at_ms(2), pubcomp(1)).unwrap(); // QoS 1 message: wrong ack
@@ -274,7 +286,7 @@ fn pubrec_for_unknown_id_answers_pubrel_so_the_client_can_finish() {
 #[test]
 fn repeated_pubrec_repeats_pubrel() {
     let mut conn = open_v311("c");
-    conn.deliver(at_ms(1), &m(1), QoS::ExactlyOnce, false, &[]);
+    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::ExactlyOnce, false, &[]);
     conn.handle_packet(at_ms(2), pubrec(1)).unwrap();
     conn.handle_packet(at_ms(3), pubrec(1)).unwrap();
     assert_eq!(
@@ -291,7 +303,7 @@ fn repeated_pubrec_repeats_pubrel() {
 #[test]
 fn subscription_identifiers_only_for_v5() {
     let mut conn = open_v5("c");
-    conn.deliver(at_ms(1), &m(1), QoS::AtLeastOnce, false, &[3, 9]);
+    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[3, 9]);
     let ts = drain(&mut conn);
     let [Transmit::Publish(p)] = &ts[..] else {
         panic!()
@@ -299,7 +311,7 @@ fn subscription_identifiers_only_for_v5() {
     assert_eq!(&p.subscription_identifiers[..], &[3, 9]);
 
     let mut conn = open_v311("c");
-    conn.deliver(at_ms(1), &m(1), QoS::AtLeastOnce, false, &[3]);
+    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[3]);
     let ts = drain(&mut conn);
     let [Transmit::Publish(p)] = &ts[..] else {
         panic!()
