@@ -320,13 +320,7 @@ async fn run(
     // Attach the session.
     let now = Instant::now();
     let key = worker.key_for(&client_id);
-    let mut existing = worker.take_session(now, key);
-    if connect.clean_start {
-        if let Some(old) = existing.take() {
-            let filters: Vec<_> = old.subscriptions().map(|(f, _, _)| f.clone()).collect();
-            worker.unsubscribe(key, filters.iter());
-        }
-    }
+    let existing = worker.take_session(now, key, connect.clean_start);
     let clean_start = connect.clean_start;
     let conn = Connection::new(
         now,

@@ -416,7 +416,41 @@ impl Worker {
         }
     }
 
-    /// A connection's client has gone: publish its will, keep or drop its session.
+    /// Ends a connection's hold on its session. The session is returned when
+    /// it is kept (persistent, and not `discard`ed by a Clean Start); a
+    /// session that is not kept leaves the trie here, the one place that
+    /// does. The will, if any, is returned for the caller to publish once its
+    /// own bookkeeping is done (a will may match the client's own session).
+    fn end_connection(
+        &self,
+        now: Instant,
+        key: ClientKey,
+        conn: tern_session::Connection,
+        reason: tern_session::CloseReason,
+        discard: bool,
+    ) -> (Option<Session>, Option<Publish>) {
+        let filters: Vec<ByteString> = conn
+            .session()
+            .subscriptions()
+            .map(|(f, _, _)| f.clone())
+            .collect();
+        let closed = conn.handle_close(now, reason);
+        let will = closed.will.map(|w| w.publish);
+        match closed.session {
+            Some(session) if !discard => (Some(session), will),
+            _ => {
+                self.unsubscribe(key, filters.iter());
+                (None, will)
+            }
+        }
+    }
+
+    fn drop_subscriptions(&self, key: ClientKey, session: &Session) {
+        let filters: Vec<ByteString> = session.subscriptions().map(|(f, _, _)| f.clone()).collect();
+        self.unsubscribe(key, filters.iter());
+    }
+
+    /// A connection's client has gone: keep or drop its session, publish its will.
     pub(crate) fn detach(
         &self,
         now: Instant,
@@ -427,47 +461,59 @@ impl Worker {
         let Some(conn) = cell.borrow_mut().conn.take() else {
             return;
         };
-        let filters: Vec<ByteString> = conn
-            .session()
-            .subscriptions()
-            .map(|(f, _, _)| f.clone())
-            .collect();
+        let is_current = matches!(
+            self.clients.borrow().get(&key),
+            Some(Client { state: ClientState::Online(c), .. }) if Rc::ptr_eq(c, cell)
+        );
+        if !is_current {
+            // A taken-over connection loses its `conn` to the new one first,
+            // so this does not happen; if it did, the subscriptions under
+            // `key` belong to the new holder and must stay.
+            let closed = conn.handle_close(now, reason);
+            if let Some(will) = closed.will {
+                self.publish_detached(now, key, will.publish);
+            }
+            return;
+        }
         let client_id = conn.client_id().clone();
-        let closed = conn.handle_close(now, reason);
-        let mut generation = None;
-        {
-            let mut clients = self.clients.borrow_mut();
-            let is_current = matches!(clients.get(&key), Some(Client { state: ClientState::Online(c), .. }) if Rc::ptr_eq(c, cell));
-            if is_current {
-                match closed.session {
-                    Some(session) => {
-                        if let Some(c) = clients.get_mut(&key) {
-                            c.state = ClientState::Offline(Box::new(session));
-                        }
-                    }
-                    None => {
-                        generation = clients.remove(&key).map(|c| c.generation);
-                    }
+        let (kept, will) = self.end_connection(now, key, conn, reason, false);
+        match kept {
+            Some(session) => {
+                if let Some(c) = self.clients.borrow_mut().get_mut(&key) {
+                    c.state = ClientState::Offline(Box::new(session));
+                }
+            }
+            None => {
+                let generation = self.clients.borrow_mut().remove(&key).map(|c| c.generation);
+                self.by_id.borrow_mut().remove(&client_id);
+                if let Some(generation) = generation {
+                    self.shared
+                        .registry
+                        .release(&client_id, self.id, generation);
                 }
             }
         }
-        if let Some(generation) = generation {
-            self.unsubscribe(key, filters.iter());
-            self.by_id.borrow_mut().remove(&client_id);
-            self.shared
-                .registry
-                .release(&client_id, self.id, generation);
-        }
-        if let Some(will) = closed.will {
-            self.publish_detached(now, key, will.publish);
+        if let Some(will) = will {
+            self.publish_detached(now, key, will);
         }
     }
 
     /// Takes the session of `key` for a new connection (session takeover).
     /// An online holder is closed with `TakenOver` and its will published.
-    pub(crate) fn take_session(&self, now: Instant, key: ClientKey) -> Option<Session> {
+    /// With `clean_start`, or when the old session was not persistent, the
+    /// new connection gets nothing, and the old subscriptions are gone.
+    pub(crate) fn take_session(
+        &self,
+        now: Instant,
+        key: ClientKey,
+        clean_start: bool,
+    ) -> Option<Session> {
         let previous = self.clients.borrow_mut().remove(&key)?;
         match previous.state {
+            ClientState::Offline(session) if clean_start => {
+                self.drop_subscriptions(key, &session);
+                None
+            }
             ClientState::Offline(session) => Some(*session),
             ClientState::Online(cell) => {
                 let conn = {
@@ -478,11 +524,17 @@ impl Worker {
                 };
                 let conn = conn?;
                 tracing::info!(client_id = %previous.client_id, "session taken over by a new connection");
-                let closed = conn.handle_close(now, tern_session::CloseReason::TakenOver);
-                if let Some(will) = closed.will {
-                    self.publish_detached(now, key, will.publish);
+                let (kept, will) = self.end_connection(
+                    now,
+                    key,
+                    conn,
+                    tern_session::CloseReason::TakenOver,
+                    clean_start,
+                );
+                if let Some(will) = will {
+                    self.publish_detached(now, key, will);
                 }
-                closed.session
+                kept
             }
         }
     }

@@ -351,6 +351,27 @@ fn takeover_carries_the_session_over() {
         .disconnect(); // drop the session
 }
 
+// [MQTT-3.1.4-2] [MQTT-3.1.2-6]: a clean session ends with its network
+// connection, also when a new connection with the same client id takes it
+// over: the new session starts without the old one's subscriptions.
+#[test]
+fn takeover_of_a_clean_session_leaves_no_subscriptions_behind() {
+    let broker = Broker::start();
+    let id = client_id();
+    let t = topic("clean-takeover");
+    let mut publisher = Client::v311(broker.addr);
+    let (mut first, _) = Client::accepted(broker.addr, &Connect::v311(&id).clean(true));
+    first.sub(&t, 0);
+    publisher.publish0(&t, "to first");
+    assert_eq!(first.recv().payload, b"to first");
+    let (mut second, connack) = Client::connect(broker.addr, &Connect::v311(&id).clean(true));
+    assert_eq!(connack.bytes(), connack_v3(false, 0), "[MQTT-3.2.2-1]");
+    first.expect_closed_silently(WAIT);
+    publisher.publish0(&t, "nobody asked the new session for this");
+    second.expect_nothing(QUIET);
+    second.disconnect();
+}
+
 // [MQTT-3.12.4-1]: exact PINGRESP for PINGREQ, in every protocol version.
 #[test]
 fn pingreq_gets_pingresp() {
