@@ -228,12 +228,9 @@ pub(crate) fn spawn_accepted(
     });
 }
 
-/// Starts the task of a connection handed over by another worker.
+/// Starts the task of a connection handed over by another worker. The
+/// sender (`hand_over`) already counted it in this worker's connections.
 pub(crate) fn spawn_adopted(worker: &Rc<Worker>, adopted: Adopted) {
-    if let Some(link) = worker.shared.workers.get(worker.id) {
-        link.connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
     let mut guard = start_task(worker);
     tokio::task::spawn_local(async move {
         let Adopted {

@@ -150,12 +150,13 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         registry: Default::default(),
         workers: links,
         worker_stats: (0..n).map(|_| Default::default()).collect(),
+        route_stats: Default::default(),
     });
 
-    let route_stats = Arc::new(route_writer::RouteWriterStats::default());
+    let route_stats = Arc::clone(&shared.route_stats);
     std::thread::Builder::new()
         .name("tern-routes".into())
-        .spawn(move || route_writer::run(routes, route_rx, route_stats))?;
+        .spawn(move || route_writer::run(routes, route_rx, &route_stats))?;
 
     let mut workers = Vec::with_capacity(n);
     for (id, (data_rx, control_rx)) in inboxes.into_iter().enumerate() {

@@ -7,6 +7,7 @@
 use crate::shared::Shared;
 use metrics::{counter, gauge};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,4 +88,8 @@ fn record(shared: &Shared) {
     gauge!("tern_sessions").set(shared.registry.len() as f64);
     gauge!("tern_route_snapshot_version").set(shared.routes.load().version() as f64);
     gauge!("tern_route_filters").set(shared.routes.load().filter_count() as f64);
+    let rs = &shared.route_stats;
+    counter!("tern_route_rebuilds_total").absolute(rs.rebuilds.load(Relaxed));
+    gauge!("tern_route_last_rebuild_seconds")
+        .set(rs.last_rebuild_micros.load(Relaxed) as f64 / 1e6);
 }

@@ -29,7 +29,7 @@ pub(crate) struct RouteWriterStats {
 pub(crate) fn run(
     table: Arc<RouteTable>,
     rx: mpsc::Receiver<RouteRequest>,
-    stats: Arc<RouteWriterStats>,
+    stats: &RouteWriterStats,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut updates = Vec::new();

@@ -63,4 +63,5 @@ pub(crate) struct Shared {
     pub(crate) retained: Mutex<RetainedStore>,
     pub(crate) workers: Vec<WorkerLink>,
     pub(crate) worker_stats: Vec<SharedWorkerStats>,
+    pub(crate) route_stats: Arc<crate::route_writer::RouteWriterStats>,
 }

@@ -112,7 +112,6 @@ pub(crate) struct Worker {
     /// Live connection tasks, for a bounded drain at shutdown.
     pub(crate) live_tasks: Cell<usize>,
     pub(crate) tasks_done: tokio::sync::Notify,
-    pub(crate) shutting_down: Cell<bool>,
 }
 
 impl Worker {
@@ -132,7 +131,6 @@ impl Worker {
             drop_log: Default::default(),
             live_tasks: Cell::new(0),
             tasks_done: tokio::sync::Notify::new(),
-            shutting_down: Cell::new(false),
         }
     }
 
@@ -634,7 +632,6 @@ pub(crate) fn spawn(
                         }
                         Control::Adopt(adopted) => conn::spawn_adopted(&worker, adopted),
                         Control::Shutdown { grace } => {
-                            worker.shutting_down.set(true);
                             worker.close_all();
                             let drained = tokio::time::timeout(grace, async {
                                 while worker.live_tasks.get() > 0 {

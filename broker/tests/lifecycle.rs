@@ -95,6 +95,8 @@ fn metrics_move_with_traffic_and_sigterm_exits_cleanly() {
     );
     assert_eq!(sum(&metrics, "tern_messages_sent_total", ""), 5);
     assert_eq!(sum(&metrics, "tern_connections_accepted_total", ""), 3);
+    // One SUBSCRIBE, one new filter: exactly one route snapshot rebuild.
+    assert_eq!(sum(&metrics, "tern_route_rebuilds_total", ""), 1);
 
     signal(child.id(), libc::SIGTERM);
     // [MQTT-3.14] v5: the server says why it closes: 0x8B server shutting down.
