@@ -48,28 +48,92 @@ pub(crate) struct Client {
     pub(crate) state: ClientState,
 }
 
-/// One PUBLISH layout cached while it fans out to many receivers. It holds
-/// the message, so the cache key (the allocation) cannot be reused under it.
+/// The PUBLISH layouts of the message being fanned out: one slot for 3.1/3.1.1
+/// receivers (same encoding) and one for 5.0, so subscribers of mixed
+/// versions do not evict each other's template. A slot holds its message, so
+/// the cache key (the allocation) cannot be reused under it.
 #[derive(Debug, Default)]
 pub(crate) struct TemplateCache {
-    entry: Option<(Arc<Publish>, bool, PublishTemplate)>,
+    slots: [Option<(Arc<Publish>, PublishTemplate)>; 2],
+    /// Templates built so far (what the cache exists to keep low).
+    builds: u64,
 }
 
 impl TemplateCache {
     pub(crate) fn get(&mut self, msg: &Arc<Publish>, v5: bool) -> &PublishTemplate {
-        let hit = matches!(&self.entry, Some((m, v, _)) if *v == v5 && Arc::ptr_eq(m, msg));
-        if !hit {
+        let slot = &mut self.slots[usize::from(v5)];
+        if !matches!(slot, Some((m, _)) if Arc::ptr_eq(m, msg)) {
             let version = if v5 {
                 tern_codec::ProtocolVersion::V5
             } else {
                 tern_codec::ProtocolVersion::V311
             };
-            self.entry = Some((Arc::clone(msg), v5, PublishTemplate::new(msg, version)));
+            *slot = Some((Arc::clone(msg), PublishTemplate::new(msg, version)));
+            self.builds += 1;
         }
-        match &self.entry {
-            Some((_, _, t)) => t,
-            None => unreachable!("entry was just filled"),
+        match slot {
+            Some((_, t)) => t,
+            None => unreachable!("the slot was just filled"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytestring::ByteString;
+
+    fn message(topic: &'static str) -> Arc<Publish> {
+        Arc::new(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: ByteString::from_static(topic),
+            packet_id: None,
+            properties: Default::default(),
+            payload: bytes::Bytes::from_static(b"payload"),
+        })
+    }
+
+    #[test]
+    fn mixed_versions_keep_their_templates() {
+        let msg = message("a/b");
+        let mut cache = TemplateCache::default();
+        // Receivers in trie order alternate between protocol versions.
+        for v5 in [false, true, false, true, false, true] {
+            cache.get(&msg, v5);
+        }
+        assert_eq!(
+            cache.builds, 2,
+            "one template per version, not one per receiver"
+        );
+        assert_eq!(
+            cache.get(&msg, true).version(),
+            tern_codec::ProtocolVersion::V5
+        );
+        assert_eq!(
+            cache.get(&msg, false).version(),
+            tern_codec::ProtocolVersion::V311
+        );
+    }
+
+    #[test]
+    fn a_new_message_replaces_the_template() {
+        let first = message("a");
+        let second = message("b");
+        let mut cache = TemplateCache::default();
+        cache.get(&first, false);
+        let mut out = bytes::BytesMut::new();
+        let d = tern_codec::Delivery::simple(QoS::AtMostOnce, None, false, false);
+        cache
+            .get(&second, false)
+            .write_header(&second, &d, &mut out)
+            .unwrap();
+        assert_eq!(
+            &out[2..5],
+            b"\x00\x01b",
+            "header written for the second message's topic"
+        );
     }
 }
 
