@@ -1,96 +1,316 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: Tern and Mosquitto, same machine, same run.
+# Side-by-side benchmark: Tern, Mosquitto and rumqttd, same machine, same run.
 #
 #   benches/compare.sh [RUNS] [SECONDS]      (defaults: 3 runs of 5 s)
 #
-# Each broker runs on its own loopback port with settings that keep limits out
-# of the way (documented in BENCHMARKS.md): Mosquitto with unlimited inflight
-# and queue, TCP_NODELAY, no persistence; Tern with the same inflight/queue
-# headroom. Every scenario runs RUNS times per broker, alternating brokers;
-# the table reports medians. Results go to stdout as a Markdown table and, raw,
-# to target/compare/*.json.
+# Environment (all optional):
+#   BROKERS="tern mosquitto rumqttd"  brokers to compare (default: all three). A
+#                                     broker that is missing or does not start is
+#                                     reported as n/a; the script carries on.
+#   SCENARIOS="fanin-q1 conns ..."    scenarios to run (default: all, in the order
+#                                     of SCENARIO_LIST below; `latency` selects
+#                                     latency-fanin and latency-fanout)
+#   CONNS=19000                       idle connections in `conns`
+#   TERN_ARGS="--flag value ..."      extra flags for every Tern start
+#   TERN_BIN, TERN_BENCH              use these binaries; when both are set,
+#                                     nothing is built (default: cargo build
+#                                     --release, target/release/{tern,tern-bench})
+#   RUMQTTD=/path/to/rumqttd          use this rumqttd binary
+#   PEERS_ROOT=target/peers           `cargo install rumqttd --root` here when no
+#                                     rumqttd is found (RUMQTTD, PEERS_ROOT/bin,
+#                                     /tmp/peers/rumqttd/bin, PATH, in that order)
+#   OUT=target/compare                results directory, emptied at start
+#
+# Every (scenario, broker, run) starts a fresh broker, runs one tern-bench
+# against it and stops it, so the peak RSS (VmHWM) is that scenario's alone and
+# `conns` measures RSS per connection on an empty broker. Only one broker runs
+# at a time. Brokers alternate within each run, and the first broker rotates
+# from run to run. The open-file soft limit is raised to the hard limit
+# (`ulimit -n $(ulimit -Hn)`) in each broker's shell; tern-bench raises its own.
+#
+# Output: one Markdown table per scenario on stdout (and target/compare/report.md)
+# with medians over runs, the tern-bench and broker command lines, and a ratio
+# column: Tern ÷ best peer on the scenario's target metric. Raw tern-bench JSON
+# per run: target/compare/<scenario>.<broker>.<run>.json; broker output in
+# target/compare/logs/. Re-print with `python3 benches/compare_report.py target/compare`.
+#
+# Scenarios (100-byte payloads, tern-bench defaults: closed loop, window 100,
+# MQTT 3.1.1, no warm-up, 2 s drain):
+#   fanin-q0 / -q1 / -q2  8 publishers → 1 subscriber, QoS 0 / 1 / 2
+#   fanout-q1             1 publisher → 200 subscribers, QoS 1
+#   fanout-q0-1k          1 publisher → 1,000 subscribers, QoS 0
+#   pairs-q0              100 publisher/subscriber pairs, QoS 0
+#   latency-fanin         8 publishers × 2,500 msg/s → 1 subscriber (20k deliveries/s), QoS 1, 1 s warm-up
+#   latency-fanout        1 publisher × 100 msg/s → 200 subscribers (20k deliveries/s), QoS 1, 1 s warm-up
+#   flood                 fanin-q0 with --window 0 (publishers write as fast as TCP allows);
+#                         look at peak RSS and lost (QoS 0 messages the broker dropped)
+#   conns                 CONNS idle connections held for SECONDS; connects/s and RSS per connection
+#   scaling               fanout-q1 against Tern with --workers 1 and --workers 2 (Tern only)
+# Target metric of the ratio column: deliveries per broker CPU-second (higher is
+# better), except latency-*: p99; flood: peak RSS; conns: KiB per idle
+# connection (lower is better); scaling: deliveries/s, workers 2 ÷ workers 1.
+#
+# Broker settings
+#   Tern      target/release/tern --bind 127.0.0.1:18861 --no-metrics --log-level warn
+#             on its DEFAULT limits (max_inflight 32, max_queued_messages 1000,
+#             max_queued_bytes 16 MiB, writer_buffer_bytes 1 MiB, one worker per core).
+#             conns adds --max-connections-per-ip 0 (unlimited; already the default,
+#             given so a changed default cannot cap the test; max_connections 100000
+#             is above CONNS). scaling adds --workers 1 / --workers 2. TERN_ARGS is
+#             appended to every start.
+#   Mosquitto mosquitto -c target/compare/mosquitto.conf: listener 18862 on 127.0.0.1,
+#             allow_anonymous, persistence false, max_inflight_messages 0 and
+#             max_queued_messages 0 (both unlimited), set_tcp_nodelay true,
+#             max_connections -1, log_type error + warning, connection_messages false
+#             (a log line per connection would cost CPU in conns).
+#   rumqttd   rumqttd -q -c target/compare/rumqttd.toml (rumqttd 0.20 config format):
+#             v4 (3.1.1) listener 127.0.0.1:18863 and v5 listener 127.0.0.1:18864
+#             (tern-bench uses the v4 one), next_connection_delay_ms 0 (the demo's 1 ms
+#             would cap connects at 1,000/s), connection_timeout_ms 60000,
+#             max_payload_size 1 MiB, max_inflight_count 65535 (rumqttd uses it as the
+#             most packets read from one connection per batch; its outgoing QoS 1/2
+#             inflight is fixed at 100 in the router), dynamic_filters true; router
+#             max_connections 20010, max_outgoing_packet_count 200 (QoS 0 messages
+#             read per subscriber per turn), max_segment_size 100 MiB ×
+#             max_segment_count 10 (the demo's in-memory commit log: up to ~1 GiB per
+#             topic before old segments are dropped). No persistence exists; no
+#             console, prometheus or metrics sections, so nothing else listens.
+#             Logs at its default (warn).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-3}"
 SECS="${2:-5}"
-command -v mosquitto >/dev/null || { echo "mosquitto not installed (apt-get install mosquitto)" >&2; exit 1; }
-cargo build --release --locked -p tern-broker -p tern-benches >&2
-OUT=target/compare; rm -rf "$OUT"; mkdir -p "$OUT"
-BENCH=target/release/tern-bench
-TERN_PORT=18861; MOSQ_PORT=18862
+CONNS="${CONNS:-19000}"
+OUT="${OUT:-target/compare}"
+PEERS_ROOT="${PEERS_ROOT:-target/peers}"
+BROKERS="${BROKERS:-tern mosquitto rumqttd}"
+TERN_ARGS="${TERN_ARGS:-}"
+TERN_PORT=18861; MOSQ_PORT=18862; RUMQTTD_PORT=18863; RUMQTTD_V5_PORT=18864
 
-cat > "$OUT/mosquitto.conf" <<CONF
+SCENARIO_LIST="fanin-q0 fanin-q1 fanin-q2 fanout-q1 fanout-q0-1k pairs-q0 latency-fanin latency-fanout flood conns scaling"
+
+# tern-bench arguments of a scenario (port, duration, pid and output flags are added).
+bench_args() {
+  case $1 in
+    fanin-q0) echo "fanin --pubs 8 --subs 1 --qos 0" ;;
+    fanin-q1) echo "fanin --pubs 8 --subs 1 --qos 1" ;;
+    fanin-q2) echo "fanin --pubs 8 --subs 1 --qos 2" ;;
+    fanout-q1) echo "fanout --pubs 1 --subs 200 --qos 1" ;;
+    fanout-q0-1k) echo "fanout --pubs 1 --subs 1000 --qos 0" ;;
+    pairs-q0) echo "pairs --pubs 100 --qos 0" ;;
+    latency-fanin) echo "fanin --pubs 8 --subs 1 --qos 1 --rate 2500 --warmup 1" ;;
+    latency-fanout) echo "fanout --pubs 1 --subs 200 --qos 1 --rate 100 --warmup 1" ;;
+    flood) echo "fanin --pubs 8 --subs 1 --qos 0 --window 0" ;;
+    conns) echo "conns --conns $CONNS" ;;
+    scaling) echo "fanout --pubs 1 --subs 200 --qos 1" ;;
+    *) return 1 ;;
+  esac
+}
+
+# Expand and check $SCENARIOS.
+SELECTED=()
+for s in ${SCENARIOS:-$SCENARIO_LIST}; do
+  if [ "$s" = latency ]; then SELECTED+=(latency-fanin latency-fanout); continue; fi
+  bench_args "$s" >/dev/null || { echo "unknown scenario '$s' (known: $SCENARIO_LIST latency)" >&2; exit 1; }
+  SELECTED+=("$s")
+done
+for b in $BROKERS; do
+  case $b in tern|mosquitto|rumqttd) ;; *) echo "unknown broker '$b' (known: tern mosquitto rumqttd)" >&2; exit 1 ;; esac
+done
+has_broker() { case " $BROKERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# Binaries.
+if [ -n "${TERN_BIN:-}" ] && [ -n "${TERN_BENCH:-}" ]; then
+  echo "using TERN_BIN=$TERN_BIN TERN_BENCH=$TERN_BENCH (not building)" >&2
+else
+  cargo build --release --locked -p tern-broker -p tern-benches >&2
+fi
+TERN_BIN="${TERN_BIN:-target/release/tern}"
+BENCH="${TERN_BENCH:-target/release/tern-bench}"
+[ -x "$BENCH" ] || { echo "tern-bench not found at $BENCH" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 is needed for the report" >&2; exit 1; }
+rm -rf "$OUT"; mkdir -p "$OUT/logs"
+
+MOSQ_BIN=""
+if has_broker mosquitto; then
+  MOSQ_BIN="$(command -v mosquitto || true)"
+  [ -n "$MOSQ_BIN" ] || echo "mosquitto not installed (apt-get install mosquitto): reported as n/a" >&2
+fi
+RUMQTTD_BIN=""
+if has_broker rumqttd; then
+  if [ -n "${RUMQTTD:-}" ]; then
+    if [ -x "$RUMQTTD" ]; then RUMQTTD_BIN="$RUMQTTD"; else echo "RUMQTTD=$RUMQTTD is not executable: reported as n/a" >&2; fi
+  else
+    for c in "$PEERS_ROOT/bin/rumqttd" /tmp/peers/rumqttd/bin/rumqttd "$(command -v rumqttd || true)"; do
+      if [ -n "$c" ] && [ -x "$c" ]; then RUMQTTD_BIN="$c"; break; fi
+    done
+    if [ -z "$RUMQTTD_BIN" ]; then
+      echo "rumqttd not found: cargo install rumqttd --root $PEERS_ROOT (several minutes; log $OUT/rumqttd-install.log)" >&2
+      if cargo install rumqttd --root "$PEERS_ROOT" >"$OUT/rumqttd-install.log" 2>&1; then
+        RUMQTTD_BIN="$PEERS_ROOT/bin/rumqttd"
+      else
+        echo "rumqttd install failed (see $OUT/rumqttd-install.log): reported as n/a" >&2
+      fi
+    fi
+  fi
+fi
+
+cat >"$OUT/mosquitto.conf" <<CONF
 listener $MOSQ_PORT 127.0.0.1
 allow_anonymous true
 persistence false
 max_inflight_messages 0
 max_queued_messages 0
+max_connections -1
 set_tcp_nodelay true
+log_dest stderr
+log_type error
+log_type warning
+connection_messages false
 CONF
 
-target/release/tern --bind 127.0.0.1:$TERN_PORT --no-metrics --log-level warn \
-  --max-inflight 65535 --max-queued-messages 100000000 --max-queued-bytes 17179869184 \
-  >/dev/null 2>"$OUT/tern.log" &
-TERN_PID=$!
-mosquitto -c "$OUT/mosquitto.conf" >/dev/null 2>"$OUT/mosquitto.log" &
-MOSQ_PID=$!
-stop() {
-  kill $TERN_PID $MOSQ_PID 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 $TERN_PID 2>/dev/null || kill -0 $MOSQ_PID 2>/dev/null || return 0; sleep 0.2; done
-  kill -9 $TERN_PID $MOSQ_PID 2>/dev/null || true
-}
-trap stop EXIT
-sleep 1
-for p in $TERN_PID $MOSQ_PID; do
-  kill -0 "$p" 2>/dev/null || { echo "a broker did not start (port in use?); see $OUT/*.log" >&2; exit 1; }
-done
+cat >"$OUT/rumqttd.toml" <<CONF
+id = 0
 
-SCENARIOS=(
-  "fanin-q0|fanin --pubs 8 --subs 1 --qos 0"
-  "fanin-q1|fanin --pubs 8 --subs 1 --qos 1"
-  "fanin-q2|fanin --pubs 8 --subs 1 --qos 2"
-  "fanout-q1|fanout --pubs 1 --subs 200 --qos 1"
-  "pairs-q0|pairs --pubs 100 --qos 0"
-)
-for entry in "${SCENARIOS[@]}"; do
-  name="${entry%%|*}"; args="${entry#*|}"
+[router]
+max_connections = 20010
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$RUMQTTD_PORT"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 1048576
+    max_inflight_count = 65535
+    dynamic_filters = true
+
+[v5.1]
+name = "v5-1"
+listen = "127.0.0.1:$RUMQTTD_V5_PORT"
+next_connection_delay_ms = 0
+    [v5.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 1048576
+    max_inflight_count = 65535
+    dynamic_filters = true
+CONF
+
+# Brokers run in a scenario: scaling compares two Tern configurations.
+scenario_brokers() {
+  if [ "$1" = scaling ]; then
+    if has_broker tern; then echo "tern-w1 tern-w2"; fi
+  else
+    echo "$BROKERS"
+  fi
+}
+
+# The command line starting BROKER for SCENARIO; fails when the binary is missing.
+broker_cmd() {
+  local broker=$1 name=$2 flags=""
+  case $broker in
+    tern | tern-w1 | tern-w2)
+      [ -x "$TERN_BIN" ] || return 1
+      [ "$name" = conns ] && flags+=" --max-connections-per-ip 0"
+      [ "$broker" = tern-w1 ] && flags+=" --workers 1"
+      [ "$broker" = tern-w2 ] && flags+=" --workers 2"
+      echo "$TERN_BIN --bind 127.0.0.1:$TERN_PORT --no-metrics --log-level warn$flags${TERN_ARGS:+ $TERN_ARGS}" ;;
+    mosquitto) [ -n "$MOSQ_BIN" ] || return 1; echo "$MOSQ_BIN -c $OUT/mosquitto.conf" ;;
+    rumqttd) [ -n "$RUMQTTD_BIN" ] || return 1; echo "$RUMQTTD_BIN -q -c $OUT/rumqttd.toml" ;;
+  esac
+}
+broker_port() {
+  case $1 in mosquitto) echo $MOSQ_PORT ;; rumqttd) echo $RUMQTTD_PORT ;; *) echo $TERN_PORT ;; esac
+}
+
+# Is something listening on 127.0.0.1:PORT?
+listening() {
+  if command -v ss >/dev/null; then
+    [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+  else
+    ! python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+  fi
+}
+
+BPID=""
+stop_broker() {
+  [ -n "$BPID" ] || return 0
+  kill "$BPID" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$BPID" 2>/dev/null || true
+  wait "$BPID" 2>/dev/null || true
+  BPID=""
+}
+trap stop_broker EXIT INT TERM
+
+# Start BROKER for SCENARIO with output to LOG; sets BPID and BPORT. Fails when
+# the port is taken, or the broker exits or does not listen within 10 s.
+start_broker() {
+  local broker=$1 name=$2 log=$3 cmd
+  cmd="$(broker_cmd "$broker" "$name")" || return 1
+  BPORT="$(broker_port "$broker")"
+  if listening "$BPORT"; then echo "port $BPORT is already in use" >>"$log"; return 1; fi
+  # shellcheck disable=SC2086
+  (ulimit -n "$(ulimit -Hn)"; exec $cmd) >>"$log" 2>&1 &
+  BPID=$!
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$BPID" 2>/dev/null; then wait "$BPID" 2>/dev/null || true; BPID=""; return 1; fi
+    listening "$BPORT" && return 0
+    sleep 0.1
+  done
+  stop_broker
+  return 1
+}
+
+# Records for the report.
+{
+  printf 'runs\t%s\nsecs\t%s\ndate\t%s\n' "$RUNS" "$SECS" "$(date -u '+%Y-%m-%d %H:%M UTC')"
+  printf 'invocation\t%s\n' "BROKERS=\"$BROKERS\" SCENARIOS=\"${SELECTED[*]}\" CONNS=$CONNS${TERN_ARGS:+ TERN_ARGS=\"$TERN_ARGS\"} benches/compare.sh $RUNS $SECS"
+  printf 'version\tTern: %s (%s)\n' "$("$TERN_BIN" --version 2>/dev/null || echo n/a)" "$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ', with local changes')"
+  [ -n "$MOSQ_BIN" ] && printf 'version\t%s\n' "$("$MOSQ_BIN" -h 2>&1 | head -1)"
+  [ -n "$RUMQTTD_BIN" ] && printf 'version\t%s\n' "$("$RUMQTTD_BIN" --version 2>/dev/null || echo rumqttd)"
+  printf 'version\t%s cores, %s; open-file hard limit %s\n' "$(nproc)" "$(uname -sr)" "$(ulimit -Hn)"
+} >"$OUT/run.tsv"
+: >"$OUT/scenarios.tsv"; : >"$OUT/brokers.tsv"
+
+echo "running ${SELECTED[*]} × {$(echo $BROKERS)} × $RUNS run(s) of $SECS s" >&2
+for name in "${SELECTED[@]}"; do
+  args="$(bench_args "$name")"
+  read -r -a brokers <<<"$(scenario_brokers "$name")"
+  [ ${#brokers[@]} -gt 0 ] || { echo "skipping $name: it needs tern in BROKERS" >&2; continue; }
+  printf '%s\t%s\t%s\n' "$name" "${brokers[*]}" \
+    "$BENCH $args --port <port> --duration $SECS --broker-pid <pid> --json --quiet" >>"$OUT/scenarios.tsv"
+  for b in "${brokers[@]}"; do
+    printf '%s\t%s\t%s\n' "$name" "$b" "$(broker_cmd "$b" "$name" || echo "n/a (not installed)")" >>"$OUT/brokers.tsv"
+  done
+  n=${#brokers[@]}
   for run in $(seq 1 "$RUNS"); do
-    for broker in tern mosquitto; do
-      if [ $broker = tern ]; then port=$TERN_PORT; pid=$TERN_PID; else port=$MOSQ_PORT; pid=$MOSQ_PID; fi
-      echo "== $name $broker run $run" >&2
+    for i in $(seq 0 $((n - 1))); do
+      broker="${brokers[$(((i + run - 1) % n))]}"
+      json="$OUT/$name.$broker.$run.json"; log="$OUT/logs/$name.$broker.$run.log"
+      echo "== $name $broker run $run/$RUNS" >&2
+      if ! broker_cmd "$broker" "$name" >/dev/null; then
+        echo '{"status":"n/a"}' >"$json"; continue
+      fi
+      if ! start_broker "$broker" "$name" "$log"; then
+        echo "   $broker did not start; see $log" >&2
+        echo '{"status":"no start"}' >"$json"; continue
+      fi
+      echo "== $name $broker run $run: $BENCH $args --port $BPORT --duration $SECS --broker-pid $BPID" >>"$OUT/bench.log"
       # shellcheck disable=SC2086
-      $BENCH $args --port $port --duration "$SECS" --broker-pid $pid --json --quiet \
-        > "$OUT/$name.$broker.$run.json" 2>>"$OUT/bench.log" || true
+      timeout $((SECS + 300)) "$BENCH" $args --port "$BPORT" --duration "$SECS" --broker-pid "$BPID" --json --quiet \
+        >"$json" 2>>"$OUT/bench.log" || true
+      if ! kill -0 "$BPID" 2>/dev/null; then
+        echo "   $broker exited during the run; see $log" >&2
+        [ -s "$json" ] || echo '{"status":"broker exited"}' >"$json"
+      fi
+      [ -s "$json" ] || echo '{"status":"no output"}' >"$json"
+      stop_broker
     done
   done
 done
 
-python3 - "$OUT" "$RUNS" "$SECS" <<'PY'
-import json, os, statistics, sys, datetime
-out, runs, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-rows = {}
-for f in sorted(os.listdir(out)):
-    if not f.endswith(".json"): continue
-    name, broker, _run, _ = f.split(".")
-    try:
-        d = json.loads(open(os.path.join(out, f)).read().strip().splitlines()[-1])
-    except Exception:
-        d = {"status": "no output"}
-    rows.setdefault(name, {}).setdefault(broker, []).append(d)
-def med(ds, k):
-    v = [d[k] for d in ds if isinstance(d.get(k), (int, float))]
-    return statistics.median(v) if v else None
-def fmt(v, scale=1, nd=0):
-    return "–" if v is None else f"{v/scale:,.{nd}f}"
-print(f"Run {datetime.date.today()}, {runs} runs × {secs} s, medians. `benches/compare.sh {runs} {secs}`\n")
-print("| scenario | broker | deliveries / broker CPU-s | deliveries/s | p50 ms | p99 ms | lost (sum) | peak RSS MiB | status |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---|")
-for name in rows:
-    base = None
-    for broker in ("tern", "mosquitto"):
-        ds = rows[name].get(broker, [])
-        eff = med(ds, "deliveries_per_broker_cpu_s")
-        lost = sum(d.get("lost") or 0 for d in ds)
-        status = ",".join(sorted({str(d.get("status")) for d in ds}))
-        print(f"| {name} | {broker} | {fmt(eff)} | {fmt(med(ds,'delivery_rate'))} | {fmt(med(ds,'lat_p50_us'),1000,1)} | {fmt(med(ds,'lat_p99_us'),1000,1)} | {lost} | {fmt(med(ds,'broker_peak_rss_kb'),1024,1)} | {status} |")
-PY
+python3 benches/compare_report.py "$OUT" | tee "$OUT/report.md"

@@ -94,6 +94,10 @@ pub(crate) struct Args {
     /// Connections allowed in the handshake at once.
     #[arg(long, default_value_t = 64)]
     pub(crate) connect_parallel: u32,
+    /// IPv4 targets: spread connections round-robin over the source addresses
+    /// 127.0.0.1 … 127.0.0.N. 1 = one address, chosen by the kernel.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub(crate) source_ips: u8,
     /// No per-second progress lines on stderr.
     #[arg(long)]
     pub(crate) quiet: bool,
@@ -149,6 +153,7 @@ pub(crate) struct Config {
     pub(crate) topic_prefix: String,
     pub(crate) keep_alive: u16,
     pub(crate) connect_parallel: u32,
+    pub(crate) source_ips: u8,
     pub(crate) quiet: bool,
 }
 
@@ -284,6 +289,7 @@ impl TryFrom<Args> for Config {
             topic_prefix: a.topic_prefix,
             keep_alive: a.keep_alive,
             connect_parallel: a.connect_parallel,
+            source_ips: a.source_ips,
             quiet: a.quiet,
         })
     }
@@ -336,6 +342,12 @@ mod tests {
         );
         let c = cfg(&["fanin", "--count", "10", "--mqtt", "5"]).unwrap();
         assert_eq!((c.duration_ns, c.count, c.v5), (None, Some(10), true));
+        assert_eq!(c.source_ips, 16);
+        assert_eq!(cfg(&["conns", "--source-ips", "1"]).unwrap().source_ips, 1);
+        assert_eq!(
+            cfg(&["conns", "--source-ips", "254"]).unwrap().source_ips,
+            254
+        );
     }
 
     #[test]
@@ -369,5 +381,7 @@ mod tests {
         assert!(parse(&["fanin", "--mqtt", "4"]).is_err());
         assert!(parse(&["fanin", "--count", "5", "--duration", "1"]).is_err());
         assert!(parse(&["nosuch"]).is_err());
+        assert!(parse(&["conns", "--source-ips", "0"]).is_err());
+        assert!(parse(&["conns", "--source-ips", "255"]).is_err());
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use mio::{Events, Poll, Token};
 
 use crate::cli::{Config, Scenario};
-use crate::conn::{Conn, ConnError, ConnState, Fill, Role};
+use crate::conn::{source_addr, Conn, ConnError, ConnState, Fill, Role};
 use crate::frame::{self, Frame, PublishTemplate};
 use crate::hist::Histogram;
 use crate::report::{BrokerFigures, Summary};
@@ -302,6 +302,7 @@ impl Engine {
         self.opened += 1;
         match Conn::open(
             self.cfg.addr,
+            source_addr(self.cfg.addr, self.cfg.source_ips, i),
             Token(i),
             self.poll.registry(),
             role,

@@ -1,7 +1,8 @@
-//! Clocks, resource usage and `/proc` sampling. The only `unsafe` in the
-//! crate is the three libc calls here.
+//! Clocks, resource usage, socket options and `/proc` sampling. The only
+//! `unsafe` in the crate is the libc calls here.
 
 use std::io;
+use std::os::fd::AsRawFd;
 
 /// CLOCK_MONOTONIC in nanoseconds: one clock shared by every process on the
 /// host, so the stamp written by a publisher is comparable anywhere.
@@ -46,6 +47,28 @@ pub(crate) fn raise_nofile() -> u64 {
         }
     }
     lim.rlim_cur
+}
+
+/// Set IP_BIND_ADDRESS_NO_PORT: a later `bind` to port 0 fixes only the
+/// address, and `connect` picks the port.
+pub(crate) fn bind_address_no_port(sock: &impl AsRawFd) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: the fd is a live socket borrowed for the call; `one` is a valid
+    // c_int and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::from_ref(&one).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// One reading of the broker process.
