@@ -31,6 +31,10 @@ cargo test --locked --workspace
 step "paho-mqtt tests"
 TERN_BIN="$PWD/target/debug/tern" python3 -m pytest -q tests/clients
 
+step "load smoke: tern-bench against tern (benches/smoke.sh)"
+cargo build --locked -p tern-benches --bin tern-bench
+TERN_BIN="$PWD/target/debug/tern" TERN_BENCH="$PWD/target/debug/tern-bench" benches/smoke.sh
+
 step "SPEC-COVERAGE.md"
 python3 tests/spec_coverage.py --check
 
