@@ -17,6 +17,7 @@ use crate::shared::{Adopted, Control};
 use crate::stats::WorkerStats;
 use crate::worker::{ClientKey, TemplateCache, Worker};
 use bytes::BytesMut;
+use bytestring::ByteString;
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io::IoSlice;
@@ -63,6 +64,8 @@ pub(crate) struct ConnShared {
     pub(crate) quiet: bool,
     /// Set by the sweep: release idle buffers at the next wake-up.
     pub(crate) trim: bool,
+    /// Publishers paused until this connection's backlog has room (see `backpressure`).
+    pub(crate) drain: crate::backpressure::Drain,
 }
 
 impl ConnShared {
@@ -82,8 +85,11 @@ impl ConnShared {
 }
 
 /// Offers one message to a connection: encodes it into its writer, or lets
-/// the session queue it when the inflight window is full.
+/// the session queue it when the inflight window is full. Returns true when
+/// the connection's backlog is now over its high-water mark, so the
+/// publisher should wait for it (see `backpressure`).
 #[allow(clippy::too_many_arguments)]
+#[must_use]
 pub(crate) fn deliver(
     worker: &Worker,
     cell: &ConnCell,
@@ -93,18 +99,18 @@ pub(crate) fn deliver(
     qos: QoS,
     retain: bool,
     subscription_identifiers: &[u32],
-) {
+) -> bool {
     let Ok(mut cs) = cell.try_borrow_mut() else {
         tracing::error!("connection state busy during delivery; message dropped");
         worker.stats.dropped_writer_full.inc();
-        return;
+        return false;
     };
     if qos == QoS::AtMostOnce && cs.out.queued() >= cs.writer_limit {
         worker.stats.dropped_writer_full.inc();
-        return;
+        return false;
     }
     let Some(conn) = cs.conn.as_mut() else {
-        return;
+        return false;
     };
     match conn.deliver(now, msg, now, qos, retain, subscription_identifiers) {
         DeliverOutcome::Dropped(DropReason::QueueFull) => {
@@ -120,6 +126,7 @@ pub(crate) fn deliver(
         DeliverOutcome::Sent | DeliverOutcome::Queued => {}
     }
     flush_transmits(&mut cs, templates, &worker.stats);
+    worker.marks.congested(&cs)
 }
 
 /// Encodes everything the session wants to send into the writer.
@@ -211,43 +218,6 @@ fn start_task(worker: &Rc<Worker>) -> TaskGuard {
     }
 }
 
-/// Starts the task of a freshly accepted connection.
-pub(crate) fn spawn_accepted(
-    worker: &Rc<Worker>,
-    accepted: Accepted,
-    permit: Option<ConnectionPermit>,
-) {
-    worker.stats.connections_accepted.inc();
-    let mut guard = start_task(worker);
-    tokio::task::spawn_local(async move {
-        let peer = accepted.peer;
-        match Stream::from_accepted(accepted) {
-            Ok(stream) => run(&mut guard, stream, peer, BytesMut::new(), None, permit, 0).await,
-            Err(e) => tracing::debug!(%peer, error = %e, "cannot register connection"),
-        }
-    });
-}
-
-/// Starts the task of a connection handed over by another worker. The
-/// sender (`hand_over`) already counted it in this worker's connections.
-pub(crate) fn spawn_adopted(worker: &Rc<Worker>, adopted: Adopted) {
-    let mut guard = start_task(worker);
-    tokio::task::spawn_local(async move {
-        let Adopted {
-            stream,
-            peer,
-            rest,
-            connect,
-            permit,
-            hops,
-        } = adopted;
-        match Stream::from_detached(stream) {
-            Ok(s) => run(&mut guard, s, peer, rest, Some(connect), permit, hops).await,
-            Err(e) => tracing::debug!(%peer, error = %e, "cannot register adopted connection"),
-        }
-    });
-}
-
 enum Io {
     Read,
     Eof,
@@ -256,96 +226,132 @@ enum Io {
     CloseRequested,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    guard: &mut TaskGuard,
-    mut stream: Stream,
-    peer: SocketAddr,
-    mut rbuf: BytesMut,
-    adopted: Option<Box<Connect>>,
+/// Starts the task of a freshly accepted connection.
+pub(crate) fn spawn_accepted(
+    worker: &Rc<Worker>,
+    accepted: Accepted,
     permit: Option<ConnectionPermit>,
-    hops: u8,
 ) {
-    let worker = Rc::clone(&guard.worker);
-    let limits = &worker.shared.config.limits;
-    let max_packet = limits.max_packet_size;
-    let mut decoder;
-    let connect = match adopted {
-        Some(c) => {
-            decoder = Decoder::with_version(c.protocol, max_packet);
-            c
+    worker.stats.connections_accepted.inc();
+    let guard = start_task(worker);
+    let peer = accepted.peer;
+    // Registered before the task exists (the worker's runtime is current
+    // here), so the task's future is `run` alone, not `run` plus the socket
+    // it was registered from.
+    match Stream::from_accepted(accepted) {
+        Ok(stream) => {
+            let link = Link::new(stream, peer, BytesMut::new(), permit, guard);
+            tokio::task::spawn_local(run(link, None, 0));
         }
-        None => {
-            decoder = Decoder::new(max_packet);
-            match read_connect(&mut stream, &mut rbuf, &mut decoder, &worker.stats).await {
-                Some(c) => c,
-                None => return,
-            }
+        Err(e) => tracing::debug!(%peer, error = %e, "cannot register connection"),
+    }
+}
+
+/// Starts the task of a connection handed over by another worker. The
+/// sender (`hand_over`) already counted it in this worker's connections.
+pub(crate) fn spawn_adopted(worker: &Rc<Worker>, adopted: Adopted) {
+    let guard = start_task(worker);
+    let Adopted {
+        stream,
+        peer,
+        rest,
+        connect,
+        permit,
+        hops,
+    } = adopted;
+    match Stream::from_detached(stream) {
+        Ok(stream) => {
+            let link = Link::new(stream, peer, rest, permit, guard);
+            tokio::task::spawn_local(run(link, Some(connect), hops));
         }
-    };
-    let version = connect.protocol;
-    let check = match Connection::check_connect(&connect, &worker.shared.session_cfg) {
-        Ok(check) => check,
-        Err(code) => {
-            tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection refused");
-            worker.stats.connections_rejected.inc();
-            let _ = write_packet(
-                &mut stream,
-                version,
-                &Packet::ConnAck(ConnAck {
-                    session_present: false,
-                    code,
-                    ..ConnAck::default()
-                }),
-            )
-            .await;
+        Err(e) => tracing::debug!(%peer, error = %e, "cannot register adopted connection"),
+    }
+}
+
+/// A connection's transport side, boxed once for its whole life so the
+/// task's future stays a few words (see `run`). Dropped in field order: the
+/// socket and the connection slot go before the task is counted out.
+struct Link {
+    stream: Stream,
+    rbuf: BytesMut,
+    decoder: Decoder,
+    permit: Option<ConnectionPermit>,
+    peer: SocketAddr,
+    /// Set once the session is attached (for the goodbye log line).
+    client_id: ByteString,
+    guard: TaskGuard,
+}
+
+impl Link {
+    fn new(
+        stream: Stream,
+        peer: SocketAddr,
+        rbuf: BytesMut,
+        permit: Option<ConnectionPermit>,
+        guard: TaskGuard,
+    ) -> Box<Self> {
+        let max_packet = guard.worker.shared.config.limits.max_packet_size;
+        Box::new(Self {
+            stream,
+            rbuf,
+            decoder: Decoder::new(max_packet),
+            permit,
+            peer,
+            client_id: ByteString::new(),
+            guard,
+        })
+    }
+}
+
+/// How the connect phase ended.
+enum Attach {
+    /// Refused, failed or timed out: nothing more to do.
+    Done,
+    /// The client's session lives on worker `home`.
+    HandOver { connect: Box<Connect>, home: usize },
+    /// The session is attached to this connection.
+    Attached(Attached),
+}
+
+/// An attached connection: what `serve` and the close phase need.
+struct Attached {
+    key: ClientKey,
+    cell: Rc<ConnCell>,
+}
+
+/// The whole life of one connection. Only `serve` runs in the task's own
+/// future's lifetime for long; the connect and close phases are boxed so
+/// their memory is held only while they run, and the transport state is one
+/// box. An idle connection costs: this future (a few words), the `Link`, the
+/// `serve` future, its `ConnShared` and the socket's registration.
+async fn run(mut link: Box<Link>, adopted: Option<Box<Connect>>, hops: u8) {
+    let worker = Rc::clone(&link.guard.worker);
+    let Attached { key, cell } = match Box::pin(attach(&worker, &mut link, adopted)).await {
+        Attach::Done => return,
+        Attach::HandOver { connect, home } => {
+            let Link {
+                stream,
+                peer,
+                rbuf,
+                permit,
+                ..
+            } = *link;
+            let go = hand_over(&worker, stream, peer, rbuf, connect, permit, hops, home);
+            Box::pin(go).await;
             return;
         }
-    };
-    let client_id = check
-        .assigned_client_id
-        .clone()
-        .unwrap_or_else(|| connect.client_id.clone());
-    let generation = match worker.shared.registry.claim(&client_id, worker.id) {
-        Claim::Local { generation } => generation,
-        Claim::Elsewhere { worker: home } => {
-            hand_over(&worker, stream, peer, rbuf, connect, permit, hops, home).await;
-            return;
-        }
+        Attach::Attached(a) => a,
     };
 
-    // Attach the session.
-    let now = Instant::now();
-    let key = worker.key_for(&client_id);
-    let existing = worker.take_session(now, key, connect.clean_start);
-    let clean_start = connect.clean_start;
-    let conn = Connection::new(
-        now,
-        *connect,
-        existing,
-        check,
-        worker.shared.session_cfg.clone(),
-    );
-    let cell = Rc::new(RefCell::new(ConnShared {
-        conn: Some(conn),
-        out: OutBuf::default(),
-        waker: None,
-        close: None,
-        version,
-        writer_limit: limits.writer_buffer_bytes,
-        quiet: false,
-        trim: false,
-    }));
-    worker.insert_online(key, client_id.clone(), generation, Rc::clone(&cell));
-    guard.attached = Some((key, Rc::clone(&cell)));
-    flush_transmits(
-        &mut cell.borrow_mut(),
-        &mut worker.templates.borrow_mut(),
-        &worker.stats,
-    );
-    tracing::info!(%peer, %client_id, ?version, clean_start, worker = worker.id, "client connected");
-
-    let reason = serve(&worker, &mut stream, &cell, &mut rbuf, &mut decoder, key).await;
+    let reason = {
+        let Link {
+            stream,
+            rbuf,
+            decoder,
+            ..
+        } = &mut *link;
+        Box::pin(serve(&worker, stream, &cell, rbuf, decoder, key)).await
+    };
 
     // Say goodbye where the protocol has words for it, flush, close.
     {
@@ -359,15 +365,108 @@ async fn run(
             cs.queue_disconnect(code);
         }
     }
-    let _ = tokio::time::timeout(FLUSH_TIMEOUT, flush_out(&mut stream, &cell, &worker.stats)).await;
-    let _ = stream.shutdown().await;
+    Box::pin(async {
+        let stream = &mut link.stream;
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, flush_out(stream, &cell, &worker)).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
     let now = Instant::now();
     if cell.borrow().conn.is_some() {
         worker.detach(now, key, &cell, reason);
     }
-    guard.attached = None;
-    tracing::info!(%peer, %client_id, ?reason, "client disconnected");
-    drop(permit);
+    link.guard.attached = None;
+    tracing::info!(peer = %link.peer, client_id = %link.client_id, ?reason, "client disconnected");
+}
+
+/// The connect phase: reads the CONNECT (unless adopted with one), checks
+/// it, claims the client id and attaches the session, or says where the
+/// session lives.
+async fn attach(worker: &Rc<Worker>, link: &mut Link, adopted: Option<Box<Connect>>) -> Attach {
+    let limits = &worker.shared.config.limits;
+    let peer = link.peer;
+    let mut connect = match adopted {
+        Some(c) => {
+            link.decoder = Decoder::with_version(c.protocol, limits.max_packet_size);
+            c
+        }
+        None => {
+            let Link {
+                stream,
+                rbuf,
+                decoder,
+                ..
+            } = link;
+            match read_connect(stream, rbuf, decoder, &worker.stats).await {
+                Some(c) => c,
+                None => return Attach::Done,
+            }
+        }
+    };
+    let version = connect.protocol;
+    let check = match Connection::check_connect(&connect, &worker.shared.session_cfg) {
+        Ok(check) => check,
+        Err(code) => {
+            tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection refused");
+            worker.stats.connections_rejected.inc();
+            let ack = Packet::ConnAck(ConnAck {
+                session_present: false,
+                code,
+                ..ConnAck::default()
+            });
+            let _ = write_packet(&mut link.stream, version, &ack).await;
+            return Attach::Done;
+        }
+    };
+    // The CONNECT is a set of slices of the read buffer. The client id lives
+    // as long as the session (here, in the worker's maps and the registry):
+    // copy it so the buffer is freed once the CONNECT is consumed
+    // (`Connection::new` copies the will). An idle connection then holds no
+    // read buffer: `poll_io` allocates one when data arrives.
+    connect.client_id = tern_session::compact_str(&connect.client_id);
+    if link.rbuf.is_empty() {
+        link.rbuf = BytesMut::new();
+    }
+    let client_id = check
+        .assigned_client_id
+        .clone()
+        .unwrap_or_else(|| connect.client_id.clone());
+    let generation = match worker.shared.registry.claim(&client_id, worker.id) {
+        Claim::Local { generation } => generation,
+        Claim::Elsewhere { worker: home } => return Attach::HandOver { connect, home },
+    };
+
+    let now = Instant::now();
+    let key = worker.key_for(&client_id);
+    let clean_start = connect.clean_start;
+    let existing = worker.take_session(now, key, clean_start);
+    let cfg = worker.shared.session_cfg.clone();
+    let conn = Connection::new(now, *connect, existing, check, cfg);
+    let cell = Rc::new(RefCell::new(ConnShared {
+        conn: Some(conn),
+        out: OutBuf::default(),
+        waker: None,
+        close: None,
+        version,
+        writer_limit: limits.writer_buffer_bytes,
+        quiet: false,
+        trim: false,
+        drain: Default::default(),
+    }));
+    worker.insert_online(key, generation, Rc::clone(&cell));
+    link.guard.attached = Some((key, Rc::clone(&cell)));
+    {
+        let mut cs = cell.borrow_mut();
+        flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+        // The CONNACK is encoded: the queue it waited in is not needed until
+        // the client sends something.
+        if let Some(conn) = cs.conn.as_mut() {
+            conn.release_memory();
+        }
+    }
+    tracing::info!(%peer, %client_id, ?version, clean_start, worker = worker.id, "client connected");
+    link.client_id = client_id;
+    Attach::Attached(Attached { key, cell })
 }
 
 /// Reads until one whole CONNECT arrives; answers a bad protocol level with
@@ -512,7 +611,7 @@ async fn serve(
                 rbuf,
                 &mut read_size,
                 sleep.as_mut(),
-                &worker.stats,
+                worker,
             )
         })
         .await;
@@ -609,7 +708,8 @@ async fn handle_events(
                 }
                 let blocked = worker.publish(now, key, p);
                 if !blocked.is_empty() {
-                    blocked.send().await;
+                    // Rare (backpressure): boxed so an idle connection's future stays small.
+                    Box::pin(blocked.wait(worker, Some(cell))).await;
                 }
             }
             Event::Subscribe {
@@ -618,9 +718,9 @@ async fn handle_events(
                 subscription_identifier,
                 existed,
             } => {
-                let reasons = worker
-                    .subscribe(key, &filters, subscription_identifier)
-                    .await;
+                // Rare: boxed so an idle connection's future stays small.
+                let reasons =
+                    Box::pin(worker.subscribe(key, &filters, subscription_identifier)).await;
                 {
                     let mut cs = cell.borrow_mut();
                     if let Some(conn) = cs.conn.as_mut() {
@@ -686,11 +786,12 @@ fn poll_io(
     rbuf: &mut BytesMut,
     read_size: &mut usize,
     sleep: Pin<&mut tokio::time::Sleep>,
-    stats: &WorkerStats,
+    worker: &Worker,
 ) -> Poll<Io> {
+    let stats = &worker.stats;
     {
         let mut cs = cell.borrow_mut();
-        if let Poll::Ready(Err(e)) = poll_write_out(cx, stream, &mut cs, stats) {
+        if let Poll::Ready(Err(e)) = poll_write_out(cx, stream, &mut cs, worker) {
             return Poll::Ready(Io::Error(e));
         }
         if cs.close.is_some() && (cs.out.is_empty() || cs.conn.is_none()) {
@@ -749,36 +850,45 @@ fn poll_io(
     Poll::Pending
 }
 
-/// Writes as much of the shared writer as the socket takes now.
+/// Writes as much of the shared writer as the socket takes now, and wakes
+/// the publishers waiting for this connection once it has room.
 fn poll_write_out(
     cx: &mut std::task::Context<'_>,
     stream: &mut Stream,
     cs: &mut ConnShared,
-    stats: &WorkerStats,
+    worker: &Worker,
 ) -> Poll<std::io::Result<()>> {
-    while !cs.out.is_empty() {
+    let mut progress = false;
+    let result = loop {
+        if cs.out.is_empty() {
+            break Poll::Ready(Ok(()));
+        }
         let written = {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let n = cs.out.io_slices(&mut slices);
             Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..n])
         };
         match written {
-            Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(0)) => break Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
             Poll::Ready(Ok(n)) => {
-                stats.bytes_out.add(n as u64);
+                worker.stats.bytes_out.add(n as u64);
                 cs.out.advance(n);
                 cs.quiet = false;
+                progress = true;
             }
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+            Poll::Pending => break Poll::Pending,
         }
+    };
+    if progress {
+        worker.marks.note_progress(cs);
     }
-    Poll::Ready(Ok(()))
+    result
 }
 
 /// Writes out everything queued for the connection.
-async fn flush_out(stream: &mut Stream, cell: &ConnCell, stats: &WorkerStats) {
-    let _ = poll_fn(|cx| poll_write_out(cx, stream, &mut cell.borrow_mut(), stats)).await;
+async fn flush_out(stream: &mut Stream, cell: &ConnCell, worker: &Worker) {
+    let _ = poll_fn(|cx| poll_write_out(cx, stream, &mut cell.borrow_mut(), worker)).await;
     let _ = stream.flush().await;
 }
 

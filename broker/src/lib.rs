@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod acceptor;
+mod backpressure;
 mod conn;
 mod outbuf;
 mod prom;

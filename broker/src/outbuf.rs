@@ -2,8 +2,11 @@
 //!
 //! Control packets and PUBLISH headers are encoded into `tail`; a PUBLISH
 //! payload is pushed as its own chunk (a clone of the shared `Bytes`, never a
-//! copy). The connection task writes the chunks with vectored writes. Whoever
-//! makes the buffer non-empty wakes the task once; further pushes coalesce.
+//! copy), after the tail so far is sealed into a chunk of its own. The
+//! connection task writes the chunks, then what is left in the tail, with
+//! vectored writes: a connection that only ever gets control packets (acks,
+//! PINGRESP) never allocates a chunk queue. Whoever makes the buffer
+//! non-empty wakes the task once; further pushes coalesce.
 
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -64,31 +67,42 @@ impl OutBuf {
         }
     }
 
-    /// Fills `slices` with the next chunks to write; returns how many.
-    pub(crate) fn io_slices<'a>(&'a mut self, slices: &mut [IoSlice<'a>; MAX_IOVECS]) -> usize {
-        self.seal_tail();
+    /// Fills `slices` with the next chunks to write, the tail last; returns how many.
+    pub(crate) fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_IOVECS]) -> usize {
         let mut n = 0;
         for chunk in self.chunks.iter().take(MAX_IOVECS) {
             slices[n] = IoSlice::new(chunk);
             n += 1;
         }
+        if n < MAX_IOVECS && !self.tail.is_empty() {
+            slices[n] = IoSlice::new(&self.tail);
+            n += 1;
+        }
         n
     }
 
-    /// Drops `n` written bytes from the front.
+    /// Drops `n` written bytes from the front: whole chunks, then the tail.
     pub(crate) fn advance(&mut self, mut n: usize) {
-        self.queued = self.queued.saturating_sub(n);
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
-                return;
+                break;
             };
-            if front.len() <= n {
-                n -= front.len();
+            let len = front.len();
+            if len <= n {
+                n -= len;
+                self.queued -= len;
                 self.chunks.pop_front();
             } else {
                 front.advance(n);
-                n = 0;
+                self.queued -= n;
+                return;
             }
+        }
+        let n = n.min(self.tail.len());
+        self.tail.advance(n);
+        if self.tail.is_empty() {
+            // Reuse the whole allocation for the next packets.
+            self.tail.clear();
         }
     }
 }
@@ -127,6 +141,49 @@ mod tests {
         assert!(out.is_empty());
         out.release_if_drained();
         assert_eq!(out.tail().capacity(), 0);
+    }
+
+    /// What one vectored write would send now, slice by slice.
+    fn pending(out: &OutBuf) -> Vec<Vec<u8>> {
+        let empty = IoSlice::new(&[]);
+        let mut slices = [empty; MAX_IOVECS];
+        let n = out.io_slices(&mut slices);
+        slices[..n].iter().map(|s| s.to_vec()).collect()
+    }
+
+    #[test]
+    fn control_packets_need_no_chunk_queue() {
+        let mut out = OutBuf::default();
+        out.tail().put_slice(b"\x20\x02\x00\x00");
+        assert_eq!(pending(&out), [b"\x20\x02\x00\x00".to_vec()]);
+        out.advance(3);
+        assert_eq!(out.queued(), 1);
+        out.tail().put_slice(b"\xd0\x00");
+        assert_eq!(
+            pending(&out),
+            [b"\x00\xd0\x00".to_vec()],
+            "a partial write keeps the rest in order"
+        );
+        out.advance(3);
+        assert!(out.is_empty());
+        assert_eq!(out.chunks.capacity(), 0, "no chunk queue was allocated");
+    }
+
+    #[test]
+    fn tail_after_payload_keeps_order_across_partial_writes() {
+        let mut out = OutBuf::default();
+        out.tail().put_slice(b"h1");
+        out.push_payload(Bytes::from_static(b"p1"));
+        out.tail().put_slice(b"h2");
+        assert_eq!(out.queued(), 6);
+        let mut written = Vec::new();
+        // Write one byte at a time, as a congested socket might.
+        while !out.is_empty() {
+            written.push(pending(&out)[0][0]);
+            out.advance(1);
+        }
+        assert_eq!(written, b"h1p1h2");
+        assert_eq!(out.queued(), 0);
     }
 
     #[test]

@@ -71,6 +71,12 @@ fn record(shared: &Shared) {
                 "worker_queue_waits" => {
                     counter!("tern_worker_queue_waits_total", "worker" => w).absolute(value)
                 }
+                "publisher_pauses" => {
+                    counter!("tern_publisher_pauses_total", "worker" => w).absolute(value)
+                }
+                "slow_subscribers" => {
+                    counter!("tern_slow_subscribers_total", "worker" => w).absolute(value)
+                }
                 "retained_rejected" => {
                     counter!("tern_retained_rejected_total", "worker" => w).absolute(value)
                 }

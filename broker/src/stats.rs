@@ -63,6 +63,8 @@ worker_stats!(
     dropped_worker_queue_full,
     dropped_worker_gone,
     worker_queue_waits,
+    publisher_pauses,
+    slow_subscribers,
     dropped_writer_full,
     dropped_queue_full,
     dropped_qos0_offline,

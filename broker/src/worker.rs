@@ -6,6 +6,7 @@
 //! two inboxes: `data` (bounded: routed messages) and `control` (new
 //! connections, migrated connections, shutdown).
 
+use crate::backpressure::Watermarks;
 use crate::conn::{self, ConnCell, ConnShared};
 use crate::shared::{Control, Routed, Shared};
 use crate::stats::WorkerStats;
@@ -43,38 +44,59 @@ pub(crate) enum ClientState {
 
 #[derive(Debug)]
 pub(crate) struct Client {
-    pub(crate) client_id: ByteString,
+    /// The client id is not repeated here: the session holds it (and
+    /// `by_id` maps it to this entry's key).
     pub(crate) generation: u64,
     pub(crate) state: ClientState,
 }
 
-/// The PUBLISH layouts of the message being fanned out: one slot for 3.1/3.1.1
-/// receivers (same encoding) and one for 5.0, so subscribers of mixed
-/// versions do not evict each other's template. A slot holds its message, so
-/// the cache key (the allocation) cannot be reused under it.
+/// How many messages per protocol layout the template cache remembers.
+const TEMPLATE_WAYS: usize = 8;
+
+/// The PUBLISH layouts of the messages being fanned out, per protocol layout
+/// (3.1/3.1.1 share one encoding, 5.0 has its own), so subscribers of mixed
+/// versions do not evict each other's templates. Several messages are kept
+/// per layout because subscribers that were paced by backpressure release
+/// their queues at different positions: one slot would rebuild a template
+/// per receiver. An entry holds a `Weak` to its message: that keeps the
+/// allocation (the cache key) from being reused under it, without keeping the
+/// payload alive.
 #[derive(Debug, Default)]
 pub(crate) struct TemplateCache {
-    slots: [Option<(Arc<Publish>, PublishTemplate)>; 2],
+    ways: [Vec<(std::sync::Weak<Publish>, PublishTemplate)>; 2],
+    /// Per layout, the entry replaced next once all ways are in use.
+    next: [usize; 2],
     /// Templates built so far (what the cache exists to keep low).
     builds: u64,
 }
 
 impl TemplateCache {
     pub(crate) fn get(&mut self, msg: &Arc<Publish>, v5: bool) -> &PublishTemplate {
-        let slot = &mut self.slots[usize::from(v5)];
-        if !matches!(slot, Some((m, _)) if Arc::ptr_eq(m, msg)) {
-            let version = if v5 {
-                tern_codec::ProtocolVersion::V5
-            } else {
-                tern_codec::ProtocolVersion::V311
-            };
-            *slot = Some((Arc::clone(msg), PublishTemplate::new(msg, version)));
-            self.builds += 1;
-        }
-        match slot {
-            Some((_, t)) => t,
-            None => unreachable!("the slot was just filled"),
-        }
+        let layout = usize::from(v5);
+        let set = &mut self.ways[layout];
+        let key = Arc::as_ptr(msg);
+        let i = match set.iter().position(|(w, _)| std::ptr::eq(w.as_ptr(), key)) {
+            Some(i) => i,
+            None => {
+                let version = if v5 {
+                    tern_codec::ProtocolVersion::V5
+                } else {
+                    tern_codec::ProtocolVersion::V311
+                };
+                let entry = (Arc::downgrade(msg), PublishTemplate::new(msg, version));
+                self.builds += 1;
+                if set.len() < TEMPLATE_WAYS {
+                    set.push(entry);
+                    set.len() - 1
+                } else {
+                    let i = self.next[layout];
+                    self.next[layout] = (i + 1) % TEMPLATE_WAYS;
+                    set[i] = entry;
+                    i
+                }
+            }
+        };
+        &set[i].1
     }
 }
 
@@ -118,6 +140,35 @@ mod tests {
     }
 
     #[test]
+    fn receivers_at_different_queue_positions_reuse_templates() {
+        let messages: Vec<_> = (0..TEMPLATE_WAYS).map(|_| message("a/b")).collect();
+        let mut cache = TemplateCache::default();
+        // Paced subscribers release their queues at different positions:
+        // each round, every receiver takes a different one of the messages.
+        for _round in 0..10 {
+            for m in &messages {
+                cache.get(m, false);
+            }
+        }
+        assert_eq!(
+            cache.builds, TEMPLATE_WAYS as u64,
+            "one template per message, not one per receiver"
+        );
+    }
+
+    #[test]
+    fn a_dropped_message_does_not_pin_its_payload() {
+        let msg = message("a/b");
+        let mut cache = TemplateCache::default();
+        cache.get(&msg, false);
+        assert_eq!(
+            Arc::strong_count(&msg),
+            1,
+            "the cache holds no strong reference"
+        );
+    }
+
+    #[test]
     fn a_new_message_replaces_the_template() {
         let first = message("a");
         let second = message("b");
@@ -137,25 +188,57 @@ mod tests {
     }
 }
 
-/// QoS>0 deliveries to workers whose inbox was full when the message was routed.
+/// What a publisher must wait for before it reads its next packet: QoS>0
+/// deliveries to workers whose inbox was full when the message was routed,
+/// and local subscribers the message left congested (see `backpressure`).
 #[derive(Debug, Default)]
 pub(crate) struct Blocked {
     sends: Vec<(mpsc::Sender<Routed>, Routed)>,
+    congested: Vec<Rc<ConnCell>>,
 }
 
 impl Blocked {
     pub(crate) fn is_empty(&self) -> bool {
-        self.sends.is_empty()
+        self.sends.is_empty() && self.congested.is_empty()
     }
 
-    /// Waits until every blocked delivery is in its worker's inbox.
-    pub(crate) async fn send(self) {
-        for (tx, routed) in self.sends {
-            if tx.send(routed).await.is_err() {
-                tracing::warn!(
-                    "worker inbox closed while waiting: message dropped for that worker"
-                );
+    /// Waits until every blocked delivery is in its worker's inbox and every
+    /// congested subscriber other than `own` has room (or was found slow).
+    pub(crate) async fn wait(mut self, worker: &Worker, own: Option<&Rc<ConnCell>>) {
+        send_all(self.sends, &worker.stats).await;
+        if let Some(own) = own {
+            // A client subscribed to its own topic drains only when its own
+            // task runs again: never wait for it.
+            self.congested.retain(|c| !Rc::ptr_eq(c, own));
+        }
+        if !self.congested.is_empty() {
+            crate::backpressure::wait_for_room(&self.congested, worker.marks, &worker.stats).await;
+        }
+    }
+}
+
+/// Waits until every delivery is in its worker's inbox: a QoS 1/2 message
+/// for as long as it takes, a QoS 0 message for at most the backpressure
+/// pause, after which it is dropped for that worker and counted.
+async fn send_all(sends: Vec<(mpsc::Sender<Routed>, Routed)>, stats: &WorkerStats) {
+    for (tx, routed) in sends {
+        let sent = if routed.msg.qos == QoS::AtMostOnce {
+            match tokio::time::timeout(crate::backpressure::MAX_PAUSE, tx.send(routed)).await {
+                Ok(sent) => sent.is_ok(),
+                Err(_) => {
+                    stats.dropped_worker_queue_full.inc();
+                    tracing::debug!(
+                        "inter-worker queue full for the whole pause: QoS 0 message dropped for that worker"
+                    );
+                    continue;
+                }
             }
+        } else {
+            tx.send(routed).await.is_ok()
+        };
+        if !sent {
+            stats.dropped_worker_gone.inc();
+            tracing::warn!("worker inbox closed while waiting: message dropped for that worker");
         }
     }
 }
@@ -176,11 +259,14 @@ pub(crate) struct Worker {
     /// Live connection tasks, for a bounded drain at shutdown.
     pub(crate) live_tasks: Cell<usize>,
     pub(crate) tasks_done: tokio::sync::Notify,
+    /// When a subscriber's backlog makes publishers wait.
+    pub(crate) marks: Watermarks,
 }
 
 impl Worker {
     fn new(id: usize, shared: Arc<Shared>) -> Self {
         let stats = Rc::new(WorkerStats::default());
+        let marks = Watermarks::from_limits(&shared.config.limits);
         Self {
             id,
             shared,
@@ -195,6 +281,7 @@ impl Worker {
             drop_log: Default::default(),
             live_tasks: Cell::new(0),
             tasks_done: tokio::sync::Notify::new(),
+            marks,
         }
     }
 
@@ -211,11 +298,11 @@ impl Worker {
     }
 
     /// Routes an application message published by `origin` (a client of this
-    /// worker). QoS 0 messages for a worker whose inbox is full are dropped
-    /// and counted; QoS 1/2 messages are returned as `Blocked` so the
-    /// publishing connection waits for room (backpressure on that publisher
-    /// only: a worker's inbox is drained by a loop that never waits).
-    #[must_use = "blocked QoS>0 deliveries must be awaited with `Blocked::send`"]
+    /// worker) and delivers it to this worker's subscribers. What the
+    /// publishing connection must wait for before reading on is returned:
+    /// deliveries to other workers whose inbox is full, and local subscribers
+    /// the message left congested (see `backpressure`).
+    #[must_use = "a publisher must await `Blocked::wait` before reading on"]
     pub(crate) fn publish(&self, now: Instant, origin: ClientKey, publish: Publish) -> Blocked {
         let msg = Arc::new(publish);
         self.stats.publish_in(msg.qos);
@@ -249,16 +336,8 @@ impl Worker {
             match link.data.try_send(routed) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(routed)) => {
-                    if msg.qos == QoS::AtMostOnce {
-                        self.stats.dropped_worker_queue_full.inc();
-                        self.drop_log.warn(
-                            w,
-                            "inter-worker queue full: QoS 0 message dropped for that worker",
-                        );
-                    } else {
-                        self.stats.worker_queue_waits.inc();
-                        blocked.sends.push((link.data.clone(), routed));
-                    }
+                    self.stats.worker_queue_waits.inc();
+                    blocked.sends.push((link.data.clone(), routed));
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     self.stats.dropped_worker_gone.inc();
@@ -268,17 +347,18 @@ impl Worker {
             }
         }
         if local {
-            self.deliver_local(now, &msg, origin);
+            self.deliver_local(now, &msg, origin, &mut blocked.congested);
         }
         blocked
     }
 
     /// Publishes from a context that cannot wait (wills): blocked deliveries
-    /// are finished by a task of their own.
+    /// are finished by a task of their own, and congestion is not waited for.
     pub(crate) fn publish_detached(&self, now: Instant, origin: ClientKey, publish: Publish) {
         let blocked = self.publish(now, origin, publish);
-        if !blocked.is_empty() {
-            tokio::task::spawn_local(blocked.send());
+        if !blocked.sends.is_empty() {
+            let stats = Rc::clone(&self.stats);
+            tokio::task::spawn_local(async move { send_all(blocked.sends, &stats).await });
         }
     }
 
@@ -308,8 +388,15 @@ impl Worker {
         }
     }
 
-    /// Delivers a message to every matching subscriber on this worker.
-    pub(crate) fn deliver_local(&self, now: Instant, msg: &Arc<Publish>, origin: Origin) {
+    /// Delivers a message to every matching subscriber on this worker, and
+    /// adds to `congested` the online subscribers it leaves congested.
+    pub(crate) fn deliver_local(
+        &self,
+        now: Instant,
+        msg: &Arc<Publish>,
+        origin: Origin,
+        congested: &mut Vec<Rc<ConnCell>>,
+    ) {
         let mut targets = self.targets.borrow_mut();
         targets.clear();
         let publisher = (origin.worker == self.id).then_some(origin.client);
@@ -329,7 +416,7 @@ impl Worker {
             };
             match &mut client.state {
                 ClientState::Online(cell) => {
-                    conn::deliver(
+                    let now_congested = conn::deliver(
                         self,
                         cell,
                         &mut templates,
@@ -339,6 +426,9 @@ impl Worker {
                         retain,
                         &t.subscription_identifiers,
                     );
+                    if now_congested && !congested.iter().any(|c| Rc::ptr_eq(c, cell)) {
+                        congested.push(Rc::clone(cell));
+                    }
                 }
                 ClientState::Offline(session) => {
                     match session.enqueue_with_ids(
@@ -474,7 +564,7 @@ impl Worker {
         let mut templates = self.templates.borrow_mut();
         for msg in found.drain(..) {
             let qos = msg.qos.min(granted);
-            conn::deliver(self, cell, &mut templates, now, &msg, qos, true, &ids);
+            let _ = conn::deliver(self, cell, &mut templates, now, &msg, qos, true, &ids);
         }
     }
 
@@ -520,7 +610,7 @@ impl Worker {
         cell: &Rc<ConnCell>,
         reason: tern_session::CloseReason,
     ) {
-        let Some(conn) = cell.borrow_mut().conn.take() else {
+        let Some(conn) = cell.borrow_mut().take_conn() else {
             return;
         };
         let is_current = matches!(
@@ -582,10 +672,10 @@ impl Worker {
                     let mut cs = cell.borrow_mut();
                     cs.close = Some(tern_session::CloseReason::TakenOver);
                     cs.wake();
-                    cs.conn.take()
+                    cs.take_conn()
                 };
                 let conn = conn?;
-                tracing::info!(client_id = %previous.client_id, "session taken over by a new connection");
+                tracing::info!(client_id = %conn.client_id(), "session taken over by a new connection");
                 let (kept, will) = self.end_connection(
                     now,
                     key,
@@ -601,17 +691,10 @@ impl Worker {
         }
     }
 
-    pub(crate) fn insert_online(
-        &self,
-        key: ClientKey,
-        client_id: ByteString,
-        generation: u64,
-        cell: Rc<ConnCell>,
-    ) {
+    pub(crate) fn insert_online(&self, key: ClientKey, generation: u64, cell: Rc<ConnCell>) {
         self.clients.borrow_mut().insert(
             key,
             Client {
-                client_id,
                 generation,
                 state: ClientState::Online(cell),
             },
@@ -627,6 +710,12 @@ impl Worker {
                     continue;
                 };
                 if cs.quiet && cs.out.is_empty() {
+                    // Quiet for a whole interval: give back what can be
+                    // given back here; the task releases its read buffer.
+                    cs.out.release_if_drained();
+                    if let Some(conn) = cs.conn.as_mut() {
+                        conn.release_memory();
+                    }
                     cs.trim = true;
                     cs.wake();
                 }
@@ -681,11 +770,21 @@ pub(crate) fn spawn(
                 let w = Rc::clone(&worker);
                 tokio::task::spawn_local(async move {
                     let mut batch = Vec::with_capacity(256);
+                    let mut congested = Vec::new();
                     while data.recv_many(&mut batch, 256).await > 0 {
-                        let now = Instant::now();
                         w.stats.events.add(batch.len() as u64);
+                        let mut now = Instant::now();
                         for routed in batch.drain(..) {
-                            w.deliver_local(now, &routed.msg, routed.origin);
+                            w.deliver_local(now, &routed.msg, routed.origin, &mut congested);
+                            // Let congested subscribers drain before taking
+                            // more: meanwhile the inbox fills and holds back
+                            // the other workers' publishers (bounded by the pause).
+                            if !congested.is_empty() {
+                                crate::backpressure::wait_for_room(&congested, w.marks, &w.stats)
+                                    .await;
+                                congested.clear();
+                                now = Instant::now();
+                            }
                         }
                     }
                 });
@@ -724,5 +823,12 @@ impl ConnShared {
         if let Some(w) = &self.waker {
             w.wake_by_ref();
         }
+    }
+
+    /// Takes the session away from this connection (closing or taken over);
+    /// publishers waiting for it to drain stop waiting.
+    pub(crate) fn take_conn(&mut self) -> Option<tern_session::Connection> {
+        self.drain.release();
+        self.conn.take()
     }
 }

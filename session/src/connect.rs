@@ -1,6 +1,7 @@
 //! CONNECT semantics: client identifier rules, keep-alive cap, CONNACK and will.
 
 use crate::{Connection, SessionConfig};
+use bytes::Bytes;
 use bytestring::ByteString;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,32 +137,93 @@ pub(crate) fn connack(
 }
 
 /// The will as an application message, and its v5 Will Delay Interval.
-pub(crate) fn will_publish(will: LastWill) -> (Publish, Option<u32>) {
-    let p = will.properties;
+///
+/// Every field is copied: the decoded will is a slice of the read buffer
+/// that held the CONNECT, and a will lives as long as the connection, so
+/// keeping the slices would pin that whole buffer.
+pub(crate) fn will_publish(will: &LastWill) -> (Publish, Option<u32>) {
+    let p = &will.properties;
     let publish = Publish {
         dup: false,
         qos: will.qos,
         retain: will.retain,
-        topic: will.topic,
+        topic: compact_str(&will.topic),
         packet_id: None,
         properties: PublishProperties {
             payload_format_indicator: p.payload_format_indicator,
             message_expiry_interval: p.message_expiry_interval,
             topic_alias: None,
-            response_topic: p.response_topic,
-            correlation_data: p.correlation_data,
-            user_properties: p.user_properties,
+            response_topic: p.response_topic.as_ref().map(compact_str),
+            correlation_data: p.correlation_data.as_deref().map(Bytes::copy_from_slice),
+            user_properties: p
+                .user_properties
+                .iter()
+                .map(|(k, v)| (compact_str(k), compact_str(v)))
+                .collect(),
             subscription_identifiers: Vec::new(),
-            content_type: p.content_type,
+            content_type: p.content_type.as_ref().map(compact_str),
         },
-        payload: will.payload,
+        payload: Bytes::copy_from_slice(&will.payload),
     };
     (publish, p.will_delay_interval)
+}
+
+/// A copy of `s` in an allocation of its own, sized to fit (none when empty).
+pub fn compact_str(s: &ByteString) -> ByteString {
+    ByteString::from(&**s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn will_does_not_share_the_read_buffer() {
+        let frame = Bytes::from_static(b"will/topicgoodbyectxresp/tckv");
+        let s = |r: std::ops::Range<usize>| ByteString::try_from(frame.slice(r)).unwrap();
+        let will = LastWill {
+            topic: s(0..10),
+            payload: frame.slice(10..17),
+            qos: tern_codec::QoS::AtLeastOnce,
+            retain: true,
+            properties: tern_codec::WillProperties {
+                will_delay_interval: Some(5),
+                content_type: Some(s(17..20)),
+                response_topic: Some(s(20..26)),
+                correlation_data: Some(frame.slice(26..27)),
+                user_properties: vec![(s(27..28), s(28..29))],
+                ..Default::default()
+            },
+        };
+        let (p, delay) = will_publish(&will);
+        assert_eq!(delay, Some(5));
+        assert_eq!((&*p.topic, &p.payload[..]), ("will/topic", &b"goodbye"[..]));
+        let inside = |b: &[u8]| frame.as_ptr_range().contains(&b.as_ptr());
+        let pp = &p.properties;
+        let (k, v) = &pp.user_properties[0];
+        for field in [
+            p.topic.as_bytes(),
+            &p.payload,
+            pp.content_type.as_ref().unwrap().as_bytes(),
+            pp.response_topic.as_ref().unwrap().as_bytes(),
+            pp.correlation_data.as_ref().unwrap(),
+            k.as_bytes(),
+            v.as_bytes(),
+        ] {
+            assert!(!inside(field), "a will field still points into the frame");
+        }
+        assert_eq!(&**k, "k");
+        assert!(p.retain);
+    }
+
+    #[test]
+    fn compact_str_copies() {
+        let frame = ByteString::from_static("client-1 and more");
+        let id = ByteString::try_from(frame.as_bytes().slice(0..8)).unwrap();
+        let c = compact_str(&id);
+        assert_eq!(c, "client-1");
+        assert_ne!(c.as_ptr(), id.as_ptr());
+    }
 
     #[test]
     fn assigned_ids_are_unique_and_prefixed() {

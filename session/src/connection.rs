@@ -1,15 +1,14 @@
 //! The per-connection state machine: owns a [`Session`] while connected.
 
 use crate::connect::{connack, keep_alive, session_expiry, will_publish};
-use crate::session::{is_expired, InflightState, Message, Subscription};
+use crate::session::{is_expired, FixedState, InflightState, Message, Subscription};
 use crate::{
     CloseReason, Closed, ConnectCheck, ConnectionStats, DeliverOutcome, DropReason, Event,
     OutboundPublish, Session, SessionConfig, Transmit, Will,
 };
-use ahash::AHashMap;
 use bytestring::ByteString;
 use smallvec::SmallVec;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +28,8 @@ pub struct Connection {
     keep_alive: u16,
     pub(crate) last_received: Instant,
     /// The will and its v5 delay; removed on DISCONNECT 0x00 ([MQTT-3.1.2-10]).
-    pub(crate) will: Option<(Publish, Option<u32>)>,
+    /// Boxed: most clients have none, and the connection stays small.
+    pub(crate) will: Option<Box<(Publish, Option<u32>)>>,
     /// Outgoing QoS > 0 window: min(max_inflight, client Receive Maximum).
     send_window: u16,
     client_max_packet_size: Option<u32>,
@@ -37,11 +37,13 @@ pub struct Connection {
     pub(crate) connect_expiry: u32,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    pub(crate) pending_subscribes: AHashMap<PacketId, PendingSubscribe>,
+    /// SUBSCRIBEs waiting for `complete_subscribe`, by packet id (rarely
+    /// more than one: the broker completes each before reading on).
+    pub(crate) pending_subscribes: Vec<(PacketId, PendingSubscribe)>,
     /// Inbound Topic Alias → Topic Name, keys 1..=`cfg.topic_alias_maximum`.
     /// Never part of the [`Session`]: mappings end with the network
-    /// connection ([MQTT-3.3.2-7]).
-    pub(crate) topic_aliases: AHashMap<u16, ByteString>,
+    /// connection ([MQTT-3.3.2-7]). Allocates at the first alias.
+    pub(crate) topic_aliases: HashMap<u16, ByteString, FixedState>,
     pub(crate) closing: bool,
     pub(crate) stats: ConnectionStats,
 }
@@ -79,6 +81,11 @@ impl Connection {
     /// present = 0 [MQTT-3.2.2-1/2]). Queues the CONNACK, then re-sends every
     /// inflight PUBLISH with DUP = 1 and every PUBREL in their original order
     /// ([MQTT-4.4.0-1], [MQTT-4.6.0-1]), then releases queued messages up to the window.
+    ///
+    /// The will is copied out of the read buffer the CONNECT was decoded
+    /// from. The client id is kept as given: pass a compact one
+    /// ([`compact_str`](crate::compact_str)), or it pins that buffer for as
+    /// long as the session lives.
     pub fn new(
         now: Instant,
         connect: Connect,
@@ -118,14 +125,14 @@ impl Connection {
             cfg,
             keep_alive,
             last_received: now,
-            will: connect.will.map(will_publish),
+            will: connect.will.as_ref().map(|w| Box::new(will_publish(w))),
             send_window,
             client_max_packet_size,
             connect_expiry,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            pending_subscribes: AHashMap::new(),
-            topic_aliases: AHashMap::new(),
+            pending_subscribes: Vec::new(),
+            topic_aliases: HashMap::default(),
             closing: false,
             stats: ConnectionStats::default(),
         };
@@ -176,6 +183,23 @@ impl Connection {
     /// True once an [`Event::Close`] has been emitted.
     pub fn is_closing(&self) -> bool {
         self.closing
+    }
+
+    /// Gives back the memory of drained queues and empty containers, here
+    /// and in the session. For a connection that is idle (after its CONNACK
+    /// went out, or after a quiet spell); a busy connection would only
+    /// allocate again. Changes no state.
+    pub fn release_memory(&mut self) {
+        if self.transmits.is_empty() {
+            self.transmits = VecDeque::new();
+        }
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        if self.pending_subscribes.is_empty() {
+            self.pending_subscribes = Vec::new();
+        }
+        self.session.release_memory();
     }
 
     /// Next packet to write, in order.
@@ -235,9 +259,12 @@ impl Connection {
         let expiry = self.session.expiry_interval();
         let will = match reason {
             CloseReason::ClientDisconnect => None,
-            _ => self.will.map(|(publish, delay)| Will {
-                publish,
-                delay: delay.map(|d| d.min(expiry)).filter(|d| *d > 0),
+            _ => self.will.map(|will| {
+                let (publish, delay) = *will;
+                Will {
+                    publish,
+                    delay: delay.map(|d| d.min(expiry)).filter(|d| *d > 0),
+                }
             }),
         };
         tracing::debug!(client_id = %self.session.client_id(), ?reason, will = will.is_some(),
@@ -316,7 +343,12 @@ impl Connection {
     /// per filter of the event (granted QoS or a failure). Failed filters are
     /// removed again (or the replaced subscription restored); granted QoS is stored.
     pub fn complete_subscribe(&mut self, packet_id: PacketId, reasons: Vec<ReasonCode>) {
-        let Some(pending) = self.pending_subscribes.remove(&packet_id) else {
+        let pending = self
+            .pending_subscribes
+            .iter()
+            .position(|(pid, _)| *pid == packet_id)
+            .map(|i| self.pending_subscribes.swap_remove(i).1);
+        let Some(pending) = pending else {
             self.push_ack(Packet::SubAck(SubAck {
                 packet_id,
                 reasons,

@@ -234,8 +234,11 @@ impl Connection {
             }));
             return Ok(());
         }
+        // A packet id reused before its SUBACK replaces the pending entry.
         self.pending_subscribes
-            .insert(s.packet_id, PendingSubscribe { slots, accepted });
+            .retain(|(pid, _)| *pid != s.packet_id);
+        self.pending_subscribes
+            .push((s.packet_id, PendingSubscribe { slots, accepted }));
         self.push_event(Event::Subscribe {
             packet_id: s.packet_id,
             filters,

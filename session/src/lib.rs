@@ -40,7 +40,7 @@ mod session;
 mod stats;
 
 pub use config::SessionConfig;
-pub use connect::{reject_connack, ConnectCheck};
+pub use connect::{compact_str, reject_connack, ConnectCheck};
 pub use connection::Connection;
 pub use error::ProtocolError;
 pub use output::{

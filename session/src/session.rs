@@ -2,14 +2,20 @@
 //! messages, QoS 2 ids awaiting PUBREL and the bounded message queue.
 
 use crate::{stats::SessionStats, SessionConfig};
-use ahash::{AHashMap, AHashSet};
 use bytestring::ByteString;
 use smallvec::SmallVec;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_codec::{PacketId, Publish, QoS, SubscriptionOptions};
+
+/// Hashing for maps keyed by packet id or topic alias: aHash with keys drawn
+/// once per process (not per map), so an empty map is 32 bytes and a new
+/// connection draws no random seed. The keys are 16-bit ids, at most 65535
+/// per map.
+pub(crate) type FixedState = BuildHasherDefault<ahash::AHasher>;
 
 /// Where an outgoing QoS > 0 message stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +76,12 @@ impl Message {
         self.msg.topic.len() + self.msg.payload.len()
     }
 
+    /// When this message expires, if it has an expiry interval.
+    pub(crate) fn expires_at(&self) -> Option<Instant> {
+        let secs = self.msg.properties.message_expiry_interval?;
+        Some(self.received_at + Duration::from_secs(u64::from(secs)))
+    }
+
     /// True once the message's Message Expiry Interval has passed
     /// ([MQTT-3.3.2-5]): it has waited at least that many seconds. A message
     /// that has not waited at all is never expired (an interval of 0 is
@@ -103,10 +115,14 @@ pub struct Session {
     client_id: ByteString,
     expiry_interval: u32,
     pub(crate) subscriptions: BTreeMap<ByteString, Subscription>,
-    inflight: AHashMap<PacketId, Inflight>,
-    pub(crate) incoming_qos2: AHashSet<PacketId>,
+    inflight: HashMap<PacketId, Inflight, FixedState>,
+    pub(crate) incoming_qos2: HashSet<PacketId, FixedState>,
     queue: VecDeque<Message>,
     queued_bytes: usize,
+    /// No queued message expires before this (it may be earlier than the
+    /// true minimum after pops): a full queue is scanned for expired
+    /// messages only once it has passed, not on every dropped message.
+    next_expiry: Option<Instant>,
     next_packet_id: u16,
     next_seq: u64,
     pub(crate) stats: SessionStats,
@@ -134,10 +150,11 @@ impl Session {
             client_id,
             expiry_interval: if persistent { u32::MAX } else { 0 },
             subscriptions: BTreeMap::new(),
-            inflight: AHashMap::new(),
-            incoming_qos2: AHashSet::new(),
+            inflight: HashMap::default(),
+            incoming_qos2: HashSet::default(),
             queue: VecDeque::new(),
             queued_bytes: 0,
+            next_expiry: None,
             next_packet_id: 0,
             next_seq: 0,
             stats: SessionStats::default(),
@@ -267,6 +284,21 @@ impl Session {
         &self.stats
     }
 
+    /// Gives back the memory of empty containers (inflight, QoS 2 ids,
+    /// queue). For a session that has gone quiet; a busy one would only
+    /// allocate again.
+    pub fn release_memory(&mut self) {
+        if self.inflight.is_empty() {
+            self.inflight = HashMap::default();
+        }
+        if self.incoming_qos2.is_empty() {
+            self.incoming_qos2 = HashSet::default();
+        }
+        if self.queue.is_empty() {
+            self.queue = VecDeque::new();
+        }
+    }
+
     /// Append to the queue within the limits; false (and counted) when full.
     /// At a limit, expired messages are purged first to make room.
     pub(crate) fn push_queue(
@@ -280,7 +312,7 @@ impl Session {
             s.queue.len() >= cfg.max_queued_messages
                 || s.queued_bytes.saturating_add(bytes) > cfg.max_queued_bytes
         };
-        if full(self) {
+        if full(self) && self.next_expiry.is_some_and(|t| now >= t) {
             self.purge_expired(now);
         }
         if full(self) {
@@ -289,6 +321,7 @@ impl Session {
                 queued_bytes = self.queued_bytes, "session queue full, message dropped");
             return false;
         }
+        self.note_expiry(&message);
         self.queue.push_back(message);
         self.queued_bytes += bytes;
         let len = self.queue.len() as u64;
@@ -304,13 +337,17 @@ impl Session {
     pub(crate) fn purge_expired(&mut self, now: Instant) {
         let before = self.queue.len();
         let mut freed = 0;
+        let mut next: Option<Instant> = None;
         self.queue.retain(|m| {
             let expired = m.is_expired(now);
             if expired {
                 freed += m.bytes();
+            } else if let Some(t) = m.expires_at() {
+                next = Some(next.map_or(t, |n| n.min(t)));
             }
             !expired
         });
+        self.next_expiry = next;
         self.queued_bytes -= freed;
         self.count_expired(before - self.queue.len());
     }
@@ -335,8 +372,15 @@ impl Session {
         Some(m)
     }
 
+    fn note_expiry(&mut self, m: &Message) {
+        if let Some(t) = m.expires_at() {
+            self.next_expiry = Some(self.next_expiry.map_or(t, |n| n.min(t)));
+        }
+    }
+
     /// Put a message back at the head of the queue.
     pub(crate) fn requeue_front(&mut self, m: Message) {
+        self.note_expiry(&m);
         self.queued_bytes += m.bytes();
         self.queue.push_front(m);
     }

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use crate::TransportError;
 
@@ -105,7 +107,9 @@ pub struct Accepted {
 /// A listener registered with the current tokio runtime.
 #[derive(Debug)]
 pub struct Listener {
-    inner: tokio::net::TcpListener,
+    /// The listening socket, registered for readability only: accepted
+    /// sockets are created by `accept4(2)` directly (see `accept_now`).
+    inner: AsyncFd<std::net::TcpListener>,
     local: SocketAddr,
     kind: ListenerKind,
 }
@@ -127,8 +131,11 @@ impl Listener {
             .set_nonblocking(true)
             .map_err(TransportError::Register)?;
         let local = listener.local_addr().map_err(TransportError::Register)?;
-        let inner =
-            tokio::net::TcpListener::from_std(listener).map_err(TransportError::Register)?;
+        // SAFETY: the `AsyncFd` owns the `TcpListener`, which owns its file
+        // descriptor: it stays open, and `as_raw_fd` returns the same
+        // descriptor, until the `AsyncFd` (and with it the listener) is dropped.
+        let inner = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
+            .map_err(|e| TransportError::Register(e.into()))?;
         Ok(Self { inner, local, kind })
     }
 
@@ -153,7 +160,7 @@ impl Listener {
     pub async fn accept(&self) -> Accepted {
         let mut backoff = MIN_BACKOFF;
         loop {
-            match self.inner.accept().await {
+            match self.inner.async_io(Interest::READABLE, accept_now).await {
                 Ok((stream, peer)) => match self.prepare(stream, peer) {
                     Ok(accepted) => return accepted,
                     Err(error) => {
@@ -177,12 +184,15 @@ impl Listener {
         }
     }
 
-    fn prepare(&self, stream: tokio::net::TcpStream, peer: SocketAddr) -> io::Result<Accepted> {
+    fn prepare(&self, stream: std::net::TcpStream, peer: SocketAddr) -> io::Result<Accepted> {
         stream.set_nodelay(true)?;
-        let local = stream.local_addr().unwrap_or(self.local);
-        // `into_std` leaves the socket in non-blocking mode and deregisters it,
-        // so the worker can register it with its own runtime.
-        let stream = stream.into_std()?;
+        // Bound to one address, the local address is known; bound to a
+        // wildcard, ask the socket which one the client reached.
+        let local = if self.local.ip().is_unspecified() {
+            stream.local_addr().unwrap_or(self.local)
+        } else {
+            self.local
+        };
         Ok(Accepted {
             stream,
             peer,
@@ -194,6 +204,20 @@ impl Listener {
 
 /// Fails with [`TransportError::Register`] instead of letting tokio panic when
 /// there is no runtime.
+/// One `accept4(2)`, non-blocking and close-on-exec from the start. The new
+/// socket is never registered with the acceptor's runtime: the worker that
+/// serves it registers it with its own (tokio's `accept` would register it
+/// here and deregister it again: two `epoll_ctl` calls per connection for
+/// nothing).
+fn accept_now(listener: &std::net::TcpListener) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    let (socket, addr) =
+        SockRef::from(listener).accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?;
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::other("accepted a connection that is not TCP/IP"))?;
+    Ok((socket.into(), peer))
+}
+
 pub(crate) fn ensure_runtime() -> Result<(), TransportError> {
     tokio::runtime::Handle::try_current()
         .map(drop)
@@ -318,6 +342,21 @@ mod tests {
         set_socket_buffers(&client, None, None).unwrap();
         assert_eq!(sock.send_buffer_size().unwrap(), send);
         assert_eq!(sock.recv_buffer_size().unwrap(), recv);
+    }
+
+    #[tokio::test]
+    async fn wildcard_listener_reports_the_address_reached() {
+        let spec = ListenerSpec::tcp((Ipv4Addr::UNSPECIFIED, 0).into());
+        let listener = Listener::from_std(bind(&spec).unwrap(), ListenerKind::Tcp).unwrap();
+        let port = listener.local_addr().port();
+        let client = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap();
+        let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .unwrap();
+        assert_eq!(accepted.local, client.peer_addr().unwrap());
+        assert_eq!(accepted.peer, client.local_addr().unwrap());
     }
 
     #[tokio::test]

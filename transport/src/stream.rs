@@ -22,15 +22,13 @@ pub enum Stream {
 impl Stream {
     /// Registers an accepted connection with the current runtime. Must be
     /// called inside a tokio runtime (returns [`TransportError::Register`]
-    /// otherwise), normally on the worker that will own the connection.
+    /// otherwise), normally on the worker that will own the connection. The
+    /// stream is non-blocking already (see [`Accepted::stream`]): no system
+    /// call is spent on it here besides the registration.
     pub fn from_accepted(accepted: Accepted) -> Result<Self, TransportError> {
         ensure_runtime()?;
         match accepted.kind {
             ListenerKind::Tcp => {
-                accepted
-                    .stream
-                    .set_nonblocking(true)
-                    .map_err(TransportError::Register)?;
                 let stream = tokio::net::TcpStream::from_std(accepted.stream)
                     .map_err(TransportError::Register)?;
                 Ok(Self::Tcp(stream))

@@ -90,3 +90,60 @@ fn slow_consumer_on_the_same_worker_does_not_stall_it() {
     };
     slow_consumers_do_not_stall_the_others(&broker);
 }
+
+/// A QoS 1 publisher that outruns a subscriber which keeps reading, with a
+/// session queue of only 20 messages: the broker must slow the publisher
+/// (hold back its PUBACKs and stop reading it) rather than drop at the
+/// subscriber's queue. Every message arrives, in order.
+fn fast_publisher_is_paced_to_a_reading_subscriber(workers: &str) {
+    const COUNT: u32 = 1000;
+    let Some(broker) = Broker::spawn_only(&[
+        "--workers",
+        workers,
+        "--max-queued-messages",
+        "20",
+        "--max-inflight",
+        "4",
+    ]) else {
+        return;
+    };
+    let t = topic("paced");
+    let mut sub = Client::v311(broker.addr);
+    sub.sub(&t, 1);
+    let addr = broker.addr;
+    let topic_name = t.clone();
+    let publisher = std::thread::spawn(move || {
+        let mut publisher = Client::v311(addr);
+        for i in 0..COUNT {
+            publisher.publish_qos(&topic_name, i.to_be_bytes(), 1);
+        }
+    });
+    for i in 0..COUNT {
+        let msg = sub.recv_acked();
+        assert_eq!(
+            msg.payload[..],
+            i.to_be_bytes(),
+            "message {i} lost or out of order"
+        );
+        if i % 10 == 9 {
+            // Slower than the publisher: a few thousand messages a second at most.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    publisher.join().expect("publisher thread");
+    sub.expect_nothing(Duration::from_millis(200));
+}
+
+// Publisher and subscriber on one worker: the publishing task waits.
+#[test]
+fn fast_publisher_is_paced_on_the_same_worker() {
+    fast_publisher_is_paced_to_a_reading_subscriber("1");
+}
+
+// On two workers (the acceptor puts the second connection on the other
+// worker): the subscriber's worker stops draining its inbox, and the full
+// inbox holds the publisher back.
+#[test]
+fn fast_publisher_is_paced_across_workers() {
+    fast_publisher_is_paced_to_a_reading_subscriber("2");
+}

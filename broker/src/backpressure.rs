@@ -1,0 +1,242 @@
+//! Publisher backpressure for local congestion.
+//!
+//! A publisher that feeds a subscriber faster than the subscriber takes
+//! messages would otherwise fill the subscriber's session queue up to its
+//! limit and lose what does not fit (or, with generous limits, pile up memory
+//! and latency). So when a delivery leaves a subscriber's backlog (writer
+//! bytes, queued messages or queued bytes) at or above its *high-water mark*
+//! (half of the configured limit), the publishing task stops reading from its
+//! own socket until that backlog falls below the *low-water mark* (a quarter
+//! of the limit): TCP then slows the publisher, and the worker delivers
+//! before it ingests more. A worker's inbox loop does the same for messages
+//! from other workers, so a full inbox holds back their publishers.
+//!
+//! Every waiter is released each time the subscriber drains below the
+//! low-water mark, even if another waiter has refilled it by the time the
+//! released one runs: publishers take turns instead of the quickest one
+//! starving the others.
+//!
+//! One slow subscriber must not stall its publishers (and through them every
+//! other subscriber). A publisher waits at most [`MAX_PAUSE`]; a subscriber
+//! that has not drained below the low-water mark by then is marked *slow*
+//! and nobody waits for it until it has room again, or until
+//! [`SLOW_RETEST`] has passed and it is seen writing again (a subscriber that
+//! sped up gets its publishers paced again; a stuck one writes nothing and
+//! stays marked). A slow subscriber's queue fills to its configured limit and
+//! overflow is dropped and counted, as without backpressure.
+
+use crate::conn::{ConnCell, ConnShared};
+use crate::stats::WorkerStats;
+use smallvec::SmallVec;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use tern_config::Limits;
+
+/// The longest a publisher waits for a congested subscriber.
+pub(crate) const MAX_PAUSE: Duration = Duration::from_millis(500);
+/// How long a slow subscriber stays exempt before publishers wait for it again.
+pub(crate) const SLOW_RETEST: Duration = Duration::from_secs(5);
+
+/// The most queued messages (behind the inflight window) a subscriber may
+/// have before its publishers wait.
+pub(crate) const HIGH_MESSAGES_CAP: usize = 128;
+/// The most unwritten bytes a subscriber may have before its publishers wait.
+pub(crate) const HIGH_WRITER_CAP: usize = 256 * 1024;
+
+/// Backpressure state of one connection, as a subscriber.
+#[derive(Debug, Default)]
+pub(crate) struct Drain {
+    /// Publishers waiting for this connection to have room.
+    waiters: Vec<std::task::Waker>,
+    /// Counts the times waiters were released.
+    epoch: u32,
+    /// Since when publishers do not wait for this connection.
+    slow_since: Option<Instant>,
+}
+
+impl Drain {
+    /// Releases every waiter (the connection is closing or has room).
+    pub(crate) fn release(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        for w in self.waiters.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+/// When a subscriber's backlog counts as congested, and when it has room again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Watermarks {
+    high_writer: usize,
+    high_messages: usize,
+    high_bytes: usize,
+}
+
+impl Watermarks {
+    /// High-water marks at half of each configured limit, but no more than
+    /// keeps a subscriber busy ([`HIGH_MESSAGES_CAP`], [`HIGH_WRITER_CAP`]):
+    /// a deeper backlog only adds latency. Low-water marks at half of those.
+    pub(crate) fn from_limits(limits: &Limits) -> Self {
+        let cap = |limit: usize, cap: usize| (limit / 2).clamp(1, cap);
+        Self {
+            high_writer: cap(limits.writer_buffer_bytes, HIGH_WRITER_CAP),
+            high_messages: cap(limits.max_queued_messages, HIGH_MESSAGES_CAP),
+            high_bytes: (limits.max_queued_bytes / 2).max(1),
+        }
+    }
+
+    /// (writer bytes, queued messages, queued bytes) of `cs`.
+    fn backlog(cs: &ConnShared) -> (usize, usize, usize) {
+        let (messages, bytes) = cs.conn.as_ref().map_or((0, 0), |c| {
+            let s = c.session();
+            (s.queued_len(), s.queued_bytes())
+        });
+        (cs.out.queued(), messages, bytes)
+    }
+
+    /// True when a publisher should wait for `cs` to drain.
+    pub(crate) fn congested(&self, cs: &ConnShared) -> bool {
+        if cs.drain.slow_since.is_some() || cs.conn.is_none() {
+            return false;
+        }
+        let (writer, messages, bytes) = Self::backlog(cs);
+        writer >= self.high_writer || messages >= self.high_messages || bytes >= self.high_bytes
+    }
+
+    /// True when `cs` is below every low-water mark (or gone).
+    fn has_room(&self, cs: &ConnShared) -> bool {
+        if cs.conn.is_none() {
+            return true;
+        }
+        let (writer, messages, bytes) = Self::backlog(cs);
+        writer < self.high_writer / 2
+            && messages < self.high_messages / 2
+            && bytes < self.high_bytes / 2
+    }
+
+    /// Called after a connection wrote something: releases the publishers
+    /// waiting for it once it has room, and decides whether a slow
+    /// subscriber should be paced again.
+    pub(crate) fn note_progress(&self, cs: &mut ConnShared) {
+        if cs.drain.waiters.is_empty() && cs.drain.slow_since.is_none() {
+            return;
+        }
+        if self.has_room(cs) {
+            cs.drain.slow_since = None;
+            cs.drain.release();
+        } else if cs
+            .drain
+            .slow_since
+            .is_some_and(|t| t.elapsed() >= SLOW_RETEST)
+        {
+            cs.drain.slow_since = None;
+        }
+    }
+}
+
+/// Waits until every connection in `targets` has had room since the wait
+/// began, or [`MAX_PAUSE`] passes; targets still without room then are
+/// marked slow.
+pub(crate) async fn wait_for_room(
+    targets: &[Rc<ConnCell>],
+    marks: Watermarks,
+    stats: &WorkerStats,
+) {
+    stats.publisher_pauses.inc();
+    let start: SmallVec<[u32; 4]> = targets.iter().map(|t| t.borrow().drain.epoch).collect();
+    let released = |cs: &ConnShared, i: usize| {
+        cs.drain.epoch != start[i] || cs.drain.slow_since.is_some() || marks.has_room(cs)
+    };
+    let waited = tokio::time::timeout(
+        MAX_PAUSE,
+        poll_fn(|cx| {
+            let mut waiting = false;
+            for (i, t) in targets.iter().enumerate() {
+                let Ok(mut cs) = t.try_borrow_mut() else {
+                    continue;
+                };
+                if released(&cs, i) {
+                    continue;
+                }
+                if !cs.drain.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    cs.drain.waiters.push(cx.waker().clone());
+                }
+                waiting = true;
+            }
+            if waiting {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        }),
+    )
+    .await;
+    if waited.is_ok() {
+        return;
+    }
+    for (i, t) in targets.iter().enumerate() {
+        let Ok(mut cs) = t.try_borrow_mut() else {
+            continue;
+        };
+        if released(&cs, i) {
+            continue;
+        }
+        cs.drain.slow_since = Some(Instant::now());
+        stats.slow_subscribers.inc();
+        let (writer, messages, bytes) = Watermarks::backlog(&cs);
+        tracing::debug!(
+            pause_ms = MAX_PAUSE.as_millis() as u64,
+            writer,
+            messages,
+            bytes,
+            "subscriber did not drain within the pause; publishers stop waiting for it"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermarks_are_half_and_a_quarter_of_the_limits() {
+        let limits = Limits {
+            writer_buffer_bytes: 1000,
+            max_queued_messages: 100,
+            max_queued_bytes: 10_000,
+            ..Limits::default()
+        };
+        let m = Watermarks::from_limits(&limits);
+        assert_eq!(
+            (m.high_writer, m.high_messages, m.high_bytes),
+            (500, 50, 5000)
+        );
+        let m = Watermarks::from_limits(&Limits::default());
+        assert_eq!(
+            (m.high_writer, m.high_messages),
+            (HIGH_WRITER_CAP, HIGH_MESSAGES_CAP),
+            "the defaults are above the caps"
+        );
+    }
+
+    #[test]
+    fn released_waker_is_woken_and_epoch_moves() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let mut d = Drain::default();
+        d.waiters.push(std::task::Waker::from(Arc::clone(&count)));
+        d.release();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(d.epoch, 1);
+        assert!(d.waiters.is_empty());
+    }
+}
