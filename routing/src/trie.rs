@@ -186,7 +186,8 @@ impl<V> Trie<V> {
                 continue;
             };
             let rest = &topic[start..];
-            let (level, next) = match rest.find('/') {
+            // A byte scan: levels are short, and `str::find` pays a searcher setup per call.
+            let (level, next) = match rest.bytes().position(|b| b == b'/') {
                 Some(i) => (&rest[..i], Some(start + i + 1)),
                 None => (rest, None),
             };
