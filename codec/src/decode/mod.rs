@@ -11,7 +11,7 @@ mod tests_strict;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::DecodeError;
-use crate::types::{Packet, ProtocolVersion};
+use crate::types::{Packet, PacketId, ProtocolVersion, PubResp};
 use crate::wire::parse_varint;
 
 /// Packet type numbers (2.1.2).
@@ -157,6 +157,9 @@ impl Decoder {
     /// stream is invalid and the connection must be closed (the offending
     /// frame may or may not have been consumed).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
+        if let Some(packet) = self.decode_short_ack(buf) {
+            return Ok(Some(packet));
+        }
         let Some(&byte1) = buf.first() else {
             return Ok(None);
         };
@@ -192,6 +195,34 @@ impl Decoder {
             }
         }
         Ok(Some(packet))
+    }
+}
+
+impl Decoder {
+    /// Fast path for the most frequent frame of a fan-out: a 4-byte PUBACK,
+    /// PUBREC, PUBREL or PUBCOMP with just a packet identifier (every v3
+    /// one, and a v5 one with reason Success and no properties, 3.4.2.1).
+    /// Consumes the frame without splitting it off the buffer. `None` for
+    /// anything else — including a packet identifier of 0 and a decoder
+    /// still waiting for CONNECT — which the general path then decodes (or
+    /// rejects) exactly as before.
+    fn decode_short_ack(&self, buf: &mut BytesMut) -> Option<Packet> {
+        let &[byte1, 2, hi, lo, ..] = &buf[..] else {
+            return None;
+        };
+        if self.version.is_none() || self.max_packet_size < 4 {
+            return None;
+        }
+        let packet_id = PacketId::new(u16::from_be_bytes([hi, lo]))?;
+        let packet = match byte1 {
+            0x40 => Packet::PubAck(PubResp::new(packet_id)),
+            0x50 => Packet::PubRec(PubResp::new(packet_id)),
+            0x62 => Packet::PubRel(PubResp::new(packet_id)),
+            0x70 => Packet::PubComp(PubResp::new(packet_id)),
+            _ => return None,
+        };
+        buf.advance(4);
+        Some(packet)
     }
 }
 

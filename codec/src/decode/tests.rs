@@ -351,3 +351,75 @@ fn connect_protocol_is_known_even_when_connect_fails() {
         (Some(ProtocolVersion::V31), Some(ProtocolVersion::V31))
     );
 }
+
+/// The general path on its own: what `decode_short_ack` must agree with.
+fn decode_general(v: ProtocolVersion, frame: &[u8]) -> Result<Packet, DecodeError> {
+    check_first_byte(frame[0], v)?;
+    decode_body(frame[0], Bytes::copy_from_slice(&frame[2..]), v)
+}
+
+#[test]
+fn short_acks_take_the_fast_path_and_match_the_general_decoder() {
+    for v in V {
+        for byte1 in [0x40u8, 0x50, 0x62, 0x70] {
+            for id in [1u16, 0x00FF, 0x0100, 0xFFFF] {
+                let [hi, lo] = id.to_be_bytes();
+                let frame = [byte1, 2, hi, lo];
+                let mut buf = BytesMut::from(&frame[..]);
+                buf.extend_from_slice(b"\xc0\x00"); // a PINGREQ behind it
+                let d = Decoder::with_version(v, u32::MAX);
+                let fast = d.decode_short_ack(&mut buf);
+                assert!(fast.is_some(), "{v:?} {frame:?} missed the fast path");
+                assert_eq!(&buf[..], b"\xc0\x00", "exactly one frame consumed");
+                assert_eq!(
+                    fast.ok_or(DecodeError::PacketIdZero),
+                    decode_general(v, &frame)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn short_ack_fast_path_leaves_everything_else_to_the_general_path() {
+    let v = ProtocolVersion::V5;
+    let d = Decoder::with_version(v, u32::MAX);
+    let not_fast: [&[u8]; 8] = [
+        b"\x40\x02\x00",             // incomplete: general path waits
+        b"\x40\x02\x00\x00",         // [MQTT-2.3.1-1] id 0: general path rejects
+        b"\x60\x02\x00\x01",         // PUBREL with wrong flags [MQTT-3.6.1-1]
+        b"\x42\x02\x00\x01",         // PUBACK with reserved flags
+        b"\x40\x03\x00\x01\x10",     // v5 PUBACK with a reason code
+        b"\x40\x04\x00\x01\x10\x00", // v5 PUBACK with a property length
+        b"\xb0\x02\x00\x01",         // UNSUBACK
+        b"\x30\x02\x00\x01",         // PUBLISH
+    ];
+    for bytes in not_fast {
+        let mut buf = BytesMut::from(bytes);
+        assert_eq!(d.decode_short_ack(&mut buf), None, "{bytes:?}");
+        assert_eq!(&buf[..], bytes, "untouched");
+    }
+    // Before CONNECT nothing but CONNECT is accepted [MQTT-3.1.0-1].
+    let mut server = Decoder::new(u32::MAX);
+    let mut buf = BytesMut::from(&b"\x40\x02\x00\x01"[..]);
+    assert!(matches!(
+        server.decode(&mut buf),
+        Err(DecodeError::FirstPacketNotConnect(_))
+    ));
+    // The decoder as a whole: id 0 and wrong flags are still errors.
+    let mut d = Decoder::with_version(v, u32::MAX);
+    let mut buf = BytesMut::from(&b"\x40\x02\x00\x00"[..]);
+    assert_eq!(d.decode(&mut buf), Err(DecodeError::PacketIdZero));
+    let mut buf = BytesMut::from(&b"\x60\x02\x00\x01"[..]);
+    assert!(matches!(
+        d.decode(&mut buf),
+        Err(DecodeError::InvalidFlags { .. })
+    ));
+    // A maximum packet size below 4 still rejects a 4-byte ack.
+    let mut tiny = Decoder::with_version(v, 3);
+    let mut buf = BytesMut::from(&b"\x40\x02\x00\x01"[..]);
+    assert!(matches!(
+        tiny.decode(&mut buf),
+        Err(DecodeError::PacketTooLarge { size: 4, max: 3 })
+    ));
+}
