@@ -11,6 +11,8 @@
 //! deliveries from other tasks of the same worker; the first push into an
 //! empty buffer wakes this task, later pushes coalesce into the same write.
 
+pub(crate) mod park;
+
 use crate::outbuf::{OutBuf, MAX_IOVECS};
 use crate::registry::Claim;
 use crate::shared::{Adopted, Control};
@@ -64,6 +66,8 @@ pub(crate) struct ConnShared {
     pub(crate) quiet: bool,
     /// Set by the sweep: release idle buffers at the next wake-up.
     pub(crate) trim: bool,
+    /// The connection has no task: it waits in the worker's `ParkingLot`.
+    pub(crate) parked: bool,
     /// Publishers paused until this connection's backlog has room (see `backpressure`).
     pub(crate) drain: crate::backpressure::Drain,
 }
@@ -224,6 +228,15 @@ enum Io {
     Error(std::io::Error),
     Timer,
     CloseRequested,
+    /// Nothing to read, write or wait for: the task may end (see `park`).
+    Park,
+}
+
+/// How `serve` ended.
+enum Served {
+    Close(CloseReason),
+    /// The connection is idle: park it.
+    Park,
 }
 
 /// Starts the task of a freshly accepted connection.
@@ -277,8 +290,6 @@ struct Link {
     decoder: Decoder,
     permit: Option<ConnectionPermit>,
     peer: SocketAddr,
-    /// Set once the session is attached (for the goodbye log line).
-    client_id: ByteString,
     guard: TaskGuard,
 }
 
@@ -297,7 +308,6 @@ impl Link {
             decoder: Decoder::new(max_packet),
             permit,
             peer,
-            client_id: ByteString::new(),
             guard,
         })
     }
@@ -322,8 +332,9 @@ struct Attached {
 /// The whole life of one connection. Only `serve` runs in the task's own
 /// future's lifetime for long; the connect and close phases are boxed so
 /// their memory is held only while they run, and the transport state is one
-/// box. An idle connection costs: this future (a few words), the `Link`, the
-/// `serve` future, its `ConnShared` and the socket's registration.
+/// box. An idle connection has no task at all: it is parked (see `park`)
+/// and costs its `Link`, its `ConnShared`, the socket's registration and
+/// its parking entry.
 async fn run(mut link: Box<Link>, adopted: Option<Box<Connect>>, hops: u8) {
     let worker = Rc::clone(&link.guard.worker);
     let Attached { key, cell } = match Box::pin(attach(&worker, &mut link, adopted)).await {
@@ -342,17 +353,38 @@ async fn run(mut link: Box<Link>, adopted: Option<Box<Connect>>, hops: u8) {
         }
         Attach::Attached(a) => a,
     };
+    connected(link, cell, key).await;
+}
 
-    let reason = {
-        let Link {
-            stream,
-            rbuf,
-            decoder,
-            ..
-        } = &mut *link;
-        Box::pin(serve(&worker, stream, &cell, rbuf, decoder, key)).await
+/// The connected phase, from the CONNACK or from a parked state
+/// (`park::ParkingLot`): serves the connection until it closes or parks.
+async fn connected(mut link: Box<Link>, cell: Rc<ConnCell>, key: ClientKey) {
+    let worker = Rc::clone(&link.guard.worker);
+    if let Ok(mut cs) = cell.try_borrow_mut() {
+        cs.parked = false;
+    }
+    let reason = loop {
+        let served = {
+            let Link {
+                stream,
+                rbuf,
+                decoder,
+                ..
+            } = &mut *link;
+            Box::pin(serve(&worker, stream, &cell, rbuf, decoder, key)).await
+        };
+        match served {
+            Served::Close(reason) => break reason,
+            Served::Park => match worker.parking.park(link, &cell, key) {
+                Ok(()) => return,
+                Err(back) => link = back,
+            },
+        }
     };
 
+    // For the goodbye line. A connection taken over has lost its session to
+    // the new connection of the same client (same key).
+    let client_id = client_id_of(&worker, &cell, key);
     // Say goodbye where the protocol has words for it, flush, close.
     {
         let mut cs = cell.borrow_mut();
@@ -376,7 +408,25 @@ async fn run(mut link: Box<Link>, adopted: Option<Box<Connect>>, hops: u8) {
         worker.detach(now, key, &cell, reason);
     }
     link.guard.attached = None;
-    tracing::info!(peer = %link.peer, client_id = %link.client_id, ?reason, "client disconnected");
+    tracing::info!(peer = %link.peer, %client_id, ?reason, "client disconnected");
+}
+
+/// The client id of a connection (or of whoever holds its session now).
+fn client_id_of(worker: &Worker, cell: &ConnCell, key: ClientKey) -> ByteString {
+    let of_cell = |cell: &ConnCell| {
+        cell.try_borrow()
+            .ok()
+            .and_then(|cs| cs.conn.as_ref().map(|c| c.client_id().clone()))
+    };
+    if let Some(id) = of_cell(cell) {
+        return id;
+    }
+    match worker.clients.borrow().get(&key).map(|c| &c.state) {
+        Some(crate::worker::ClientState::Online(other)) => of_cell(other),
+        Some(crate::worker::ClientState::Offline(session)) => Some(session.client_id().clone()),
+        None => None,
+    }
+    .unwrap_or_default()
 }
 
 /// The connect phase: reads the CONNECT (unless adopted with one), checks
@@ -440,7 +490,7 @@ async fn attach(worker: &Rc<Worker>, link: &mut Link, adopted: Option<Box<Connec
     let key = worker.key_for(&client_id);
     let clean_start = connect.clean_start;
     let existing = worker.take_session(now, key, clean_start);
-    let cfg = worker.shared.session_cfg.clone();
+    let cfg = Arc::clone(&worker.session_cfg);
     let conn = Connection::new(now, *connect, existing, check, cfg);
     let cell = Rc::new(RefCell::new(ConnShared {
         conn: Some(conn),
@@ -451,6 +501,7 @@ async fn attach(worker: &Rc<Worker>, link: &mut Link, adopted: Option<Box<Connec
         writer_limit: limits.writer_buffer_bytes,
         quiet: false,
         trim: false,
+        parked: false,
         drain: Default::default(),
     }));
     worker.insert_online(key, generation, Rc::clone(&cell));
@@ -465,7 +516,6 @@ async fn attach(worker: &Rc<Worker>, link: &mut Link, adopted: Option<Box<Connec
         }
     }
     tracing::info!(%peer, %client_id, ?version, clean_start, worker = worker.id, "client connected");
-    link.client_id = client_id;
     Attach::Attached(Attached { key, cell })
 }
 
@@ -580,7 +630,8 @@ async fn hand_over(
     }
 }
 
-/// The connected phase. Returns why the connection ends.
+/// The connected phase. Returns why the connection ends, or that it is idle
+/// and may park.
 async fn serve(
     worker: &Rc<Worker>,
     stream: &mut Stream,
@@ -588,7 +639,7 @@ async fn serve(
     rbuf: &mut BytesMut,
     decoder: &mut Decoder,
     key: ClientKey,
-) -> CloseReason {
+) -> Served {
     let far = || tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
     let deadline_of = |cell: &ConnCell| {
         cell.borrow()
@@ -618,14 +669,16 @@ async fn serve(
         let now = Instant::now();
         match io {
             Io::Read => {}
-            Io::Eof => return CloseReason::NetworkError,
+            Io::Eof => return Served::Close(CloseReason::NetworkError),
             Io::Error(e) => {
                 tracing::debug!(error = %e, "connection error");
-                return CloseReason::NetworkError;
+                return Served::Close(CloseReason::NetworkError);
             }
             Io::CloseRequested => {
-                return cell.borrow().close.unwrap_or(CloseReason::ServerShutdown);
+                let reason = cell.borrow().close.unwrap_or(CloseReason::ServerShutdown);
+                return Served::Close(reason);
             }
+            Io::Park => return Served::Park,
             Io::Timer => {
                 {
                     let mut cs = cell.borrow_mut();
@@ -638,7 +691,7 @@ async fn serve(
                     flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
                 }
                 if let Some(reason) = handle_events(worker, cell, key, now, &mut events).await {
-                    return reason;
+                    return Served::Close(reason);
                 }
                 sleep.as_mut().reset(deadline_of(cell));
                 continue;
@@ -648,12 +701,12 @@ async fn serve(
             let packet = match decoder.decode(rbuf) {
                 Ok(Some(p)) => p,
                 Ok(None) => break,
-                Err(e) => return malformed(worker, cell, &e),
+                Err(e) => return Served::Close(malformed(worker, cell, &e)),
             };
             let result = {
                 let mut cs = cell.borrow_mut();
                 let Some(conn) = cs.conn.as_mut() else {
-                    return CloseReason::TakenOver;
+                    return Served::Close(CloseReason::TakenOver);
                 };
                 let r = conn.handle_packet(now, packet);
                 while let Some(e) = conn.poll_event() {
@@ -666,10 +719,10 @@ async fn serve(
                 worker.stats.protocol_errors.inc();
                 tracing::debug!(error = %e, "protocol error");
                 events.clear();
-                return CloseReason::ProtocolError(e.reason_code());
+                return Served::Close(CloseReason::ProtocolError(e.reason_code()));
             }
             if let Some(reason) = handle_events(worker, cell, key, now, &mut events).await {
-                return reason;
+                return Served::Close(reason);
             }
         }
     }
@@ -789,7 +842,7 @@ fn poll_io(
     worker: &Worker,
 ) -> Poll<Io> {
     let stats = &worker.stats;
-    {
+    let idle = {
         let mut cs = cell.borrow_mut();
         if let Poll::Ready(Err(e)) = poll_write_out(cx, stream, &mut cs, worker) {
             return Poll::Ready(Io::Error(e));
@@ -809,7 +862,8 @@ fn poll_io(
         if !cs.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             cs.waker = Some(cx.waker().clone());
         }
-    }
+        cs.out.is_empty() && cs.close.is_none()
+    };
     // An idle connection holds no read buffer: wait for readiness first, and
     // allocate only then (more when the last read filled what it had).
     let ready = if rbuf.capacity() == 0 {
@@ -846,6 +900,10 @@ fn poll_io(
     }
     if std::future::Future::poll(sleep, cx).is_ready() {
         return Poll::Ready(Io::Timer);
+    }
+    if idle && rbuf.capacity() == 0 {
+        // Nothing to write, no read buffer, not readable: no task needed.
+        return Poll::Ready(Io::Park);
     }
     Poll::Pending
 }

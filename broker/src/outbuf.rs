@@ -1,11 +1,14 @@
 //! The per-connection shared writer buffer.
 //!
-//! Control packets and PUBLISH headers are encoded into `tail`; a PUBLISH
-//! payload is pushed as its own chunk (a clone of the shared `Bytes`, never a
-//! copy), after the tail so far is sealed into a chunk of its own. The
-//! connection task writes the chunks, then what is left in the tail, with
-//! vectored writes: a connection that only ever gets control packets (acks,
-//! PINGRESP) never allocates a chunk queue. Whoever makes the buffer
+//! Control packets and PUBLISH headers are encoded into `tail`, one
+//! contiguous buffer; a PUBLISH payload is pushed as a chunk of its own (a
+//! clone of the shared `Bytes`, never a copy), after a marker saying how many
+//! bytes of `tail` go out before it. The connection task writes the chunks in
+//! order — header runs as slices of `tail` — then the rest of the tail, with
+//! vectored writes. Headers are never split off into chunks of their own, so
+//! the tail keeps (and reuses) one allocation: no allocation, reference count
+//! or free per message. A connection that only ever gets control packets
+//! (acks, PINGRESP) never allocates a chunk queue. Whoever makes the buffer
 //! non-empty wakes the task once; further pushes coalesce.
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -15,11 +18,24 @@ use std::io::IoSlice;
 /// How many chunks one vectored write takes at most.
 pub(crate) const MAX_IOVECS: usize = 64;
 
+/// One entry of the write order.
+#[derive(Debug)]
+enum Chunk {
+    /// The next this many bytes of `tail`.
+    Head(usize),
+    /// A shared payload.
+    Payload(Bytes),
+}
+
 /// Outbound bytes of one connection.
 #[derive(Debug, Default)]
 pub(crate) struct OutBuf {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<Chunk>,
+    /// Every unwritten header byte, in write order; the first `sealed` of
+    /// them are claimed by `Head` chunks, the rest go out after all chunks.
     tail: BytesMut,
+    sealed: usize,
+    /// Bytes of the payload chunks.
     queued: usize,
 }
 
@@ -33,7 +49,8 @@ impl OutBuf {
         self.chunks.is_empty() && self.tail.is_empty()
     }
 
-    /// The buffer headers and control packets are encoded into.
+    /// The buffer headers and control packets are appended to. Only ever
+    /// append: bytes already in it may be claimed by a chunk.
     pub(crate) fn tail(&mut self) -> &mut BytesMut {
         &mut self.tail
     }
@@ -43,17 +60,13 @@ impl OutBuf {
         if payload.is_empty() {
             return;
         }
-        self.seal_tail();
-        self.queued += payload.len();
-        self.chunks.push_back(payload);
-    }
-
-    fn seal_tail(&mut self) {
-        if !self.tail.is_empty() {
-            let head = self.tail.split().freeze();
-            self.queued += head.len();
-            self.chunks.push_back(head);
+        let unsealed = self.tail.len() - self.sealed;
+        if unsealed > 0 {
+            self.chunks.push_back(Chunk::Head(unsealed));
+            self.sealed = self.tail.len();
         }
+        self.queued += payload.len();
+        self.chunks.push_back(Chunk::Payload(payload));
     }
 
     /// Gives back the memory of an empty buffer. Called for connections that
@@ -70,12 +83,20 @@ impl OutBuf {
     /// Fills `slices` with the next chunks to write, the tail last; returns how many.
     pub(crate) fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_IOVECS]) -> usize {
         let mut n = 0;
+        let mut rest: &[u8] = &self.tail;
         for chunk in self.chunks.iter().take(MAX_IOVECS) {
-            slices[n] = IoSlice::new(chunk);
+            slices[n] = match chunk {
+                Chunk::Head(len) => {
+                    let (head, after) = rest.split_at(*len);
+                    rest = after;
+                    IoSlice::new(head)
+                }
+                Chunk::Payload(p) => IoSlice::new(p),
+            };
             n += 1;
         }
-        if n < MAX_IOVECS && !self.tail.is_empty() {
-            slices[n] = IoSlice::new(&self.tail);
+        if n < MAX_IOVECS && !rest.is_empty() {
+            slices[n] = IoSlice::new(rest);
             n += 1;
         }
         n
@@ -83,23 +104,41 @@ impl OutBuf {
 
     /// Drops `n` written bytes from the front: whole chunks, then the tail.
     pub(crate) fn advance(&mut self, mut n: usize) {
+        let mut header_bytes = 0;
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 break;
             };
-            let len = front.len();
-            if len <= n {
-                n -= len;
-                self.queued -= len;
-                self.chunks.pop_front();
-            } else {
-                front.advance(n);
-                self.queued -= n;
-                return;
+            match front {
+                Chunk::Head(len) if *len <= n => {
+                    n -= *len;
+                    header_bytes += *len;
+                    self.sealed -= *len;
+                    self.chunks.pop_front();
+                }
+                Chunk::Head(len) => {
+                    *len -= n;
+                    header_bytes += n;
+                    self.sealed -= n;
+                    n = 0;
+                }
+                Chunk::Payload(p) if p.len() <= n => {
+                    n -= p.len();
+                    self.queued -= p.len();
+                    self.chunks.pop_front();
+                }
+                Chunk::Payload(p) => {
+                    p.advance(n);
+                    self.queued -= n;
+                    n = 0;
+                }
             }
         }
-        let n = n.min(self.tail.len());
-        self.tail.advance(n);
+        if self.chunks.is_empty() {
+            // Only unclaimed tail bytes are left to write.
+            header_bytes += n.min(self.tail.len() - header_bytes);
+        }
+        self.tail.advance(header_bytes);
         if self.tail.is_empty() {
             // Reuse the whole allocation for the next packets.
             self.tail.clear();
@@ -201,5 +240,79 @@ mod tests {
         assert_eq!(&*slices[0], b"def");
         out.advance(3);
         assert!(out.is_empty());
+    }
+
+    /// Writes at most `k` bytes the way the connection task does: one
+    /// vectored write of the current slices, then `advance`.
+    fn write_some(out: &mut OutBuf, k: usize, sink: &mut Vec<u8>) {
+        let before = out.queued();
+        let mut take = k;
+        for slice in pending(out) {
+            let n = slice.len().min(take);
+            sink.extend_from_slice(&slice[..n]);
+            take -= n;
+        }
+        let written = k - take;
+        out.advance(written);
+        assert_eq!(out.queued(), before - written);
+    }
+
+    #[test]
+    fn partial_writes_of_every_size_keep_the_stream_in_order() {
+        let pushes: [(&[u8], &[u8]); 4] = [
+            (b"h1", b"pay1"),
+            (b"h2h2", b""),
+            (b"h3", b"p3"),
+            (b"ctl", b"payload4"),
+        ];
+        let expected: Vec<u8> = pushes
+            .iter()
+            .flat_map(|(h, p)| [*h, *p])
+            .flatten()
+            .copied()
+            .collect();
+        for k in 1..=expected.len() {
+            let mut out = OutBuf::default();
+            let mut sink = Vec::new();
+            // Half the packets first, the rest while the first are being written.
+            for (h, p) in &pushes[..2] {
+                out.tail().put_slice(h);
+                out.push_payload(Bytes::from_static(p));
+            }
+            write_some(&mut out, k, &mut sink);
+            for (h, p) in &pushes[2..] {
+                out.tail().put_slice(h);
+                out.push_payload(Bytes::from_static(p));
+            }
+            while !out.is_empty() {
+                write_some(&mut out, k, &mut sink);
+            }
+            assert_eq!(sink, expected, "writes of {k} bytes");
+            assert_eq!(out.queued(), 0);
+        }
+    }
+
+    #[test]
+    fn headers_reuse_one_allocation() {
+        let mut out = OutBuf::default();
+        out.tail().reserve(256);
+        let base = out.tail().as_ptr() as usize;
+        let payload = Bytes::from_static(b"shared");
+        for _round in 0..10 {
+            for _ in 0..4 {
+                out.tail().put_slice(b"\x32\x0c\x00\x01t\x00\x01");
+                out.push_payload(payload.clone());
+            }
+            let at = out.tail().as_ptr() as usize;
+            assert!(
+                (base..base + 256).contains(&at),
+                "headers left the allocation"
+            );
+            let mut sink = Vec::new();
+            while !out.is_empty() {
+                write_some(&mut out, 5, &mut sink);
+            }
+            assert_eq!(sink.len(), 4 * (7 + 6));
+        }
     }
 }

@@ -261,12 +261,17 @@ pub(crate) struct Worker {
     pub(crate) tasks_done: tokio::sync::Notify,
     /// When a subscriber's backlog makes publishers wait.
     pub(crate) marks: Watermarks,
+    /// Idle connections without a task (see `conn::park`).
+    pub(crate) parking: conn::park::ParkingLot,
+    /// The session limits, shared by every connection of this worker.
+    pub(crate) session_cfg: Arc<tern_session::SessionConfig>,
 }
 
 impl Worker {
     fn new(id: usize, shared: Arc<Shared>) -> Self {
         let stats = Rc::new(WorkerStats::default());
         let marks = Watermarks::from_limits(&shared.config.limits);
+        let session_cfg = Arc::new(shared.session_cfg.clone());
         Self {
             id,
             shared,
@@ -282,6 +287,8 @@ impl Worker {
             live_tasks: Cell::new(0),
             tasks_done: tokio::sync::Notify::new(),
             marks,
+            parking: Default::default(),
+            session_cfg,
         }
     }
 
@@ -506,8 +513,10 @@ impl Worker {
     /// the configured limits allow.
     pub(crate) fn exceeds_topic_limits(&self, filter: &str) -> bool {
         let limits = &self.shared.config.limits;
+        // A name of n bytes has at most n + 1 levels: count only when that could matter.
         filter.len() > limits.max_topic_length
-            || filter.split('/').count() > limits.max_topic_levels
+            || (filter.len() >= limits.max_topic_levels
+                && filter.bytes().filter(|&b| b == b'/').count() + 1 > limits.max_topic_levels)
     }
 
     fn route_id(&self) -> u16 {
@@ -709,7 +718,7 @@ impl Worker {
                 let Ok(mut cs) = cell.try_borrow_mut() else {
                     continue;
                 };
-                if cs.quiet && cs.out.is_empty() {
+                if cs.quiet && cs.out.is_empty() && !cs.parked {
                     // Quiet for a whole interval: give back what can be
                     // given back here; the task releases its read buffer.
                     cs.out.release_if_drained();
@@ -762,11 +771,14 @@ pub(crate) fn spawn(
                         if let Some(slot) = ticker.shared.worker_stats.get(ticker.id) {
                             ticker.stats.publish_to(slot);
                         }
+                        ticker.parking.expire(Instant::now());
                         if ticks % IDLE_SWEEP_TICKS == 0 {
                             ticker.sweep_idle();
                         }
                     }
                 });
+                let parking = Rc::clone(&worker);
+                tokio::task::spawn_local(async move { parking.parking.run().await });
                 let w = Rc::clone(&worker);
                 tokio::task::spawn_local(async move {
                     let mut batch = Vec::with_capacity(256);
@@ -813,6 +825,10 @@ pub(crate) fn spawn(
                         }
                     }
                 }
+                // What the grace period left parked is closed as if the
+                // network had failed (and the worker's cycle through the
+                // parked connections' guards is broken).
+                worker.parking.clear();
             });
         })
 }

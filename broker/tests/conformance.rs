@@ -18,6 +18,7 @@ mod common;
 
 mod conformance {
     mod connect;
+    mod idle;
     mod isolation;
     mod malformed;
     mod persistent;

@@ -1,6 +1,7 @@
 //! The per-connection state machine: owns a [`Session`] while connected.
 
 use crate::connect::{connack, keep_alive, session_expiry, will_publish};
+use crate::output::Queued;
 use crate::session::{is_expired, FixedState, InflightState, Message, Subscription};
 use crate::{
     CloseReason, Closed, ConnectCheck, ConnectionStats, DeliverOutcome, DropReason, Event,
@@ -23,7 +24,8 @@ use tern_codec::{
 pub struct Connection {
     pub(crate) version: ProtocolVersion,
     pub(crate) session: Session,
-    pub(crate) cfg: SessionConfig,
+    /// Shared by every connection of a broker (one copy, not one each).
+    pub(crate) cfg: Arc<SessionConfig>,
     /// Keep-alive in seconds actually enforced (0 = none).
     keep_alive: u16,
     pub(crate) last_received: Instant,
@@ -35,7 +37,7 @@ pub struct Connection {
     client_max_packet_size: Option<u32>,
     /// Session Expiry Interval from CONNECT (v5), to police DISCONNECT.
     pub(crate) connect_expiry: u32,
-    transmits: VecDeque<Transmit>,
+    transmits: VecDeque<Queued>,
     events: VecDeque<Event>,
     /// SUBSCRIBEs waiting for `complete_subscribe`, by packet id (rarely
     /// more than one: the broker completes each before reading on).
@@ -85,14 +87,16 @@ impl Connection {
     /// The will is copied out of the read buffer the CONNECT was decoded
     /// from. The client id is kept as given: pass a compact one
     /// ([`compact_str`](crate::compact_str)), or it pins that buffer for as
-    /// long as the session lives.
+    /// long as the session lives. Pass the broker's one `Arc<SessionConfig>`
+    /// so connections share it.
     pub fn new(
         now: Instant,
         connect: Connect,
         existing: Option<Session>,
         check: ConnectCheck,
-        cfg: SessionConfig,
+        cfg: impl Into<Arc<SessionConfig>>,
     ) -> Self {
+        let cfg: Arc<SessionConfig> = cfg.into();
         let version = connect.protocol;
         let client_id = check
             .assigned_client_id
@@ -204,7 +208,7 @@ impl Connection {
 
     /// Next packet to write, in order.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.transmits.pop_front().map(Transmit::from)
     }
 
     /// Next event for the broker.
@@ -400,9 +404,9 @@ impl Connection {
         }));
     }
 
-    pub(crate) fn push(&mut self, t: Transmit) {
+    pub(crate) fn push(&mut self, t: impl Into<Queued>) {
         self.stats.transmits += 1;
-        self.transmits.push_back(t);
+        self.transmits.push_back(t.into());
     }
 
     /// A control packet answering the client; nothing is sent once closing
@@ -435,33 +439,38 @@ impl Connection {
 
     /// Transmit a message now: QoS 0 without a packet id, QoS > 0 recorded inflight.
     fn send_message(&mut self, now: Instant, m: Message) {
-        let packet_id = if m.qos == QoS::AtMostOnce {
-            None
+        let message_expiry_interval = self.expiry_for(&m, now);
+        let mut out = OutboundPublish {
+            msg: Arc::clone(&m.msg),
+            qos: m.qos,
+            packet_id: None,
+            dup: false,
+            retain: m.retain,
+            subscription_identifiers: SmallVec::new(),
+            message_expiry_interval,
+        };
+        if m.qos == QoS::AtMostOnce {
+            out.subscription_identifiers = m.sub_ids;
         } else {
-            let Some(pid) = self.session.alloc_packet_id() else {
-                // Every id is in use: impossible with a window ≤ 65535; keep the order.
-                self.session.requeue_front(m);
-                return;
-            };
+            if !m.sub_ids.is_empty() {
+                out.subscription_identifiers = m.sub_ids.clone();
+            }
             let state = if m.qos == QoS::AtLeastOnce {
                 InflightState::AwaitPubAck
             } else {
                 InflightState::AwaitPubRec
             };
-            self.session.insert_inflight(pid, state, m.clone());
-            Some(pid)
-        };
+            match self.session.insert_inflight(state, m) {
+                Ok(pid) => out.packet_id = Some(pid),
+                Err(m) => {
+                    // Every id is in use: impossible with a window ≤ 65535; keep the order.
+                    self.session.requeue_front(m);
+                    return;
+                }
+            }
+        }
         self.session.stats.publish_out += 1;
-        let message_expiry_interval = self.expiry_for(&m, now);
-        self.push(Transmit::Publish(OutboundPublish {
-            msg: m.msg,
-            qos: m.qos,
-            packet_id,
-            dup: false,
-            retain: m.retain,
-            subscription_identifiers: m.sub_ids,
-            message_expiry_interval,
-        }));
+        self.push(Queued::Publish(out));
     }
 
     /// Moves queued messages out while the window has room (QoS 0 needs

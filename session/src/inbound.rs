@@ -130,11 +130,10 @@ impl Connection {
         expected: InflightState,
         name: &'static str,
     ) {
-        if self.session.inflight_state(pid) != Some(expected) {
+        if !self.session.complete_inflight(pid, expected) {
             self.unknown_ack(pid, name);
             return;
         }
-        self.session.remove_inflight(pid);
         let st = &mut self.session.stats;
         match expected {
             InflightState::AwaitPubAck => st.puback_in += 1,

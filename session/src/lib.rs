@@ -35,6 +35,7 @@ mod connect;
 mod connection;
 mod error;
 mod inbound;
+mod inflight;
 mod output;
 mod session;
 mod stats;

@@ -5,7 +5,7 @@ use bytestring::ByteString;
 use smallvec::SmallVec;
 use std::fmt;
 use std::sync::Arc;
-use tern_codec::{Packet, PacketId, Publish, QoS, ReasonCode, SubscriptionOptions};
+use tern_codec::{Packet, PacketId, PubResp, Publish, QoS, ReasonCode, SubscriptionOptions};
 
 /// A packet to write to the client, in order.
 // `Packet` is large (~264 bytes) but the shape is the broker contract; boxing
@@ -17,6 +17,73 @@ pub enum Transmit {
     Packet(Packet),
     /// An application message: encode its header per receiver and append the shared payload.
     Publish(OutboundPublish),
+}
+
+/// How a [`Connection`](crate::Connection) holds a [`Transmit`] until it is
+/// polled: a PUBLISH and the plain acknowledgements inline, any other
+/// control packet boxed. An entry is a fraction of the size of a `Transmit`
+/// (whose `Packet` is large), so queueing one per delivery moves little.
+pub(crate) enum Queued {
+    Publish(OutboundPublish),
+    /// PUBACK, PUBREC, PUBREL or PUBCOMP with reason Success and no properties.
+    Ack(AckKind, PacketId),
+    PingResp,
+    Other(Box<Packet>),
+}
+
+/// Which acknowledgement a [`Queued::Ack`] is.
+#[derive(Clone, Copy)]
+pub(crate) enum AckKind {
+    /// PUBACK.
+    Ack,
+    /// PUBREC.
+    Rec,
+    /// PUBREL.
+    Rel,
+    /// PUBCOMP.
+    Comp,
+}
+
+impl From<Transmit> for Queued {
+    fn from(t: Transmit) -> Self {
+        let p = match t {
+            Transmit::Publish(o) => return Self::Publish(o),
+            Transmit::Packet(p) => p,
+        };
+        let plain = |r: &PubResp| {
+            r.reason == ReasonCode::SUCCESS
+                && r.properties.reason_string.is_none()
+                && r.properties.user_properties.is_empty()
+        };
+        match &p {
+            Packet::PubAck(r) if plain(r) => Self::Ack(AckKind::Ack, r.packet_id),
+            Packet::PubRec(r) if plain(r) => Self::Ack(AckKind::Rec, r.packet_id),
+            Packet::PubRel(r) if plain(r) => Self::Ack(AckKind::Rel, r.packet_id),
+            Packet::PubComp(r) if plain(r) => Self::Ack(AckKind::Comp, r.packet_id),
+            Packet::PingResp => Self::PingResp,
+            _ => Self::Other(Box::new(p)),
+        }
+    }
+}
+
+impl From<Queued> for Transmit {
+    fn from(q: Queued) -> Self {
+        let ack = |kind, pid| {
+            let r = PubResp::new(pid);
+            match kind {
+                AckKind::Ack => Packet::PubAck(r),
+                AckKind::Rec => Packet::PubRec(r),
+                AckKind::Rel => Packet::PubRel(r),
+                AckKind::Comp => Packet::PubComp(r),
+            }
+        };
+        match q {
+            Queued::Publish(o) => Self::Publish(o),
+            Queued::Ack(kind, pid) => Self::Packet(ack(kind, pid)),
+            Queued::PingResp => Self::Packet(Packet::PingResp),
+            Queued::Other(p) => Self::Packet(*p),
+        }
+    }
 }
 
 /// One outgoing PUBLISH: the shared message plus this receiver's header fields.
@@ -309,5 +376,47 @@ mod tests {
         );
         assert_eq!(CloseReason::NetworkError.server_disconnect_code(), None);
         assert_eq!(CloseReason::ClientDisconnect.server_disconnect_code(), None);
+    }
+
+    #[test]
+    fn transmits_survive_the_compact_queue_unchanged() {
+        let pid = PacketId::new(7).unwrap();
+        let mut with_reason = PubResp::new(pid);
+        with_reason.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        let mut with_string = PubResp::new(pid);
+        with_string.properties.reason_string = Some("why".into());
+        let publish = OutboundPublish {
+            msg: Arc::new(Publish {
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                topic: "a/b".into(),
+                packet_id: None,
+                properties: Default::default(),
+                payload: Bytes::from_static(b"x"),
+            }),
+            qos: QoS::ExactlyOnce,
+            packet_id: Some(pid),
+            dup: true,
+            retain: true,
+            subscription_identifiers: SmallVec::from_slice(&[3, 4]),
+            message_expiry_interval: Some(9),
+        };
+        let all = [
+            Transmit::Publish(publish),
+            Transmit::Packet(Packet::PubAck(PubResp::new(pid))),
+            Transmit::Packet(Packet::PubRec(PubResp::new(pid))),
+            Transmit::Packet(Packet::PubRel(PubResp::new(pid))),
+            Transmit::Packet(Packet::PubComp(PubResp::new(pid))),
+            Transmit::Packet(Packet::PubRel(with_reason)),
+            Transmit::Packet(Packet::PubAck(with_string)),
+            Transmit::Packet(Packet::PingResp),
+            Transmit::Packet(Packet::Disconnect(Default::default())),
+        ];
+        for t in all {
+            let back = Transmit::from(Queued::from(t.clone()));
+            assert!(back == t, "{t:?} came back as {back:?}");
+        }
+        assert!(size_of::<Queued>() * 3 <= size_of::<Transmit>());
     }
 }

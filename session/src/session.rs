@@ -1,10 +1,11 @@
 //! Session state that outlives a network connection: subscriptions, inflight
 //! messages, QoS 2 ids awaiting PUBREL and the bounded message queue.
 
+use crate::inflight::InflightWindow;
 use crate::{stats::SessionStats, SessionConfig};
 use bytestring::ByteString;
 use smallvec::SmallVec;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
@@ -101,21 +102,13 @@ impl Message {
     }
 }
 
-struct Inflight {
-    /// Send order: PUBLISH order for AwaitPubAck/AwaitPubRec, PUBREC order for
-    /// AwaitPubComp ([MQTT-4.6.0-1], [MQTT-4.6.0-3]).
-    seq: u64,
-    state: InflightState,
-    message: Message,
-}
-
 /// Persistent session state; a plain `Send` value that can move between
 /// worker threads (session takeover).
 pub struct Session {
     client_id: ByteString,
     expiry_interval: u32,
     pub(crate) subscriptions: BTreeMap<ByteString, Subscription>,
-    inflight: HashMap<PacketId, Inflight, FixedState>,
+    inflight: InflightWindow,
     pub(crate) incoming_qos2: HashSet<PacketId, FixedState>,
     queue: VecDeque<Message>,
     queued_bytes: usize,
@@ -123,8 +116,6 @@ pub struct Session {
     /// true minimum after pops): a full queue is scanned for expired
     /// messages only once it has passed, not on every dropped message.
     next_expiry: Option<Instant>,
-    next_packet_id: u16,
-    next_seq: u64,
     pub(crate) stats: SessionStats,
 }
 
@@ -150,13 +141,11 @@ impl Session {
             client_id,
             expiry_interval: if persistent { u32::MAX } else { 0 },
             subscriptions: BTreeMap::new(),
-            inflight: HashMap::default(),
+            inflight: InflightWindow::default(),
             incoming_qos2: HashSet::default(),
             queue: VecDeque::new(),
             queued_bytes: 0,
             next_expiry: None,
-            next_packet_id: 0,
-            next_seq: 0,
             stats: SessionStats::default(),
         }
     }
@@ -268,7 +257,7 @@ impl Session {
         let mut v: Vec<_> = self
             .inflight
             .iter()
-            .map(|(pid, e)| (e.seq, *pid, e.state))
+            .map(|e| (e.seq, e.pid, e.state))
             .collect();
         v.sort_unstable_by_key(|(seq, _, _)| *seq);
         v.into_iter().map(|(_, pid, state)| (pid, state)).collect()
@@ -288,9 +277,7 @@ impl Session {
     /// queue). For a session that has gone quiet; a busy one would only
     /// allocate again.
     pub fn release_memory(&mut self) {
-        if self.inflight.is_empty() {
-            self.inflight = HashMap::default();
-        }
+        self.inflight.release_memory();
         if self.incoming_qos2.is_empty() {
             self.incoming_qos2 = HashSet::default();
         }
@@ -385,56 +372,33 @@ impl Session {
         self.queue.push_front(m);
     }
 
-    /// The next packet id not in use by an inflight message ([MQTT-2.3.1-2]),
-    /// wrapping from 65535 to 1.
-    pub(crate) fn alloc_packet_id(&mut self) -> Option<PacketId> {
-        for _ in 0..u16::MAX {
-            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            let pid = PacketId::new(self.next_packet_id)?;
-            if !self.inflight.contains_key(&pid) {
-                return Some(pid);
-            }
-        }
-        None
-    }
-
-    fn next_seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
-    }
-
+    /// Records `message` as inflight under the next packet id not in use
+    /// ([MQTT-2.3.1-2]; ids wrap from 65535 to 1) and returns the id. Gives
+    /// the message back when every id is in use.
     pub(crate) fn insert_inflight(
         &mut self,
-        pid: PacketId,
         state: InflightState,
         message: Message,
-    ) {
-        let seq = self.next_seq();
-        self.inflight.insert(
-            pid,
-            Inflight {
-                seq,
-                state,
-                message,
-            },
-        );
+    ) -> Result<PacketId, Message> {
+        self.inflight.insert(state, message)
     }
 
     pub(crate) fn inflight_state(&self, pid: PacketId) -> Option<InflightState> {
-        self.inflight.get(&pid).map(|e| e.state)
+        self.inflight.get(pid).map(|e| e.state)
     }
 
     pub(crate) fn remove_inflight(&mut self, pid: PacketId) -> bool {
-        self.inflight.remove(&pid).is_some()
+        self.inflight.remove(pid, None)
+    }
+
+    /// Frees `pid` if it is inflight in state `expected`; false otherwise.
+    pub(crate) fn complete_inflight(&mut self, pid: PacketId, expected: InflightState) -> bool {
+        self.inflight.remove(pid, Some(expected))
     }
 
     /// PUBREC received: the message now waits for PUBCOMP, ordered by PUBREC arrival.
     pub(crate) fn mark_pubrel(&mut self, pid: PacketId) {
-        let seq = self.next_seq();
-        if let Some(e) = self.inflight.get_mut(&pid) {
-            e.state = InflightState::AwaitPubComp;
-            e.seq = seq;
-        }
+        self.inflight.mark_pubrel(pid);
     }
 
     /// Inflight entries in re-send order, for retransmission on resume.
@@ -442,7 +406,7 @@ impl Session {
         let mut v: Vec<_> = self
             .inflight
             .iter()
-            .map(|(pid, e)| (e.seq, *pid, e.state, e.message.clone()))
+            .filter_map(|e| Some((e.seq, e.pid, e.state, e.message.clone()?)))
             .collect();
         v.sort_unstable_by_key(|e| e.0);
         v.into_iter().map(|(_, pid, st, m)| (pid, st, m)).collect()
@@ -450,11 +414,11 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn msg(topic: &'static str, payload: &'static [u8]) -> Arc<Publish> {
+    pub(crate) fn msg(topic: &'static str, payload: &'static [u8]) -> Arc<Publish> {
         Arc::new(Publish {
             dup: false,
             qos: QoS::AtLeastOnce,
@@ -466,7 +430,7 @@ mod tests {
         })
     }
 
-    fn message(m: &Arc<Publish>) -> Message {
+    pub(crate) fn message(m: &Arc<Publish>) -> Message {
         Message {
             msg: Arc::clone(m),
             qos: QoS::AtLeastOnce,
@@ -481,37 +445,44 @@ mod tests {
     fn packet_ids_wrap_to_1_and_skip_ids_in_use() {
         let mut s = Session::new("c".into(), true);
         let m = msg("t", b"x");
-        assert_eq!(s.alloc_packet_id().map(PacketId::get), Some(1));
-        s.insert_inflight(
-            PacketId::new(2).unwrap(),
-            InflightState::AwaitPubAck,
-            message(&m),
-        );
-        assert_eq!(s.alloc_packet_id().map(PacketId::get), Some(3));
-        s.next_packet_id = u16::MAX - 1;
-        assert_eq!(s.alloc_packet_id().map(PacketId::get), Some(u16::MAX));
-        assert_eq!(s.alloc_packet_id().map(PacketId::get), Some(1));
+        let send = |s: &mut Session| {
+            s.insert_inflight(InflightState::AwaitPubAck, message(&m))
+                .ok()
+                .map(PacketId::get)
+        };
+        assert_eq!(send(&mut s), Some(1));
+        assert_eq!(send(&mut s), Some(2));
+        assert!(s.remove_inflight(PacketId::new(1).unwrap()));
+        assert_eq!(send(&mut s), Some(3));
+        assert!(s.remove_inflight(PacketId::new(3).unwrap()));
+        s.inflight.set_last_id(u16::MAX - 1);
+        assert_eq!(send(&mut s), Some(u16::MAX));
+        assert_eq!(send(&mut s), Some(1));
+        assert_eq!(send(&mut s), Some(3), "2 is in use");
         assert_eq!(
-            s.alloc_packet_id().map(PacketId::get),
-            Some(3),
-            "2 is in use"
+            s.inflight()
+                .iter()
+                .map(|(p, _)| p.get())
+                .collect::<Vec<_>>(),
+            [2, u16::MAX, 1, 3],
+            "re-send order is send order"
         );
     }
 
     #[test]
-    fn alloc_fails_only_when_every_id_is_in_use() {
+    fn insert_fails_only_when_every_id_is_in_use() {
         let mut s = Session::new("c".into(), true);
         let m = msg("t", b"");
         for id in 1..=u16::MAX {
-            s.insert_inflight(
-                PacketId::new(id).unwrap(),
-                InflightState::AwaitPubAck,
-                message(&m),
-            );
+            let got = s.insert_inflight(InflightState::AwaitPubAck, message(&m));
+            assert_eq!(got.ok().map(PacketId::get), Some(id));
         }
-        assert_eq!(s.alloc_packet_id(), None);
+        assert!(s
+            .insert_inflight(InflightState::AwaitPubAck, message(&m))
+            .is_err());
         s.remove_inflight(PacketId::new(777).unwrap());
-        assert_eq!(s.alloc_packet_id().map(PacketId::get), Some(777));
+        let got = s.insert_inflight(InflightState::AwaitPubAck, message(&m));
+        assert_eq!(got.ok().map(PacketId::get), Some(777));
     }
 
     #[test]

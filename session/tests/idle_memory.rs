@@ -58,8 +58,18 @@ fn an_idle_connection_keeps_no_heap_and_stays_small() {
     // with the broker's maps; the first clone makes it shareable).
     let connect = v5("idle-client", true, None);
     let _shared_id = connect.client_id.clone();
+    // The broker shares one config among its connections.
+    let cfg = std::sync::Arc::new(SessionConfig::default());
     let before = live();
-    let (mut conn, _ack) = open(connect, None, SessionConfig::default());
+    let check = Connection::check_connect(&connect, &cfg).expect("connect accepted");
+    let mut conn = Connection::new(t0(), connect, None, check, std::sync::Arc::clone(&cfg));
+    assert!(
+        matches!(
+            conn.poll_transmit(),
+            Some(Transmit::Packet(Packet::ConnAck(_)))
+        ),
+        "CONNACK first"
+    );
     assert!(live() > before, "the CONNACK was queued on the heap");
     conn.release_memory();
     assert_eq!(live() - before, 0, "an idle connection kept heap memory");
