@@ -105,6 +105,10 @@ pub struct PublishTemplate {
     layouts: Result<Layouts, EncodeError>,
 }
 
+/// Payload size above which a template copies the topic instead of sharing
+/// the buffer it was decoded from.
+const COPY_TOPIC_ABOVE: usize = 4096;
+
 impl PublishTemplate {
     /// Pre-encodes the header layouts of `publish` for `version`. `publish`
     /// must carry its topic name (resolve an incoming topic alias first).
@@ -113,7 +117,13 @@ impl PublishTemplate {
     pub fn new(publish: &Publish, version: ProtocolVersion) -> Self {
         Self {
             version,
-            topic: publish.topic.clone(),
+            // A topic decoded from a large frame is a slice of that frame: a
+            // template kept in a cache must not pin the payload, so it copies.
+            topic: if publish.payload.len() > COPY_TOPIC_ABOVE {
+                ByteString::from(&*publish.topic)
+            } else {
+                publish.topic.clone()
+            },
             payload_len: publish.payload.len(),
             layouts: build(publish, version),
         }
