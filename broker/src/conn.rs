@@ -697,11 +697,27 @@ async fn serve(
                 continue;
             }
         }
+        // What the session answers (acks, PINGRESP) is encoded once per read
+        // rather than once per packet, and before anything that may wait or
+        // write to this connection from elsewhere.
+        let flush = || {
+            flush_transmits(
+                &mut cell.borrow_mut(),
+                &mut worker.templates.borrow_mut(),
+                &worker.stats,
+            )
+        };
         loop {
             let packet = match decoder.decode(rbuf) {
                 Ok(Some(p)) => p,
-                Ok(None) => break,
-                Err(e) => return Served::Close(malformed(worker, cell, &e)),
+                Ok(None) => {
+                    flush();
+                    break;
+                }
+                Err(e) => {
+                    flush();
+                    return Served::Close(malformed(worker, cell, &e));
+                }
             };
             let result = {
                 let mut cs = cell.borrow_mut();
@@ -712,17 +728,20 @@ async fn serve(
                 while let Some(e) = conn.poll_event() {
                     events.push(e);
                 }
-                flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
                 r
             };
             if let Err(e) = result {
+                flush();
                 worker.stats.protocol_errors.inc();
                 tracing::debug!(error = %e, "protocol error");
                 events.clear();
                 return Served::Close(CloseReason::ProtocolError(e.reason_code()));
             }
-            if let Some(reason) = handle_events(worker, cell, key, now, &mut events).await {
-                return Served::Close(reason);
+            if !events.is_empty() {
+                flush();
+                if let Some(reason) = handle_events(worker, cell, key, now, &mut events).await {
+                    return Served::Close(reason);
+                }
             }
         }
     }
