@@ -153,7 +153,15 @@ pub(crate) fn flush_transmits(
                 }
             }
             Transmit::Publish(o) => {
-                let template = templates.get(&o.msg, version.is_v5());
+                let cached = templates.get(&o.msg, version.is_v5());
+                if !version.is_v5() && o.qos == QoS::AtMostOnce && !o.retain && !o.dup {
+                    if let Some(frame) = cached.shared_qos0_frame(&o.msg) {
+                        out.push_frame(frame);
+                        stats.publish_out.inc();
+                        continue;
+                    }
+                }
+                let template = &cached.template;
                 let d = Delivery {
                     qos: o.qos,
                     packet_id: o.packet_id,

@@ -14,6 +14,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::rc::Rc;
 
 /// How many chunks one vectored write takes at most.
 pub(crate) const MAX_IOVECS: usize = 64;
@@ -25,6 +26,9 @@ enum Chunk {
     Head(usize),
     /// A shared payload.
     Payload(Bytes),
+    /// A whole frame shared by the receivers of one worker (a QoS 0
+    /// PUBLISH encoded once), from byte `at` on. Its count is not atomic.
+    Frame(Rc<Bytes>, usize),
 }
 
 /// Outbound bytes of one connection.
@@ -69,6 +73,20 @@ impl OutBuf {
         self.chunks.push_back(Chunk::Payload(payload));
     }
 
+    /// Appends a whole frame shared with other connections of this worker.
+    pub(crate) fn push_frame(&mut self, frame: &Rc<Bytes>) {
+        if frame.is_empty() {
+            return;
+        }
+        let unsealed = self.tail.len() - self.sealed;
+        if unsealed > 0 {
+            self.chunks.push_back(Chunk::Head(unsealed));
+            self.sealed = self.tail.len();
+        }
+        self.queued += frame.len();
+        self.chunks.push_back(Chunk::Frame(Rc::clone(frame), 0));
+    }
+
     /// Gives back the memory of an empty buffer. Called for connections that
     /// have been idle for a sweep interval, so busy ones keep (and reuse) it.
     pub(crate) fn release_if_drained(&mut self) {
@@ -92,6 +110,7 @@ impl OutBuf {
                     IoSlice::new(head)
                 }
                 Chunk::Payload(p) => IoSlice::new(p),
+                Chunk::Frame(f, at) => IoSlice::new(&f[*at..]),
             };
             n += 1;
         }
@@ -132,6 +151,17 @@ impl OutBuf {
                     self.queued -= n;
                     n = 0;
                 }
+                Chunk::Frame(f, at) if f.len() - *at <= n => {
+                    let left = f.len() - *at;
+                    n -= left;
+                    self.queued -= left;
+                    self.chunks.pop_front();
+                }
+                Chunk::Frame(_, at) => {
+                    *at += n;
+                    self.queued -= n;
+                    n = 0;
+                }
             }
         }
         if self.chunks.is_empty() {
@@ -150,6 +180,34 @@ impl OutBuf {
 mod tests {
     use super::*;
     use bytes::BufMut;
+
+    #[test]
+    fn shared_frames_survive_partial_writes_in_order() {
+        let frame = Rc::new(Bytes::from_static(b"FRAME"));
+        let mut out = OutBuf::default();
+        out.tail().put_slice(b"ab");
+        out.push_frame(&frame);
+        out.push_frame(&frame);
+        out.tail().put_slice(b"z");
+        assert_eq!(
+            Rc::strong_count(&frame),
+            3,
+            "the frame is shared, not copied"
+        );
+        let mut written = Vec::new();
+        // Write one byte at a time: every chunk boundary is crossed partially.
+        while !out.is_empty() {
+            let empty = IoSlice::new(&[]);
+            let mut slices = [empty; MAX_IOVECS];
+            let n = out.io_slices(&mut slices);
+            let first = slices[..n].iter().find(|s| !s.is_empty()).unwrap();
+            written.push(first[0]);
+            out.advance(1);
+        }
+        assert_eq!(written, b"abFRAMEFRAMEz");
+        assert_eq!(out.queued(), 0);
+        assert_eq!(Rc::strong_count(&frame), 1);
+    }
 
     #[test]
     fn payload_is_shared_not_copied() {

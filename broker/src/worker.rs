@@ -53,7 +53,45 @@ pub(crate) struct Client {
 /// Sets of the template cache per protocol layout (two ways each).
 const TEMPLATE_SETS: usize = 128;
 
-type TemplateEntry = Option<(std::sync::Weak<Publish>, PublishTemplate)>;
+type TemplateEntry = Option<(std::sync::Weak<Publish>, Cached)>;
+
+/// Payloads up to this size are sent to QoS 0 receivers of a fan-out as one
+/// frame encoded once per worker (one copy of the payload per message, not
+/// per receiver); larger ones keep the header + shared payload form.
+const SHARED_FRAME_MAX: usize = 4096;
+
+/// A message's template for one protocol layout, and its shared QoS 0 frame.
+#[derive(Debug)]
+pub(crate) struct Cached {
+    pub(crate) template: PublishTemplate,
+    /// Deliveries through this entry so far.
+    uses: u32,
+    /// The whole 3.1.1 QoS 0 frame (RETAIN and DUP clear), built on the
+    /// second QoS 0 delivery so a message with one receiver is not copied.
+    frame: Option<Rc<bytes::Bytes>>,
+}
+
+impl Cached {
+    /// The frame every plain 3.1/3.1.1 QoS 0 receiver of `msg` gets, once the
+    /// message has more than one such receiver here; `None` means "encode a
+    /// header and share the payload" instead.
+    pub(crate) fn shared_qos0_frame(&mut self, msg: &Publish) -> Option<&Rc<bytes::Bytes>> {
+        if msg.payload.len() > SHARED_FRAME_MAX {
+            return None;
+        }
+        self.uses = self.uses.saturating_add(1);
+        if self.frame.is_none() && self.uses >= 2 {
+            let d = tern_codec::Delivery::simple(QoS::AtMostOnce, None, false, false);
+            let mut buf = bytes::BytesMut::with_capacity(self.template.packet_len(msg, &d));
+            if self.template.write_header(msg, &d, &mut buf).is_err() {
+                return None;
+            }
+            buf.extend_from_slice(&msg.payload);
+            self.frame = Some(Rc::new(buf.freeze()));
+        }
+        self.frame.as_ref()
+    }
+}
 
 /// The PUBLISH layouts of the messages being fanned out, per protocol layout
 /// (3.1/3.1.1 share one encoding, 5.0 has its own), so subscribers of mixed
@@ -94,7 +132,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 impl TemplateCache {
-    pub(crate) fn get(&mut self, msg: &Arc<Publish>, v5: bool) -> &PublishTemplate {
+    pub(crate) fn get(&mut self, msg: &Arc<Publish>, v5: bool) -> &mut Cached {
         let layout = usize::from(v5);
         let key = Arc::as_ptr(msg);
         let set = (mix(key.addr() as u64) % TEMPLATE_SETS as u64) as usize;
@@ -118,9 +156,15 @@ impl TemplateCache {
         } else {
             tern_codec::ProtocolVersion::V311
         };
-        let (_, template) = ways[way]
-            .get_or_insert_with(|| (Arc::downgrade(msg), PublishTemplate::new(msg, version)));
-        template
+        let (_, cached) = ways[way].get_or_insert_with(|| {
+            let cached = Cached {
+                template: PublishTemplate::new(msg, version),
+                uses: 0,
+                frame: None,
+            };
+            (Arc::downgrade(msg), cached)
+        });
+        cached
     }
 }
 
@@ -154,11 +198,11 @@ mod tests {
             "one template per version, not one per receiver"
         );
         assert_eq!(
-            cache.get(&msg, true).version(),
+            cache.get(&msg, true).template.version(),
             tern_codec::ProtocolVersion::V5
         );
         assert_eq!(
-            cache.get(&msg, false).version(),
+            cache.get(&msg, false).template.version(),
             tern_codec::ProtocolVersion::V311
         );
     }
@@ -187,6 +231,39 @@ mod tests {
     }
 
     #[test]
+    fn qos0_receivers_share_one_frame_from_the_second_on() {
+        let msg = message("a/b");
+        let mut cache = TemplateCache::default();
+        assert!(
+            cache.get(&msg, false).shared_qos0_frame(&msg).is_none(),
+            "a single receiver gets header + shared payload, no copy"
+        );
+        let first = Rc::clone(cache.get(&msg, false).shared_qos0_frame(&msg).unwrap());
+        let again = Rc::clone(cache.get(&msg, false).shared_qos0_frame(&msg).unwrap());
+        assert!(Rc::ptr_eq(&first, &again), "built once, shared after");
+        let mut expected = bytes::BytesMut::new();
+        let d = tern_codec::Delivery::simple(QoS::AtMostOnce, None, false, false);
+        cache
+            .get(&msg, false)
+            .template
+            .write_header(&msg, &d, &mut expected)
+            .unwrap();
+        expected.extend_from_slice(b"payload");
+        assert_eq!(&first[..], &expected[..], "header then payload");
+
+        let big = Arc::new(Publish {
+            payload: bytes::Bytes::from(vec![7u8; SHARED_FRAME_MAX + 1]),
+            ..(*message("a/b")).clone()
+        });
+        for _ in 0..3 {
+            assert!(
+                cache.get(&big, false).shared_qos0_frame(&big).is_none(),
+                "large payloads are never copied"
+            );
+        }
+    }
+
+    #[test]
     fn a_dropped_message_does_not_pin_its_payload() {
         let msg = message("a/b");
         let mut cache = TemplateCache::default();
@@ -208,6 +285,7 @@ mod tests {
         let d = tern_codec::Delivery::simple(QoS::AtMostOnce, None, false, false);
         cache
             .get(&second, false)
+            .template
             .write_header(&second, &d, &mut out)
             .unwrap();
         assert_eq!(

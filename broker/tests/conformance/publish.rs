@@ -440,3 +440,40 @@ fn inflight_window_limits_unacknowledged_deliveries() {
     let expected: Vec<Vec<u8>> = (0..6).map(|i| format!("{i}").into_bytes()).collect();
     assert_eq!(got, expected);
 }
+
+// A QoS 0 message fanned out to several 3.1.1 receivers of one worker goes
+// out as one frame encoded once and shared (from the second receiver on);
+// every receiver must still get exactly the right bytes, including a
+// receiver granted QoS 1 (header of its own) and messages too large to share.
+#[test]
+fn qos0_fan_out_gives_every_receiver_the_exact_frame() {
+    let Some(broker) = Broker::spawn_only(&["--workers", "1"]) else {
+        return;
+    };
+    let t = topic("shared-frame");
+    let mut subs: Vec<Client> = (0..4).map(|_| Client::v311(broker.addr)).collect();
+    for s in &mut subs {
+        s.sub(&t, 0);
+    }
+    let mut q1 = Client::v311(broker.addr);
+    q1.sub(&t, 1);
+    let mut publisher = Client::v311(broker.addr);
+    for size in [0usize, 1, 100, 4096, 4097, 20_000] {
+        let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        publisher.publish0(&t, &payload);
+        let expected = packet(0x30, &[string(&t), payload.clone()].concat());
+        for (i, s) in subs.iter_mut().enumerate() {
+            assert_eq!(
+                s.read().bytes(),
+                expected,
+                "subscriber {i}, payload {size} B"
+            );
+        }
+        let m = q1.recv_acked();
+        assert_eq!(
+            (m.qos, &m.payload[..]),
+            (0, &payload[..]),
+            "QoS 0 at granted QoS 1"
+        );
+    }
+}
