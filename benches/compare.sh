@@ -240,7 +240,11 @@ stop_broker() {
   [ -n "$BPID" ] || return 0
   kill "$BPID" 2>/dev/null || true
   for _ in $(seq 1 100); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$BPID" 2>/dev/null || true
+  if kill -0 "$BPID" 2>/dev/null; then
+    # A broker that ignores SIGTERM is a bug worth seeing, not just a slow run.
+    echo "compare.sh: broker pid $BPID still running 10 s after SIGTERM; killing it" >&2
+    kill -9 "$BPID" 2>/dev/null || true
+  fi
   wait "$BPID" 2>/dev/null || true
   BPID=""
 }
