@@ -57,7 +57,9 @@ type TemplateEntry = Option<(std::sync::Weak<Publish>, Cached)>;
 
 /// Payloads up to this size are sent to QoS 0 receivers of a fan-out as one
 /// frame encoded once per worker (one copy of the payload per message, not
-/// per receiver); larger ones keep the header + shared payload form.
+/// per receiver); larger ones keep the header + shared payload form. A cache
+/// entry keeps its frame until it is replaced, so the cache holds at most
+/// 2 × 256 frames of about 4 KiB (2 MiB) per worker.
 const SHARED_FRAME_MAX: usize = 4096;
 
 /// A message's template for one protocol layout, and its shared QoS 0 frame.
@@ -101,7 +103,9 @@ impl Cached {
 /// messages: a two-way set-associative table keyed by the message's
 /// address. An entry holds a `Weak` to its message, which keeps the
 /// allocation (the key) from being reused under it without keeping the
-/// payload alive; the template's own copy of the topic is compact.
+/// message alive; the template copies the topic of a large message, and only
+/// shared QoS 0 frames of at most `SHARED_FRAME_MAX` bytes are kept (see
+/// there).
 #[derive(Debug)]
 pub(crate) struct TemplateCache {
     /// `[layout][set]` → two ways.
