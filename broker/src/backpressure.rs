@@ -96,24 +96,23 @@ impl Watermarks {
         (cs.out.queued(), messages, bytes)
     }
 
-    /// True when a publisher should wait for `cs` to drain.
-    pub(crate) fn congested(&self, cs: &ConnShared) -> bool {
-        if cs.drain.slow_since.is_some() || cs.conn.is_none() {
-            return false;
-        }
+    /// True when `cs`'s backlog is below every high-water mark divided by `div`.
+    fn below(&self, cs: &ConnShared, div: usize) -> bool {
         let (writer, messages, bytes) = Self::backlog(cs);
-        writer >= self.high_writer || messages >= self.high_messages || bytes >= self.high_bytes
+        writer < self.high_writer / div
+            && messages < self.high_messages / div
+            && bytes < self.high_bytes / div
     }
 
-    /// True when `cs` is below every low-water mark (or gone).
+    /// True when a publisher should wait for `cs` to drain: its backlog
+    /// reached a high-water mark.
+    pub(crate) fn congested(&self, cs: &ConnShared) -> bool {
+        cs.drain.slow_since.is_none() && cs.conn.is_some() && !self.below(cs, 1)
+    }
+
+    /// True when `cs` is below every low-water mark (half the high), or gone.
     fn has_room(&self, cs: &ConnShared) -> bool {
-        if cs.conn.is_none() {
-            return true;
-        }
-        let (writer, messages, bytes) = Self::backlog(cs);
-        writer < self.high_writer / 2
-            && messages < self.high_messages / 2
-            && bytes < self.high_bytes / 2
+        cs.conn.is_none() || self.below(cs, 2)
     }
 
     /// Called after a connection wrote something: releases the publishers

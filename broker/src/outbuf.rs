@@ -64,11 +64,7 @@ impl OutBuf {
         if payload.is_empty() {
             return;
         }
-        let unsealed = self.tail.len() - self.sealed;
-        if unsealed > 0 {
-            self.chunks.push_back(Chunk::Head(unsealed));
-            self.sealed = self.tail.len();
-        }
+        self.seal_head();
         self.queued += payload.len();
         self.chunks.push_back(Chunk::Payload(payload));
     }
@@ -78,13 +74,19 @@ impl OutBuf {
         if frame.is_empty() {
             return;
         }
+        self.seal_head();
+        self.queued += frame.len();
+        self.chunks.push_back(Chunk::Frame(Rc::clone(frame), 0));
+    }
+
+    /// Claims the tail bytes not yet claimed as a `Head` chunk, so they go
+    /// out before the chunk pushed next.
+    fn seal_head(&mut self) {
         let unsealed = self.tail.len() - self.sealed;
         if unsealed > 0 {
             self.chunks.push_back(Chunk::Head(unsealed));
             self.sealed = self.tail.len();
         }
-        self.queued += frame.len();
-        self.chunks.push_back(Chunk::Frame(Rc::clone(frame), 0));
     }
 
     /// Gives back the memory of an empty buffer. Called for connections that

@@ -330,12 +330,15 @@ impl Blocked {
 }
 
 /// Waits until every delivery is in its worker's inbox: a QoS 1/2 message
-/// for as long as it takes, a QoS 0 message for at most the backpressure
-/// pause, after which it is dropped for that worker and counted.
+/// for as long as it takes, a QoS 0 message for at most one backpressure
+/// pause in all, after which it is dropped for the workers still full and
+/// counted.
 async fn send_all(sends: Vec<(mpsc::Sender<Routed>, Routed)>, stats: &WorkerStats) {
+    // One pause for the whole message, however many workers it waits for.
+    let deadline = tokio::time::Instant::now() + crate::backpressure::MAX_PAUSE;
     for (tx, routed) in sends {
         let sent = if routed.msg.qos == QoS::AtMostOnce {
-            match tokio::time::timeout(crate::backpressure::MAX_PAUSE, tx.send(routed)).await {
+            match tokio::time::timeout_at(deadline, tx.send(routed)).await {
                 Ok(sent) => sent.is_ok(),
                 Err(_) => {
                     stats.dropped_worker_queue_full.inc();
