@@ -224,11 +224,13 @@ mod tests {
                 cache.get(m, false);
             }
         }
-        // Every message misses once; more than a few misses after that means
-        // the cache thrashes (a one-slot or 8-entry cache rebuilds on every
-        // access here: 320 builds).
+        // Every message misses once. Sets are chosen by address, so a few
+        // sets may get three of these messages and miss every round (a
+        // triple costs 30 builds here, likely in about one run in four);
+        // a cache that thrashes rebuilds on every access (a one-slot or
+        // 8-entry cache: 320 builds). Half of that separates the two.
         assert!(
-            (cache.builds as usize) < MESSAGES * 2,
+            (cache.builds as usize) < MESSAGES * ROUNDS / 2,
             "{} builds for {MESSAGES} messages over {ROUNDS} rounds",
             cache.builds
         );
