@@ -162,18 +162,28 @@ pub(crate) fn flush_transmits(
                     }
                 }
                 let template = &cached.template;
+                let alias = conn.topic_alias(&o.msg.topic);
                 let d = Delivery {
                     qos: o.qos,
                     packet_id: o.packet_id,
                     dup: o.dup,
                     retain: o.retain,
-                    topic_alias: None,
-                    omit_topic: false,
+                    topic_alias: alias.alias(),
+                    omit_topic: alias.omits_topic(),
                     subscription_identifiers: &o.subscription_identifiers,
                     message_expiry_interval: o.message_expiry_interval,
                 };
+                if let Some(max) = conn.client_max_packet_size() {
+                    // [MQTT5-3.1.2-24/25]: never sent, and done with as if it had been.
+                    if template.packet_len(&o.msg, &d) > max as usize {
+                        conn.discard_too_large(Instant::now(), o.packet_id);
+                        stats.dropped_too_large.inc();
+                        continue;
+                    }
+                }
                 match template.write_header(&o.msg, &d, out.tail()) {
                     Ok(_) => {
+                        conn.commit_topic_alias(&o.msg.topic, alias);
                         out.push_payload(o.msg.payload.clone());
                         stats.publish_out.inc();
                     }
@@ -462,6 +472,12 @@ async fn attach(worker: &Rc<Worker>, link: &mut Link, adopted: Option<Box<Connec
         }
     };
     let version = connect.protocol;
+    if let Some(ack) = tern_session::redirect_connack(&worker.shared.session_cfg) {
+        tracing::info!(%peer, client_id = %connect.client_id, code = ?ack.code, "connection redirected");
+        worker.stats.connections_rejected.inc();
+        let _ = write_packet(&mut link.stream, version, &Packet::ConnAck(ack)).await;
+        return Attach::Done;
+    }
     let check = match Connection::check_connect(&connect, &worker.shared.session_cfg) {
         Ok(check) => check,
         Err(code) => {

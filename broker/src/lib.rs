@@ -22,6 +22,7 @@ use shared::{Control, Shared, WorkerLink};
 use std::net::SocketAddr;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
+use tern_codec::QoS;
 use tern_config::Config;
 use tern_routing::{RetainedLimits, RetainedStore, RouteTable};
 use tern_session::SessionConfig;
@@ -88,7 +89,7 @@ pub(crate) fn current_thread_runtime(role: &str) -> Option<tokio::runtime::Runti
 
 /// The session configuration the limits imply.
 fn session_config(config: &Config) -> SessionConfig {
-    let l = &config.limits;
+    let (l, m) = (&config.limits, &config.mqtt);
     SessionConfig {
         max_inflight: l.max_inflight,
         max_queued_messages: l.max_queued_messages,
@@ -97,8 +98,19 @@ fn session_config(config: &Config) -> SessionConfig {
         queue_qos0_offline: l.queue_qos0_offline,
         max_subscriptions: l.max_subscriptions_per_client,
         max_incoming_inflight: l.max_incoming_inflight,
-        // Not in `Limits` yet: the session default (16).
-        topic_alias_maximum: SessionConfig::default().topic_alias_maximum,
+        max_packet_size: l.max_packet_size,
+        topic_alias_maximum: m.topic_alias_maximum,
+        max_qos: match m.max_qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        },
+        retain_available: m.retain_available,
+        validate_payload_format: m.validate_payload_format,
+        response_information: m.response_information.as_str().into(),
+        outbound_topic_alias_maximum: m.outbound_topic_alias_maximum,
+        server_reference: m.server_reference.as_str().into(),
+        server_moved: m.server_moved,
     }
 }
 

@@ -62,7 +62,7 @@ impl Signals {
 
 fn main() -> ExitCode {
     let config = match tern_config::load() {
-        Ok(Command::Run(config)) => config,
+        Ok(Command::Run(config)) => *config,
         Ok(Command::CheckConfig { path }) => match tern_config::parse_file(&path) {
             Ok(_) => {
                 println!("{}: ok", path.display());

@@ -69,6 +69,7 @@ worker_stats!(
     dropped_queue_full,
     dropped_qos0_offline,
     dropped_expired,
+    dropped_too_large,
     queued_offline,
     retained_rejected,
     malformed_packets,

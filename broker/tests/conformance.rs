@@ -25,4 +25,5 @@ mod conformance {
     mod publish;
     mod retain;
     mod subscribe;
+    mod v5_options;
 }

@@ -8,6 +8,7 @@ use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use crate::env::var_name;
 use crate::layer::Layer;
 use crate::limits::LimitsLayer;
+use crate::mqtt::MqttLayer;
 use crate::{Config, LogFormat};
 
 /// How settings combine, shown at the end of `--help`.
@@ -71,6 +72,9 @@ pub(crate) struct Cli {
 
     #[command(flatten, next_help_heading = "Limits")]
     pub(crate) limits: LimitsLayer,
+
+    #[command(flatten, next_help_heading = "MQTT")]
+    pub(crate) mqtt: MqttLayer,
 }
 
 /// Subcommands; without one, `tern` runs the broker.
@@ -102,6 +106,7 @@ impl Cli {
             socket_send_buffer: self.socket_send_buffer,
             socket_recv_buffer: self.socket_recv_buffer,
             limits: self.limits.clone(),
+            mqtt: self.mqtt.clone(),
         }
     }
 }
@@ -142,12 +147,18 @@ pub(crate) fn command() -> clap::Command {
             Some("metrics_bind = \"\""),
         )
     });
-    for (key, default) in defaults.limits.entries() {
-        let env = var_name(key);
-        let file_key = format!("limits.{key}");
-        cmd = cmd.mut_arg(key, |a| {
-            with_sources(a, Some(&default), &env, Some(&file_key))
-        });
+    let tables = [
+        ("limits", defaults.limits.entries()),
+        ("mqtt", defaults.mqtt.entries()),
+    ];
+    for (table, entries) in tables {
+        for (key, default) in entries {
+            let env = var_name(key);
+            let file_key = format!("{table}.{key}");
+            cmd = cmd.mut_arg(key, |a| {
+                with_sources(a, Some(&default), &env, Some(&file_key))
+            });
+        }
     }
     cmd
 }
@@ -182,9 +193,16 @@ mod tests {
     fn long_help_documents_every_flag() {
         let help = command().render_long_help().to_string();
         let defaults = Config::default();
-        for (key, value) in defaults.limits.entries() {
+        let tables = [
+            ("limits", defaults.limits.entries()),
+            ("mqtt", defaults.mqtt.entries()),
+        ];
+        for (table, key, value) in tables
+            .into_iter()
+            .flat_map(|(t, e)| e.into_iter().map(move |(k, v)| (t, k, v)))
+        {
             let line = format!(
-                "[default: {value}] [env: {}] [config: limits.{key}]",
+                "[default: {value}] [env: {}] [config: {table}.{key}]",
                 var_name(key)
             );
             assert!(

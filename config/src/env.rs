@@ -53,7 +53,7 @@ macro_rules! env_from_str {
         }
     )*};
 }
-env_from_str!(u16, u32, usize, String, PathBuf, LogFormat);
+env_from_str!(u8, u16, u32, usize, String, PathBuf, LogFormat);
 
 impl EnvValue for bool {
     fn parse_env(s: &str) -> Result<Self, String> {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::env::{self, Lookup};
 use crate::limits::LimitsLayer;
+use crate::mqtt::MqttLayer;
 use crate::{Config, ConfigError, LogFormat};
 
 /// The config file's shape; also what the environment and flags produce.
@@ -24,6 +25,8 @@ pub(crate) struct Layer {
     pub(crate) socket_recv_buffer: Option<usize>,
     #[serde(default)]
     pub(crate) limits: LimitsLayer,
+    #[serde(default)]
+    pub(crate) mqtt: MqttLayer,
 }
 
 /// Top-level keys, in file order.
@@ -50,6 +53,7 @@ impl Layer {
             socket_send_buffer: env::get(env, "socket_send_buffer")?,
             socket_recv_buffer: env::get(env, "socket_recv_buffer")?,
             limits: LimitsLayer::from_env(env)?,
+            mqtt: MqttLayer::from_env(env)?,
         })
     }
 
@@ -70,6 +74,7 @@ impl Layer {
             socket_send_buffer: self.socket_send_buffer.or(lower.socket_send_buffer),
             socket_recv_buffer: self.socket_recv_buffer.or(lower.socket_recv_buffer),
             limits: self.limits.or(lower.limits),
+            mqtt: self.mqtt.or(lower.mqtt),
         }
     }
 
@@ -98,6 +103,7 @@ impl Layer {
             config.socket_recv_buffer = size;
         }
         self.limits.apply(&mut config.limits);
+        self.mqtt.apply(&mut config.mqtt);
         config.validate()?;
         Ok(config)
     }
@@ -120,7 +126,11 @@ impl Layer {
             .missing()
             .into_iter()
             .map(|k| format!("limits.{k}"));
-        top.map(|(k, _)| (*k).to_string()).chain(limits).collect()
+        let mqtt = self.mqtt.missing().into_iter().map(|k| format!("mqtt.{k}"));
+        top.map(|(k, _)| (*k).to_string())
+            .chain(limits)
+            .chain(mqtt)
+            .collect()
     }
 }
 

@@ -5,7 +5,7 @@
 //! variable > config file > built-in default**. Each setting is looked up
 //! separately, so a file can set most values and a flag override one.
 //!
-//! * Every file key `k` (top level) or `limits.k` has the flag `--k` (with `-`
+//! * Every file key `k` (top level), `limits.k` or `mqtt.k` has the flag `--k` (with `-`
 //!   for `_`) and the variable `TERN_K` (upper case). `TERN_BIND` is
 //!   comma-separated. Empty variables count as unset, except that an empty
 //!   (or `off`) `TERN_METRICS_BIND` disables metrics, like
@@ -27,6 +27,7 @@ mod env;
 mod error;
 mod layer;
 mod limits;
+mod mqtt;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -39,6 +40,7 @@ use clap::FromArgMatches;
 
 pub use error::ConfigError;
 pub use limits::{Limits, MAX_PACKET_SIZE_CAP};
+pub use mqtt::Mqtt;
 
 use layer::Layer;
 
@@ -70,6 +72,8 @@ pub struct Config {
     pub socket_recv_buffer: usize,
     /// Resource limits (`[limits]`, `--max-…`).
     pub limits: Limits,
+    /// MQTT protocol options (`[mqtt]`).
+    pub mqtt: Mqtt,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             socket_send_buffer: 0,
             socket_recv_buffer: 0,
             limits: Limits::default(),
+            mqtt: Mqtt::default(),
         }
     }
 }
@@ -117,7 +122,8 @@ impl Config {
                 });
             }
         }
-        self.limits.validate()
+        self.limits.validate()?;
+        self.mqtt.validate()
     }
 
     /// `socket_send_buffer` as an option (`None` = OS default).
@@ -167,7 +173,7 @@ impl FromStr for LogFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `tern [FLAGS]`: run the broker with this configuration.
-    Run(Config),
+    Run(Box<Config>),
     /// `tern check-config FILE`: validate the file with [`parse_file`] and exit.
     CheckConfig {
         /// The file to check.
@@ -201,7 +207,7 @@ where
         None => Layer::default(),
     };
     let layer = cli.layer().or(Layer::from_env(env)?).or(file);
-    layer.into_config().map(Command::Run)
+    layer.into_config().map(|c| Command::Run(Box::new(c)))
 }
 
 /// Reads and validates a config file on its own: its values over the

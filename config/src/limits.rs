@@ -8,32 +8,35 @@ use serde::Deserialize;
 use crate::env::{self, Lookup};
 use crate::ConfigError;
 
-/// Defines [`Limits`] and [`LimitsLayer`] (the same fields, each optional,
-/// read from flags, environment or the file) from one table, so a limit is
-/// added in one place.
-macro_rules! limits {
-    ($(
-        $(#[doc = $doc:literal])+
-        [$($arg:tt)*]
-        $field:ident: $ty:ty = $default:expr;
-    )+) => {
-        /// Resource limits, the `[limits]` table of the config file. Each is
-        /// also a `--<key>` flag and a `TERN_<KEY>` environment variable.
+/// Defines a settings table (such as [`Limits`]) and its layer (the same
+/// fields, each optional, read from flags, environment or the file) from one
+/// list, so a key is added in one place.
+macro_rules! settings {
+    (
+        $(#[doc = $sdoc:literal])+
+        $name:ident, $layer:ident;
+        $(
+            $(#[doc = $doc:literal])+
+            [$($arg:tt)*]
+            $field:ident: $ty:ty = $default:expr;
+        )+
+    ) => {
+        $(#[doc = $sdoc])+
         #[derive(Debug, Clone, PartialEq, Eq)]
-        pub struct Limits {
+        pub struct $name {
             $( $(#[doc = $doc])+ pub $field: $ty, )+
         }
 
-        impl Default for Limits {
+        impl Default for $name {
             fn default() -> Self {
                 Self { $( $field: $default, )+ }
             }
         }
 
-        /// One source's limits (command line, environment or file), each optional.
+        /// One source's values (command line, environment or file), each optional.
         #[derive(Debug, Default, Clone, PartialEq, Deserialize, clap::Args)]
         #[serde(deny_unknown_fields)]
-        pub(crate) struct LimitsLayer {
+        pub(crate) struct $layer {
             $(
                 $(#[doc = $doc])+
                 #[arg(long, $($arg)*)]
@@ -41,7 +44,7 @@ macro_rules! limits {
             )+
         }
 
-        impl LimitsLayer {
+        impl $layer {
             /// Every key name, in table order.
             #[cfg(test)]
             pub(crate) const KEYS: &'static [&'static str] = &[$( stringify!($field), )+];
@@ -56,9 +59,9 @@ macro_rules! limits {
                 Self { $( $field: self.$field.or(lower.$field), )+ }
             }
 
-            /// Overwrites the given values in `limits`.
-            pub(crate) fn apply(self, limits: &mut Limits) {
-                $( if let Some(v) = self.$field { limits.$field = v; } )+
+            /// Overwrites the given values in `target`.
+            pub(crate) fn apply(self, target: &mut $name) {
+                $( if let Some(v) = self.$field { target.$field = v; } )+
             }
 
             /// Keys without a value.
@@ -70,8 +73,8 @@ macro_rules! limits {
             }
         }
 
-        impl Limits {
-            /// `(key, value)` for every limit, for help texts.
+        impl $name {
+            /// `(key, value)` for every key, for help texts.
             pub(crate) fn entries(&self) -> Vec<(&'static str, String)> {
                 vec![$( (stringify!($field), self.$field.to_string()), )+]
             }
@@ -86,7 +89,11 @@ const MIB: usize = 1024 * KIB;
 /// in 268,435,455 + 5 bytes; brokers cap the whole packet at this.
 pub const MAX_PACKET_SIZE_CAP: u32 = 268_435_455;
 
-limits! {
+settings! {
+    /// Resource limits, the `[limits]` table of the config file. Each is
+    /// also a `--<key>` flag and a `TERN_<KEY>` environment variable.
+    Limits, LimitsLayer;
+
     /// Largest packet accepted from a client, in bytes (16..=268435455).
     ///
     /// Bigger packets are refused before they are buffered; v5 clients are
@@ -211,6 +218,8 @@ impl Limits {
         Ok(())
     }
 }
+
+pub(crate) use settings;
 
 pub(crate) fn at_least<T: PartialOrd + Display>(
     key: &'static str,

@@ -43,7 +43,7 @@ fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
 fn run(args: &[&str], vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let argv = std::iter::once("tern").chain(args.iter().copied());
     match load_from(argv, &env_of(vars))? {
-        Command::Run(config) => Ok(config),
+        Command::Run(config) => Ok(*config),
         other => panic!("expected Run, got {other:?}"),
     }
 }

@@ -1,5 +1,8 @@
 //! Session limits chosen by the broker's configuration.
 
+use bytestring::ByteString;
+use tern_codec::QoS;
+
 /// Limits applied to every session and connection of a broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -24,6 +27,28 @@ pub struct SessionConfig {
     /// Highest Topic Alias a v5 client may use in PUBLISH, advertised in
     /// CONNACK as Topic Alias Maximum; 0 disables topic aliases.
     pub topic_alias_maximum: u16,
+    /// Largest packet the broker accepts, advertised to v5 clients as
+    /// Maximum Packet Size in CONNACK (the codec enforces it).
+    pub max_packet_size: u32,
+    /// Highest QoS the broker accepts in PUBLISH and grants in SUBACK;
+    /// below 2 it is advertised as Maximum QoS ([MQTT-3.2.2-9]).
+    pub max_qos: QoS,
+    /// Retained messages are supported; `false` is advertised as Retain
+    /// Available 0, and a retained PUBLISH or will is refused with 0x9A.
+    pub retain_available: bool,
+    /// Check that a payload marked as UTF-8 (Payload Format Indicator 1)
+    /// is valid UTF-8; refused with 0x99 when it is not.
+    pub validate_payload_format: bool,
+    /// Prefix of the Response Information sent to a v5 client that asks for
+    /// it (the client id is appended); empty = never sent.
+    pub response_information: ByteString,
+    /// Most Topic Aliases the broker assigns on its PUBLISH packets to a v5
+    /// client (further capped by the client's Topic Alias Maximum); 0 = none.
+    pub outbound_topic_alias_maximum: u16,
+    /// Another server every client is sent to ("host:port"); empty = none.
+    pub server_reference: ByteString,
+    /// The move is permanent: 0x9D (Server moved) instead of 0x9C.
+    pub server_moved: bool,
 }
 
 impl Default for SessionConfig {
@@ -37,6 +62,14 @@ impl Default for SessionConfig {
             max_subscriptions: 0,
             max_incoming_inflight: 64,
             topic_alias_maximum: 16,
+            max_packet_size: 1_048_576,
+            max_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            validate_payload_format: false,
+            response_information: ByteString::new(),
+            outbound_topic_alias_maximum: 16,
+            server_reference: ByteString::new(),
+            server_moved: false,
         }
     }
 }

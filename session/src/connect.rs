@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tern_codec::{
     ConnAck, ConnAckProperties, Connect, LastWill, ProtocolVersion, Publish, PublishProperties,
-    ReasonCode,
+    QoS, ReasonCode,
 };
 
 /// Outcome of [`Connection::check_connect`], passed on to [`Connection::new`].
@@ -28,6 +28,23 @@ pub fn reject_connack(code: ReasonCode) -> ConnAck {
     }
 }
 
+/// The CONNACK sending every client elsewhere when the broker is configured
+/// with a Server Reference (4.11 Server redirection): v5 gets 0x9C (Use
+/// another server) or 0x9D (Server moved) with the reference; the codec
+/// turns either into return code 3 (server unavailable) for 3.1/3.1.1.
+pub fn redirect_connack(cfg: &SessionConfig) -> Option<ConnAck> {
+    if cfg.server_reference.is_empty() {
+        return None;
+    }
+    let mut ack = reject_connack(if cfg.server_moved {
+        ReasonCode::SERVER_MOVED
+    } else {
+        ReasonCode::USE_ANOTHER_SERVER
+    });
+    ack.properties.server_reference = Some(cfg.server_reference.clone());
+    Some(ack)
+}
+
 /// Longest client identifier MQTT 3.1 allows.
 const V31_MAX_CLIENT_ID: usize = 23;
 
@@ -40,10 +57,15 @@ impl Connection {
     /// * v5: an empty client id gets an assigned one, returned in CONNACK
     ///   ([MQTT-3.2.2-16]); Receive Maximum or Maximum Packet Size of 0 is a
     ///   protocol error (0x82); an Authentication Method is refused with 0x8C
-    ///   (enhanced authentication is not supported, [MQTT-4.12.0-1]).
+    ///   (enhanced authentication is not supported, [MQTT-4.12.0-1]);
+    /// * any version: a will above the broker's Maximum QoS gets 0x9B
+    ///   ([MQTT5-3.2.2-12]), a retained will while retained messages are off
+    ///   0x9A ([MQTT5-3.2.2-13]), a will payload marked UTF-8 that is not
+    ///   0x99 when payloads are validated (3.1.3.2.3).
+    ///   The codec maps these to a v3 return code.
     pub fn check_connect(
         connect: &Connect,
-        _cfg: &SessionConfig,
+        cfg: &SessionConfig,
     ) -> Result<ConnectCheck, ReasonCode> {
         let empty = connect.client_id.is_empty();
         match connect.protocol {
@@ -65,6 +87,20 @@ impl Connection {
                 if p.authentication_method.is_some() {
                     return Err(ReasonCode::BAD_AUTHENTICATION_METHOD);
                 }
+            }
+        }
+        if let Some(will) = &connect.will {
+            if will.qos > cfg.max_qos {
+                return Err(ReasonCode::QOS_NOT_SUPPORTED);
+            }
+            if will.retain && !cfg.retain_available {
+                return Err(ReasonCode::RETAIN_NOT_SUPPORTED);
+            }
+            if cfg.validate_payload_format
+                && will.properties.payload_format_indicator == Some(1)
+                && std::str::from_utf8(&will.payload).is_err()
+            {
+                return Err(ReasonCode::PAYLOAD_FORMAT_INVALID);
             }
         }
         Ok(ConnectCheck {
@@ -116,7 +152,10 @@ pub(crate) fn connack(
     let properties = if version.is_v5() {
         ConnAckProperties {
             receive_maximum: Some(cfg.receive_maximum()),
-            retain_available: Some(true),
+            // Absent means 2 ([MQTT5-3.2.2-9]: sent only below 2).
+            maximum_qos: (cfg.max_qos < QoS::ExactlyOnce).then_some(cfg.max_qos),
+            retain_available: Some(cfg.retain_available),
+            maximum_packet_size: Some(cfg.max_packet_size),
             assigned_client_identifier: assigned_client_id,
             // Absent means 0: the client must not send aliases ([MQTT-3.2.2-18]).
             topic_alias_maximum: (cfg.topic_alias_maximum > 0).then_some(cfg.topic_alias_maximum),
@@ -184,7 +223,7 @@ mod tests {
         let will = LastWill {
             topic: s(0..10),
             payload: frame.slice(10..17),
-            qos: tern_codec::QoS::AtLeastOnce,
+            qos: QoS::AtLeastOnce,
             retain: true,
             properties: tern_codec::WillProperties {
                 will_delay_interval: Some(5),

@@ -1,5 +1,6 @@
 //! The per-connection state machine: owns a [`Session`] while connected.
 
+use crate::alias::OutboundAliases;
 use crate::connect::{connack, keep_alive, session_expiry, will_publish};
 use crate::output::Queued;
 use crate::session::{is_expired, FixedState, InflightState, Message, Subscription};
@@ -34,7 +35,13 @@ pub struct Connection {
     pub(crate) will: Option<Box<(Publish, Option<u32>)>>,
     /// Outgoing QoS > 0 window: min(max_inflight, client Receive Maximum).
     send_window: u16,
-    client_max_packet_size: Option<u32>,
+    pub(crate) client_max_packet_size: Option<u32>,
+    /// v5 Request Problem Information (default 1): reason strings and user
+    /// properties may go on packets other than PUBLISH, CONNACK, DISCONNECT.
+    pub(crate) problem_info: bool,
+    /// Most outbound Topic Aliases: min(client's Topic Alias Maximum,
+    /// `cfg.outbound_topic_alias_maximum`); 0 = none (v3, or not allowed).
+    out_alias_max: u16,
     /// Session Expiry Interval from CONNECT (v5), to police DISCONNECT.
     pub(crate) connect_expiry: u32,
     transmits: VecDeque<Queued>,
@@ -42,12 +49,21 @@ pub struct Connection {
     /// SUBSCRIBEs waiting for `complete_subscribe`, by packet id (rarely
     /// more than one: the broker completes each before reading on).
     pub(crate) pending_subscribes: Vec<(PacketId, PendingSubscribe)>,
-    /// Inbound Topic Alias → Topic Name, keys 1..=`cfg.topic_alias_maximum`.
-    /// Never part of the [`Session`]: mappings end with the network
-    /// connection ([MQTT-3.3.2-7]). Allocates at the first alias.
-    pub(crate) topic_aliases: HashMap<u16, ByteString, FixedState>,
+    /// Topic Alias mappings in both directions. Never part of the
+    /// [`Session`]: they end with the network connection ([MQTT5-3.3.2-7]).
+    /// Allocated at the first alias, so most connections hold none.
+    pub(crate) aliases: Option<Box<Aliases>>,
     pub(crate) closing: bool,
     pub(crate) stats: ConnectionStats,
+}
+
+/// The Topic Alias mappings of one network connection (v5).
+#[derive(Debug, Default)]
+pub(crate) struct Aliases {
+    /// Inbound Topic Alias → Topic Name, keys 1..=`cfg.topic_alias_maximum`.
+    pub(crate) inbound: HashMap<u16, ByteString, FixedState>,
+    /// Topics the broker has given aliases on its own PUBLISH packets.
+    pub(crate) outbound: Option<OutboundAliases>,
 }
 
 /// A SUBSCRIBE waiting for `complete_subscribe`.
@@ -66,7 +82,7 @@ impl fmt::Debug for Connection {
             .field("session", &self.session)
             .field("keep_alive", &self.keep_alive)
             .field("send_window", &self.send_window)
-            .field("topic_aliases", &self.topic_aliases.len())
+            .field("aliases", &self.aliases)
             .field("transmits", &self.transmits.len())
             .field("events", &self.events.len())
             .field("closing", &self.closing)
@@ -114,15 +130,30 @@ impl Connection {
         } else {
             (u16::MAX, None)
         };
+        let p = &connect.properties;
+        let problem_info = p.request_problem_information.unwrap_or(true);
+        let alias_max = p
+            .topic_alias_maximum
+            .unwrap_or(0)
+            .min(cfg.outbound_topic_alias_maximum);
+        let out_alias_max = if version.is_v5() { alias_max } else { 0 };
         let send_window = cfg.max_inflight.max(1).min(client_receive_max.max(1));
         // MQTT 3.1 has no Session Present flag: that CONNACK byte is reserved.
-        let ack = connack(
+        let mut ack = connack(
             version,
             session_present && version != ProtocolVersion::V31,
             check.assigned_client_id.filter(|_| version.is_v5()),
             server_keep_alive,
             &cfg,
         );
+        // [MQTT5-3.1.2-28]: only when asked for (absent means 0).
+        if version.is_v5()
+            && p.request_response_information == Some(true)
+            && !cfg.response_information.is_empty()
+        {
+            let info = format!("{}{}", cfg.response_information, session.client_id());
+            ack.properties.response_information = Some(ByteString::from(info));
+        }
         let mut conn = Self {
             version,
             session,
@@ -132,11 +163,13 @@ impl Connection {
             will: connect.will.as_ref().map(|w| Box::new(will_publish(w))),
             send_window,
             client_max_packet_size,
+            problem_info,
+            out_alias_max,
             connect_expiry,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             pending_subscribes: Vec::new(),
-            topic_aliases: HashMap::default(),
+            aliases: None,
             closing: false,
             stats: ConnectionStats::default(),
         };
@@ -240,15 +273,29 @@ impl Connection {
     /// for v5 queues the DISCONNECT the reason calls for (0x8E, 0x8B, 0x81…),
     /// then emits [`Event::Close`]. No-op when already closing.
     pub fn close(&mut self, reason: CloseReason) {
+        self.close_with(reason, None);
+    }
+
+    /// [`close`](Self::close), with a v5 Reason String on the DISCONNECT
+    /// when it fits the client's Maximum Packet Size ([MQTT5-3.14.2-3]).
+    pub(crate) fn close_with(&mut self, reason: CloseReason, why: Option<String>) {
         if self.closing {
             return;
         }
         if self.version.is_v5() {
             if let Some(code) = reason.server_disconnect_code() {
-                self.push(Transmit::Packet(Packet::Disconnect(Disconnect {
+                let mut d = Disconnect {
                     reason: code,
                     ..Disconnect::default()
-                })));
+                };
+                // Fixed header (≤ 5) + reason + property length (≤ 4) +
+                // string property (3 + len) must fit.
+                let fits = |len: usize| {
+                    self.client_max_packet_size
+                        .is_none_or(|max| 13 + len <= max as usize)
+                };
+                d.properties.reason_string = why.filter(|w| fits(w.len())).map(ByteString::from);
+                self.push(Transmit::Packet(Packet::Disconnect(d)));
             }
         }
         self.closing = true;
@@ -275,6 +322,47 @@ impl Connection {
             "connection closed");
         let session = self.session.is_persistent().then_some(self.session);
         Closed { will, session }
+    }
+
+    /// How the next PUBLISH to `topic` uses an outbound Topic Alias (v5,
+    /// when the client's Topic Alias Maximum and the broker's limit are
+    /// both above 0). Call [`commit_topic_alias`](Self::commit_topic_alias)
+    /// once the packet is written.
+    pub fn topic_alias(&self, topic: &str) -> crate::AliasUse {
+        if self.out_alias_max == 0 {
+            return crate::AliasUse::None;
+        }
+        match self.aliases.as_ref().and_then(|a| a.outbound.as_ref()) {
+            Some(out) => out.plan(topic),
+            None => crate::AliasUse::New(std::num::NonZeroU16::MIN),
+        }
+    }
+
+    /// Records the alias a written PUBLISH used (see [`topic_alias`](Self::topic_alias)).
+    pub fn commit_topic_alias(&mut self, topic: &ByteString, used: crate::AliasUse) {
+        if matches!(used, crate::AliasUse::None) || self.out_alias_max == 0 {
+            return;
+        }
+        let max = self.out_alias_max;
+        self.aliases
+            .get_or_insert_with(Box::default)
+            .outbound
+            .get_or_insert_with(|| OutboundAliases::new(max))
+            .commit(topic, used);
+    }
+
+    /// A PUBLISH handed out by `poll_transmit` is larger than the client's
+    /// Maximum Packet Size: it is discarded unsent and the session behaves as
+    /// if its delivery had completed ([MQTT5-3.1.2-25]): its packet id is
+    /// freed and queued messages move into the window.
+    pub fn discard_too_large(&mut self, now: Instant, packet_id: Option<PacketId>) {
+        self.session.stats.dropped_too_large += 1;
+        self.stats.deliver_dropped += 1;
+        if let Some(pid) = packet_id {
+            if self.session.remove_inflight(pid) {
+                self.release_queued(now);
+            }
+        }
     }
 
     /// Session takeover: hand the session to a new connection, whatever its persistence.
@@ -424,7 +512,12 @@ impl Connection {
     /// Closes for a protocol violation: v5 queues DISCONNECT with its reason code.
     pub(crate) fn fail(&mut self, err: crate::ProtocolError) -> Result<(), crate::ProtocolError> {
         tracing::debug!(client_id = %self.session.client_id(), error = %err, "protocol error");
-        self.close(CloseReason::ProtocolError(err.reason_code()));
+        // DISCONNECT may carry a Reason String whatever the client's
+        // Request Problem Information ([MQTT5-3.1.2-29]).
+        self.close_with(
+            CloseReason::ProtocolError(err.reason_code()),
+            Some(err.to_string()),
+        );
         Err(err)
     }
 

@@ -38,6 +38,15 @@ pub enum ProtocolError {
     /// DISCONNECT sets a Session Expiry Interval after CONNECT set none.
     #[error("[3.14.2.2.2] non-zero Session Expiry Interval in DISCONNECT after zero in CONNECT")]
     SessionExpiryAfterZero,
+    /// A PUBLISH above the Maximum QoS advertised in CONNACK.
+    #[error("[MQTT5-3.2.2-11] PUBLISH with QoS {0} above the server's Maximum QoS")]
+    QosNotSupported(u8),
+    /// A retained PUBLISH although Retain Available is 0.
+    #[error("[MQTT5-3.2.2-14] retained PUBLISH while Retain Available is 0")]
+    RetainNotSupported,
+    /// A QoS 0 PUBLISH whose payload is marked UTF-8 but is not.
+    #[error("[MQTT5-3.3.2-4] payload marked as UTF-8 is not valid UTF-8")]
+    PayloadFormatInvalid,
 }
 
 impl ProtocolError {
@@ -46,6 +55,9 @@ impl ProtocolError {
         match self {
             Self::TopicAliasInvalid(_) => ReasonCode::TOPIC_ALIAS_INVALID,
             Self::ReceiveMaximumExceeded(_) => ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+            Self::QosNotSupported(_) => ReasonCode::QOS_NOT_SUPPORTED,
+            Self::RetainNotSupported => ReasonCode::RETAIN_NOT_SUPPORTED,
+            Self::PayloadFormatInvalid => ReasonCode::PAYLOAD_FORMAT_INVALID,
             Self::SecondConnect
             | Self::UnexpectedPacket(_)
             | Self::UnexpectedAuth

@@ -69,6 +69,18 @@ impl Connection {
         if !p.properties.subscription_identifiers.is_empty() {
             return self.fail(ProtocolError::SubscriptionIdentifierFromClient);
         }
+        if p.qos > self.cfg.max_qos {
+            return self.fail(ProtocolError::QosNotSupported(p.qos as u8));
+        }
+        if p.retain && !self.cfg.retain_available {
+            return self.fail(ProtocolError::RetainNotSupported);
+        }
+        if self.cfg.validate_payload_format
+            && p.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&p.payload).is_err()
+        {
+            return self.refuse_payload(&p);
+        }
         match (p.qos, p.packet_id) {
             (QoS::AtLeastOnce, Some(pid)) => {
                 // [MQTT-4.3.2-4] PUBACK with the same id, [MQTT-4.6.0-2] in order.
@@ -98,6 +110,37 @@ impl Connection {
         Ok(())
     }
 
+    /// A PUBLISH whose payload is marked UTF-8 and is not ([MQTT5-3.3.2-4]
+    /// lets the receiver check): QoS 1/2 are answered with 0x99 and not
+    /// routed, QoS 0 (which has no answer) closes with DISCONNECT 0x99.
+    fn refuse_payload(&mut self, p: &Publish) -> Result<(), ProtocolError> {
+        let Some(pid) = p.packet_id else {
+            return self.fail(ProtocolError::PayloadFormatInvalid);
+        };
+        tracing::debug!(client_id = %self.session.client_id(), topic = %p.topic,
+            "PUBLISH refused: payload is not valid UTF-8");
+        self.session.stats.publish_in_refused += 1;
+        let mut resp = PubResp::new(pid);
+        resp.reason = ReasonCode::PAYLOAD_FORMAT_INVALID;
+        resp.properties.reason_string = self.reason_string(ProtocolError::PayloadFormatInvalid);
+        self.push_ack(if p.qos == QoS::ExactlyOnce {
+            Packet::PubRec(resp)
+        } else {
+            Packet::PubAck(resp)
+        });
+        Ok(())
+    }
+
+    /// A Reason String for an acknowledgement, when the client allows one
+    /// ([MQTT5-3.1.2-29]) and it fits its Maximum Packet Size.
+    pub(crate) fn reason_string(&self, why: ProtocolError) -> Option<ByteString> {
+        let why = why.to_string();
+        let fits = self
+            .client_max_packet_size
+            .is_none_or(|max| 16 + why.len() <= max as usize);
+        (self.problem_info && fits).then(|| ByteString::from(why))
+    }
+
     /// Applies an inbound Topic Alias (3.3.4 PUBLISH Actions): 0 never gets
     /// here (the codec rejects it, [MQTT-3.3.2-8]); above the advertised
     /// maximum → 0x94 ([MQTT-3.3.2-9]); with a topic the mapping is set or
@@ -108,14 +151,17 @@ impl Connection {
             return self.fail(ProtocolError::TopicAliasInvalid(alias));
         }
         if p.topic.is_empty() {
-            let Some(topic) = self.topic_aliases.get(&alias) else {
+            let known = self.aliases.as_ref().and_then(|a| a.inbound.get(&alias));
+            let Some(topic) = known else {
                 return self.fail(ProtocolError::TopicAliasUnknown(alias));
             };
             p.topic = topic.clone();
         } else {
             // A compact copy: the decoded topic is a slice of the read buffer
             // and would pin that whole frame for the life of the connection.
-            self.topic_aliases
+            self.aliases
+                .get_or_insert_with(Box::default)
+                .inbound
                 .insert(alias, ByteString::from(&*p.topic));
         }
         Ok(())
@@ -209,7 +255,9 @@ impl Connection {
         let mut accepted = Vec::with_capacity(s.filters.len());
         let mut filters = Vec::with_capacity(s.filters.len());
         let mut existed = Vec::with_capacity(s.filters.len());
-        for (filter, options) in s.filters {
+        for (filter, mut options) in s.filters {
+            // Granted at most the server's Maximum QoS ([MQTT5-3.2.2-10]).
+            options.qos = options.qos.min(self.cfg.max_qos);
             let subs = &mut self.session.subscriptions;
             let previous = subs.get(&filter).copied();
             if previous.is_none() && max != 0 && subs.len() >= max {

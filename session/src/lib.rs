@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod alias;
 mod config;
 mod connect;
 mod connection;
@@ -40,8 +41,9 @@ mod output;
 mod session;
 mod stats;
 
+pub use alias::{AliasUse, OutboundAliases};
 pub use config::SessionConfig;
-pub use connect::{compact_str, reject_connack, ConnectCheck};
+pub use connect::{compact_str, redirect_connack, reject_connack, ConnectCheck};
 pub use connection::Connection;
 pub use error::ProtocolError;
 pub use output::{

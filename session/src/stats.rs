@@ -7,6 +7,8 @@ pub struct SessionStats {
     pub publish_in: u64,
     /// QoS 2 duplicates acknowledged but not routed again.
     pub publish_in_duplicates: u64,
+    /// PUBLISH packets refused with a reason code (payload not valid UTF-8).
+    pub publish_in_refused: u64,
     /// PUBLISH packets sent for the first time.
     pub publish_out: u64,
     /// PUBLISH (DUP=1) and PUBREL packets re-sent after a reconnect.
@@ -23,6 +25,9 @@ pub struct SessionStats {
     pub dropped_queue_full: u64,
     /// QoS 0 messages dropped because the client was offline or closing.
     pub dropped_qos0: u64,
+    /// Messages discarded because they exceed the client's v5 Maximum
+    /// Packet Size ([MQTT5-3.1.2-25]).
+    pub dropped_too_large: u64,
     /// Messages dropped before being sent because their v5 Message Expiry
     /// Interval had passed ([MQTT-3.3.2-5]).
     pub dropped_expired: u64,

@@ -210,7 +210,7 @@ mod tests {
             size_of::<super::Link>()
         );
         assert!(
-            size_of::<super::super::ConnShared>() <= 672,
+            size_of::<super::super::ConnShared>() <= 664,
             "{}",
             size_of::<super::super::ConnShared>()
         );
