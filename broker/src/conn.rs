@@ -762,7 +762,9 @@ async fn serve(
                 return Served::Close(CloseReason::ProtocolError(e.reason_code()));
             }
             if !events.is_empty() {
-                flush();
+                // `handle_events` flushes what this read queued once it has
+                // routed a PUBLISH (its ack may then say 0x10), before it
+                // waits for anything.
                 if let Some(reason) = handle_events(worker, cell, key, now, &mut events).await {
                     return Served::Close(reason);
                 }
@@ -797,12 +799,23 @@ async fn handle_events(
                         len = p.topic.len(),
                         "topic name over the configured length or level limit; closing"
                     );
-                    cell.borrow_mut()
-                        .queue_disconnect(ReasonCode::TOPIC_NAME_INVALID);
+                    let mut cs = cell.borrow_mut();
+                    flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+                    cs.queue_disconnect(ReasonCode::TOPIC_NAME_INVALID);
                     close.get_or_insert(CloseReason::ProtocolError(ReasonCode::TOPIC_NAME_INVALID));
                     break;
                 }
+                let acked = p.packet_id;
                 let blocked = worker.publish(now, key, p);
+                {
+                    let mut cs = cell.borrow_mut();
+                    if let (true, Some(pid), Some(conn)) =
+                        (blocked.unrouted, acked, cs.conn.as_mut())
+                    {
+                        conn.no_matching_subscribers(pid);
+                    }
+                    flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+                }
                 if !blocked.is_empty() {
                     // Rare (backpressure): boxed so an idle connection's future stays small.
                     Box::pin(blocked.wait(worker, Some(cell))).await;

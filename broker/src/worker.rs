@@ -309,6 +309,8 @@ mod tests {
 pub(crate) struct Blocked {
     sends: Vec<(mpsc::Sender<Routed>, Routed)>,
     congested: Vec<Rc<ConnCell>>,
+    /// No subscriber matched the message (v5 acks say 0x10).
+    pub(crate) unrouted: bool,
 }
 
 impl Blocked {
@@ -443,6 +445,7 @@ impl Worker {
         let mut blocked = Blocked::default();
         if matched.workers.is_empty() {
             self.stats.dropped_no_subscribers.inc();
+            blocked.unrouted = true;
         }
         for w in matched.workers.iter() {
             let w = usize::from(w);

@@ -2,7 +2,7 @@
 
 use crate::alias::OutboundAliases;
 use crate::connect::{connack, keep_alive, session_expiry, will_publish};
-use crate::output::Queued;
+use crate::output::{AckKind, Queued};
 use crate::session::{is_expired, FixedState, InflightState, Message, Subscription};
 use crate::{
     CloseReason, Closed, ConnectCheck, ConnectionStats, DeliverOutcome, DropReason, Event,
@@ -363,6 +363,30 @@ impl Connection {
                 self.release_queued(now);
             }
         }
+    }
+
+    /// The broker found no subscriber for the client's QoS 1/2 PUBLISH
+    /// `pid`: a v5 PUBACK or PUBREC for it that is still queued says 0x10
+    /// (No matching subscribers, 3.4.2.1) instead of Success. v3 acks have
+    /// no reason code and stay as they are.
+    pub fn no_matching_subscribers(&mut self, pid: PacketId) {
+        if !self.version.is_v5() {
+            return;
+        }
+        let Some(q) = self
+            .transmits
+            .iter_mut()
+            .rev()
+            .find(|q| matches!(q, Queued::Ack(AckKind::Ack | AckKind::Rec, id) if *id == pid))
+        else {
+            return;
+        };
+        let mut resp = PubResp::new(pid);
+        resp.reason = ReasonCode::NO_MATCHING_SUBSCRIBERS;
+        *q = Queued::Other(Box::new(match q {
+            Queued::Ack(AckKind::Rec, _) => Packet::PubRec(resp),
+            _ => Packet::PubAck(resp),
+        }));
     }
 
     /// Session takeover: hand the session to a new connection, whatever its persistence.

@@ -205,3 +205,41 @@ fn redirect_connack_names_the_other_server() {
     assert_eq!(ack.properties.server_reference.as_deref(), Some("b:1883"));
     assert!(!ack.session_present);
 }
+
+// [MQTT5-3.4.2-1] [MQTT5-3.5.2-1]: a queued v5 PUBACK/PUBREC becomes 0x10
+// when the broker found no subscriber; a v3.1.1 ack stays plain.
+#[test]
+fn unrouted_publish_acks_say_no_matching_subscribers() {
+    let mut conn = open_v5("n");
+    conn.handle_packet(t0(), publish(QoS::AtLeastOnce, Some(1), "t"))
+        .unwrap();
+    conn.handle_packet(t0(), publish(QoS::ExactlyOnce, Some(2), "t"))
+        .unwrap();
+    conn.no_matching_subscribers(pid(1));
+    conn.no_matching_subscribers(pid(2));
+    conn.no_matching_subscribers(pid(9)); // not queued: nothing happens
+    let codes: Vec<_> = drain(&mut conn)
+        .into_iter()
+        .map(|t| match t {
+            Transmit::Packet(Packet::PubAck(r)) => ("PUBACK", r.reason),
+            Transmit::Packet(Packet::PubRec(r)) => ("PUBREC", r.reason),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("PUBACK", ReasonCode::NO_MATCHING_SUBSCRIBERS),
+            ("PUBREC", ReasonCode::NO_MATCHING_SUBSCRIBERS)
+        ]
+    );
+    let mut v3 = open_v311("n3");
+    v3.handle_packet(t0(), publish(QoS::AtLeastOnce, Some(1), "t"))
+        .unwrap();
+    v3.no_matching_subscribers(pid(1));
+    let sent = drain(&mut v3);
+    let [Transmit::Packet(Packet::PubAck(r))] = &sent[..] else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(r.reason, ReasonCode::SUCCESS);
+}

@@ -452,3 +452,30 @@ fn server_redirection_sends_clients_elsewhere() {
         v3.expect_bytes(&connack_v3(false, 3));
     }
 }
+
+// [MQTT5-3.4.2-1] [MQTT5-3.5.2-1]: a v5 PUBACK/PUBREC for a message no
+// subscriber matched says 0x10 (No matching subscribers); one that was
+// delivered says Success, and 3.1.1 acks never carry a code.
+#[test]
+fn acks_say_when_no_subscriber_matched() {
+    let broker = Broker::start();
+    let t = topic("nobody");
+    let (mut c, _) = open(&broker, "nobody-pub", &[]);
+    c.send(&publish_v5(&t, 1, 1, false, &[], b"x"));
+    c.expect_bytes(&[0x40, 0x03, 0x00, 0x01, 0x10]);
+    c.send(&publish_v5(&t, 2, 2, false, &[], b"x"));
+    c.expect_bytes(&[0x50, 0x03, 0x00, 0x02, 0x10]);
+    c.send(&[0x62, 0x02, 0x00, 0x02]);
+    c.expect_bytes(&ack(PUBCOMP, 2));
+    let (mut sub, _) = open(&broker, "nobody-sub", &[]);
+    subscribe_v5(&mut sub, &t, 1);
+    c.send(&publish_v5(&t, 1, 3, false, &[], b"x"));
+    c.expect_bytes(&ack(PUBACK, 3));
+    let mut v3 = Client::v311(broker.addr);
+    v3.send(
+        &Message::new(&topic("nobody-v3"), "x")
+            .qos(1, 4)
+            .encode(V311),
+    );
+    v3.expect_bytes(&ack(PUBACK, 4));
+}
