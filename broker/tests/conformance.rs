@@ -24,5 +24,6 @@ mod conformance {
     mod persistent;
     mod publish;
     mod retain;
+    mod shared;
     mod subscribe;
 }
