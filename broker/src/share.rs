@@ -123,7 +123,9 @@ impl Worker {
         congested: &mut Vec<Rc<ConnCell>>,
     ) {
         let mut later = Vec::new();
-        self.deliver_share_here(now, msg, origin, &hop.group, hop.tried, congested, &mut later);
+        self.deliver_share_here(
+            now, msg, origin, &hop.group, hop.tried, congested, &mut later,
+        );
         self.send_later(later);
     }
 
@@ -168,14 +170,29 @@ impl Worker {
         let mut congested = Vec::new();
         let mut later = Vec::new();
         for o in orphans {
-            if self.deliver_to_member(now, &o.msg, o.received_at, &o.group, Some(key), &mut congested)
-            {
+            if self.deliver_to_member(
+                now,
+                &o.msg,
+                o.received_at,
+                &o.group,
+                Some(key),
+                &mut congested,
+            ) {
                 self.stats.shared_redeliveries.inc();
                 continue;
             }
             let tried = WorkerSet::single(self.share_id());
-            let others = self.shared.routes.load().workers_for(&o.group).difference(tried);
-            let picked = self.shares.workers.borrow_mut().pick_worker(&o.group, others);
+            let others = self
+                .shared
+                .routes
+                .load()
+                .workers_for(&o.group)
+                .difference(tried);
+            let picked = self
+                .shares
+                .workers
+                .borrow_mut()
+                .pick_worker(&o.group, others);
             if let Some(w) = picked {
                 let hop = ShareHop {
                     group: o.group,
@@ -247,7 +264,12 @@ impl Worker {
             return;
         }
         tried.insert(self.share_id());
-        let others = self.shared.routes.load().workers_for(group).difference(tried);
+        let others = self
+            .shared
+            .routes
+            .load()
+            .workers_for(group)
+            .difference(tried);
         let picked = self.shares.workers.borrow_mut().pick_worker(group, others);
         match picked {
             Some(w) => {

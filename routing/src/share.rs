@@ -163,7 +163,11 @@ mod tests {
         let picks: String = (0..3).filter_map(|_| pick(&mut c, &busy)).collect();
         assert_eq!(picks, "aba", "busy ones in turn, before the offline one");
         let offline = [('a', None), ('b', Some(2))];
-        assert_eq!(pick(&mut c, &offline), Some('b'), "offline as a last resort");
+        assert_eq!(
+            pick(&mut c, &offline),
+            Some('b'),
+            "offline as a last resort"
+        );
         let none = [('a', None), ('b', None)];
         assert_eq!(pick(&mut c, &none), None);
         assert_eq!(pick(&mut c, &[('z', None)]), None);

@@ -73,8 +73,15 @@ impl Session {
         group: &ByteString,
         cfg: &SessionConfig,
     ) -> EnqueueOutcome {
-        let outcome =
-            self.enqueue_with_ids(now, msg, received_at, qos, retain, subscription_identifiers, cfg);
+        let outcome = self.enqueue_with_ids(
+            now,
+            msg,
+            received_at,
+            qos,
+            retain,
+            subscription_identifiers,
+            cfg,
+        );
         if outcome == EnqueueOutcome::Queued {
             if let Some(m) = self.queue.back_mut() {
                 m.share = Some(group.clone());
@@ -218,13 +225,7 @@ mod tests {
             max_inflight: window,
             ..Default::default()
         };
-        let mut conn = Connection::new(
-            Instant::now(),
-            connect,
-            None,
-            ConnectCheck::default(),
-            cfg,
-        );
+        let mut conn = Connection::new(Instant::now(), connect, None, ConnectCheck::default(), cfg);
         while conn.poll_transmit().is_some() {}
         conn
     }
@@ -292,7 +293,11 @@ mod tests {
         );
         assert!(orphans.iter().all(|o| o.group == G));
         assert_eq!(
-            (orphans[0].qos, orphans[0].retain, &orphans[0].subscription_identifiers[..]),
+            (
+                orphans[0].qos,
+                orphans[0].retain,
+                &orphans[0].subscription_identifiers[..]
+            ),
             (q1, true, &[7][..])
         );
         assert_eq!(orphans[2].qos, q2);
@@ -307,7 +312,10 @@ mod tests {
         );
         assert_eq!(s.queued_len(), 1, "the ordinary message stays queued");
         assert_eq!(s.queued_bytes(), "t".len() + "normal".len());
-        assert!(conn.take_shared_unacked_for(|_| true).is_empty(), "taken once");
+        assert!(
+            conn.take_shared_unacked_for(|_| true).is_empty(),
+            "taken once"
+        );
     }
 
     // [MQTT5-4.8.2-4]: a QoS 2 message that got its PUBREC stays too.

@@ -60,7 +60,11 @@ fn numbered(prefix: &str, n: usize) -> BTreeSet<String> {
 fn exactly_once(parts: &[&[Message]], expected: &BTreeSet<String>) {
     let all: Vec<String> = parts.iter().flat_map(|p| payloads(p)).collect();
     let set: BTreeSet<String> = all.iter().cloned().collect();
-    assert_eq!(set.len(), all.len(), "a message went to two members: {all:?}");
+    assert_eq!(
+        set.len(),
+        all.len(),
+        "a message went to two members: {all:?}"
+    );
     assert_eq!(&set, expected, "every message to exactly one member");
 }
 
@@ -107,7 +111,10 @@ fn every_message_to_exactly_one_member(workers: &str) {
     let got_a = drain(&mut a, QUIET);
     let got_b = drain(&mut b, QUIET);
     exactly_once(&[&got_a, &got_b], &numbered("m", N));
-    assert!(got_a.iter().chain(&got_b).all(|m| m.qos == 0 && m.topic == t));
+    assert!(got_a
+        .iter()
+        .chain(&got_b)
+        .all(|m| m.qos == 0 && m.topic == t));
     // Workers (or members) take turns: half each.
     assert_eq!(
         (got_a.len(), got_b.len()),
@@ -154,7 +161,10 @@ fn each_group_gets_every_message_once() {
     let expected = numbered("m", N);
     let (a, b) = (drain(&mut g1a, QUIET), drain(&mut g1b, QUIET));
     exactly_once(&[&a, &b], &expected);
-    assert!(!a.is_empty() && !b.is_empty(), "both members of g1 take turns");
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both members of g1 take turns"
+    );
     exactly_once(&[&recv_n(&mut g2, N)], &expected);
     // Same share name, other filter: a distinct shared subscription (4.8.2).
     // `wide` may see other tests' traffic on a shared broker: keep ours.
@@ -192,7 +202,11 @@ fn ordinary_subscribers_alongside_a_group_get_every_message() {
     // the ones the group gave it.
     let ordinary: BTreeSet<String> = at_b.iter().cloned().collect();
     assert_eq!(ordinary, expected);
-    assert_eq!(at_b.len() + from_a.len(), 2 * N, "a: {from_a:?} b: {at_b:?}");
+    assert_eq!(
+        at_b.len() + from_a.len(),
+        2 * N,
+        "a: {from_a:?} b: {at_b:?}"
+    );
     assert!(!from_a.is_empty(), "the group takes turns");
 }
 
@@ -247,7 +261,11 @@ fn each_member_gets_its_own_subscription_options() {
     high.expect_nothing(QUIET);
     assert_eq!((got_low.qos, got_low.retain), (0, false), "{got_low:?}");
     assert_eq!((got_high.qos, got_high.retain), (1, true), "{got_high:?}");
-    assert_eq!(v5_properties(&raw), vec![0x0B, 9], "subscription identifier");
+    assert_eq!(
+        v5_properties(&raw),
+        vec![0x0B, 9],
+        "subscription identifier"
+    );
     assert_ne!(got_low.payload, got_high.payload);
     publisher.publish(&Message::new(&t, "").qos(1, 2).retain(true));
 }
@@ -322,7 +340,11 @@ fn unacked_messages_go_to_the_other_member(broker: &Broker, version: u8, persist
         publisher.publish_qos(&t, format!("m{i}-{}", "x".repeat(i)), 1);
     }
     let seen_by_leaver = read_unacked(&mut leaver);
-    assert_eq!(seen_by_leaver.len(), 2, "the inflight window: {seen_by_leaver:?}");
+    assert_eq!(
+        seen_by_leaver.len(),
+        2,
+        "the inflight window: {seen_by_leaver:?}"
+    );
     let first = drain(&mut stayer, QUIET);
     assert_eq!(first.len(), N / 2, "turns: {first:?}");
     leaver.abort();
@@ -331,7 +353,10 @@ fn unacked_messages_go_to_the_other_member(broker: &Broker, version: u8, persist
     exactly_once(&[&first, &handed], &expected);
     let handed_payloads = payloads(&handed);
     for m in payloads(&seen_by_leaver) {
-        assert!(handed_payloads.contains(&m), "{m} not handed on: {handed_payloads:?}");
+        assert!(
+            handed_payloads.contains(&m),
+            "{m} not handed on: {handed_payloads:?}"
+        );
     }
     assert!(handed.iter().all(|m| m.qos == 1 && m.topic == t));
     if persistent {
@@ -380,8 +405,7 @@ fn a_sent_qos2_message_stays_with_its_member() {
         let t = topic("qos2");
         let filter = share("g", &t);
         let id = client_id();
-        let (mut leaver, _) =
-            Client::accepted(broker.addr, &Connect::v311(&id).clean(!persistent));
+        let (mut leaver, _) = Client::accepted(broker.addr, &Connect::v311(&id).clean(!persistent));
         leaver.sub(&filter, 2);
         let mut stayer = Client::v311(broker.addr);
         stayer.sub(&filter, 2);
