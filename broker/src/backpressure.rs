@@ -110,6 +110,12 @@ impl Watermarks {
         cs.drain.slow_since.is_none() && cs.conn.is_some() && !self.below(cs, 1)
     }
 
+    /// True when `cs` is connected and its backlog is below every
+    /// high-water mark: a shared subscription prefers such a member.
+    pub(crate) fn has_headroom(&self, cs: &ConnShared) -> bool {
+        cs.conn.is_some() && self.below(cs, 1)
+    }
+
     /// True when `cs` is below every low-water mark (half the high), or gone.
     fn has_room(&self, cs: &ConnShared) -> bool {
         cs.conn.is_none() || self.below(cs, 2)

@@ -14,6 +14,7 @@ mod outbuf;
 mod prom;
 mod registry;
 mod route_writer;
+mod share;
 mod shared;
 mod stats;
 mod worker;

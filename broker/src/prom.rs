@@ -62,6 +62,15 @@ fn record(shared: &Shared) {
                 "queued_offline" => {
                     counter!("tern_messages_queued_offline_total", "worker" => w).absolute(value)
                 }
+                "shared_deliveries" => {
+                    counter!("tern_shared_deliveries_total", "worker" => w).absolute(value)
+                }
+                "shared_redeliveries" => {
+                    counter!("tern_shared_redeliveries_total", "worker" => w).absolute(value)
+                }
+                "shared_passed_on" => {
+                    counter!("tern_shared_passed_on_total", "worker" => w).absolute(value)
+                }
                 "malformed_packets" => {
                     counter!("tern_malformed_packets_total", "worker" => w).absolute(value)
                 }

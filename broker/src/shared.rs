@@ -4,6 +4,7 @@
 
 use crate::registry::Registry;
 use crate::route_writer::RouteRequest;
+use crate::share::ShareHop;
 use crate::stats::SharedWorkerStats;
 use crate::worker::Origin;
 use bytes::BytesMut;
@@ -22,6 +23,22 @@ use tokio::sync::mpsc;
 pub(crate) struct Routed {
     pub(crate) msg: Arc<Publish>,
     pub(crate) origin: Origin,
+    /// `None`: for the receiving worker's ordinary subscribers. `Some`: for
+    /// one member of this shared subscription only (see `share`); boxed so
+    /// that ordinary messages stay small.
+    pub(crate) share: Option<Box<ShareHop>>,
+}
+
+impl Routed {
+    /// A message for one member of the shared subscription `hop.group` on
+    /// the receiving worker.
+    pub(crate) fn for_share(msg: Arc<Publish>, origin: Origin, hop: ShareHop) -> Self {
+        Self {
+            msg,
+            origin,
+            share: Some(Box::new(hop)),
+        }
+    }
 }
 
 /// A connection handed to the worker that is home to its client's session.

@@ -337,7 +337,7 @@ impl Blocked {
 /// for as long as it takes, a QoS 0 message for at most one backpressure
 /// pause in all, after which it is dropped for the workers still full and
 /// counted.
-async fn send_all(sends: Vec<(mpsc::Sender<Routed>, Routed)>, stats: &WorkerStats) {
+pub(crate) async fn send_all(sends: Vec<(mpsc::Sender<Routed>, Routed)>, stats: &WorkerStats) {
     // One pause for the whole message, however many workers it waits for.
     let deadline = tokio::time::Instant::now() + crate::backpressure::MAX_PAUSE;
     for (tx, routed) in sends {
@@ -384,6 +384,8 @@ pub(crate) struct Worker {
     pub(crate) parking: conn::park::ParkingLot,
     /// The session limits, shared by every connection of this worker.
     pub(crate) session_cfg: Arc<tern_session::SessionConfig>,
+    /// Round-robin state of shared subscriptions (see `share`).
+    pub(crate) shares: crate::share::ShareState,
 }
 
 impl Worker {
@@ -408,6 +410,7 @@ impl Worker {
             marks,
             parking: Default::default(),
             session_cfg,
+            shares: Default::default(),
         }
     }
 
@@ -443,7 +446,7 @@ impl Worker {
         };
         let mut local = false;
         let mut blocked = Blocked::default();
-        if matched.workers.is_empty() {
+        if matched.is_empty() {
             self.stats.dropped_no_subscribers.inc();
             blocked.unrouted = true;
         }
@@ -459,6 +462,7 @@ impl Worker {
             let routed = Routed {
                 msg: Arc::clone(&msg),
                 origin,
+                share: None,
             };
             match link.data.try_send(routed) {
                 Ok(()) => {}
@@ -475,6 +479,12 @@ impl Worker {
         }
         if local {
             self.deliver_local(now, &msg, origin, &mut blocked.congested);
+        }
+        if !matched.shared.is_empty() {
+            let Blocked {
+                sends, congested, ..
+            } = &mut blocked;
+            self.route_shared(now, &msg, origin, &matched.shared, congested, sends);
         }
         blocked
     }
@@ -715,12 +725,19 @@ impl Worker {
             .subscriptions()
             .map(|(f, _, _)| f.clone())
             .collect();
+        let mut conn = conn;
+        let keep = !discard && conn.session().is_persistent();
+        let orphans = self.take_shared_orphans(&mut conn, key, reason, keep);
         let closed = conn.handle_close(now, reason);
         let will = closed.will.map(|w| w.publish);
         match closed.session {
-            Some(session) if !discard => (Some(session), will),
+            Some(mut session) if !discard => {
+                self.hand_off_shared(now, key, orphans, Some(&mut session));
+                (Some(session), will)
+            }
             _ => {
                 self.unsubscribe(key, filters.iter());
+                self.hand_off_shared(now, key, orphans, None);
                 (None, will)
             }
         }
@@ -791,8 +808,10 @@ impl Worker {
     ) -> Option<Session> {
         let previous = self.clients.borrow_mut().remove(&key)?;
         match previous.state {
-            ClientState::Offline(session) if clean_start => {
+            ClientState::Offline(mut session) if clean_start => {
+                let orphans = session.take_shared_unacked();
                 self.drop_subscriptions(key, &session);
+                self.hand_off_shared(now, key, orphans, None);
                 None
             }
             ClientState::Offline(session) => Some(*session),
@@ -907,7 +926,18 @@ pub(crate) fn spawn(
                         w.stats.events.add(batch.len() as u64);
                         let mut now = Instant::now();
                         for routed in batch.drain(..) {
-                            w.deliver_local(now, &routed.msg, routed.origin, &mut congested);
+                            match &routed.share {
+                                None => {
+                                    w.deliver_local(now, &routed.msg, routed.origin, &mut congested)
+                                }
+                                Some(hop) => w.deliver_routed_share(
+                                    now,
+                                    &routed.msg,
+                                    routed.origin,
+                                    hop,
+                                    &mut congested,
+                                ),
+                            }
                             // Let congested subscribers drain before taking
                             // more: meanwhile the inbox fills and holds back
                             // the other workers' publishers (bounded by the pause).

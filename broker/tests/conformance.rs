@@ -24,6 +24,7 @@ mod conformance {
     mod persistent;
     mod publish;
     mod retain;
+    mod shared;
     mod subscribe;
     mod v5_options;
 }

@@ -27,9 +27,11 @@
 //! 4. PUBLISH: if RETAIN, [`RetainedStore::set`]. Then
 //!    [`RouteTable::load`] and [`RouteSnapshot::matches`]: forward to every
 //!    worker in `workers`, and for each shared group to one worker of its
-//!    set. Each receiving worker calls [`LocalSubscriptions::collect_from`]
-//!    (ordinary subscribers) and [`LocalSubscriptions::collect_shared`] (the
-//!    members of a group it was picked for), then delivers.
+//!    set ([`ShareCursors::pick_worker`]). Each receiving worker calls
+//!    [`LocalSubscriptions::collect_from`] (ordinary subscribers) and
+//!    [`LocalSubscriptions::collect_shared`] (the members of a group it was
+//!    picked for, one of which [`ShareCursors::pick_member`] chooses), then
+//!    delivers.
 //! 5. Periodically: [`RetainedStore::purge_expired`].
 //!
 //! Matching never allocates in the common case: levels are walked in place
@@ -43,6 +45,7 @@ mod child_map;
 mod local;
 mod retained;
 mod route;
+mod share;
 mod trie;
 mod worker_set;
 
@@ -52,5 +55,6 @@ pub use route::{
     split_shared, RouteMatch, RouteOp, RouteSnapshot, RouteTable, RouteUpdate, SharedGroups,
     SharedTarget,
 };
+pub use share::ShareCursors;
 pub use trie::{Iter, Trie};
 pub use worker_set::{WorkerSet, WorkerSetIter};

@@ -85,6 +85,12 @@ impl WorkerSet {
         Self(self.0 & !other.0)
     }
 
+    /// The `n`-th worker in ascending order, counting from 0; `None` when
+    /// the set has `n` workers or fewer.
+    pub fn nth(self, n: usize) -> Option<u16> {
+        self.iter().nth(n)
+    }
+
     /// The workers in ascending order.
     pub fn iter(self) -> WorkerSetIter {
         WorkerSetIter(self.0)
@@ -174,5 +180,15 @@ mod tests {
         assert_eq!(a.difference(b).iter().collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(WorkerSet::single(70), WorkerSet::new());
         assert_eq!(WorkerSet::from_bits(0b110), [1, 2].into_iter().collect());
+    }
+
+    #[test]
+    fn nth_counts_in_ascending_order() {
+        let set: WorkerSet = [7, 2, 40].into_iter().collect();
+        assert_eq!(
+            (0..4).map(|n| set.nth(n)).collect::<Vec<_>>(),
+            vec![Some(2), Some(7), Some(40), None]
+        );
+        assert_eq!(WorkerSet::new().nth(0), None);
     }
 }

@@ -425,6 +425,7 @@ impl Connection {
             retain,
             sub_ids: SmallVec::from_slice(ids),
             received_at,
+            share: None,
         };
         if is_expired(msg, received_at, now) {
             self.session.count_expired(1);

@@ -17,6 +17,13 @@
 //!    [`Connection::handle_close`], which returns the will to publish and the
 //!    session to keep. [`Connection::into_session`] moves the session elsewhere.
 //!
+//! Shared subscriptions: deliver their messages with
+//! [`Connection::deliver_shared`] (or [`Session::enqueue_shared`] offline),
+//! which tags them with their group. When the member leaves, take the
+//! unacknowledged ones out with [`Connection::take_shared_unacked_for`]
+//! (before `handle_close`) or [`Session::take_shared_unacked`] and hand them
+//! to another member ([`SharedOrphan`]).
+//!
 //! Message-level rules live here (packet ids, QoS 2 exactly-once bookkeeping,
 //! inflight window, bounded queue, keep-alive, will, inbound topic aliases,
 //! message expiry); syntax is the codec's job and routing is the broker's.
@@ -39,6 +46,7 @@ mod inbound;
 mod inflight;
 mod output;
 mod session;
+mod share;
 mod stats;
 
 pub use alias::{AliasUse, OutboundAliases};
@@ -50,4 +58,5 @@ pub use output::{
     CloseReason, Closed, DeliverOutcome, DropReason, Event, OutboundPublish, Transmit, Will,
 };
 pub use session::{EnqueueOutcome, InflightState, Session};
+pub use share::SharedOrphan;
 pub use stats::{ConnectionStats, SessionStats};

@@ -69,11 +69,15 @@ pub(crate) struct Message {
     /// When the broker received the message: its Message Expiry Interval
     /// counts from here.
     pub(crate) received_at: Instant,
+    /// The shared subscription (`$share/{group}/{filter}`) it came through,
+    /// if any: unacknowledged, it may go to another member when this
+    /// client leaves (see `Session::take_shared_unacked`).
+    pub(crate) share: Option<ByteString>,
 }
 
 impl Message {
     /// Bytes counted against `max_queued_bytes`: topic plus payload.
-    fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.msg.topic.len() + self.msg.payload.len()
     }
 
@@ -108,10 +112,10 @@ pub struct Session {
     client_id: ByteString,
     expiry_interval: u32,
     pub(crate) subscriptions: BTreeMap<ByteString, Subscription>,
-    inflight: InflightWindow,
+    pub(crate) inflight: InflightWindow,
     pub(crate) incoming_qos2: HashSet<PacketId, FixedState>,
-    queue: VecDeque<Message>,
-    queued_bytes: usize,
+    pub(crate) queue: VecDeque<Message>,
+    pub(crate) queued_bytes: usize,
     /// No queued message expires before this (it may be earlier than the
     /// true minimum after pops): a full queue is scanned for expired
     /// messages only once it has passed, not on every dropped message.
@@ -225,6 +229,7 @@ impl Session {
             retain,
             sub_ids: SmallVec::from_slice(subscription_identifiers),
             received_at,
+            share: None,
         };
         if message.is_expired(now) {
             self.stats.dropped_expired += 1;
@@ -437,6 +442,7 @@ pub(crate) mod tests {
             retain: false,
             sub_ids: SmallVec::new(),
             received_at: Instant::now(),
+            share: None,
         }
     }
 
