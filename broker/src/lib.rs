@@ -10,6 +10,7 @@
 mod acceptor;
 mod backpressure;
 mod conn;
+mod deadlines;
 mod outbuf;
 mod prom;
 mod registry;

@@ -22,6 +22,9 @@ use tokio::sync::mpsc;
 pub(crate) struct Routed {
     pub(crate) msg: Arc<Publish>,
     pub(crate) origin: Origin,
+    /// When the publishing worker received the message: a v5 Message Expiry
+    /// Interval counts from here on every worker ([MQTT-3.3.2-6]).
+    pub(crate) received_at: std::time::Instant,
 }
 
 /// A connection handed to the worker that is home to its client's session.

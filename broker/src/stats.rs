@@ -73,6 +73,7 @@ worker_stats!(
     retained_rejected,
     malformed_packets,
     protocol_errors,
+    sessions_expired,
 );
 
 impl WorkerStats {
