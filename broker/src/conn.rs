@@ -110,7 +110,7 @@ pub(crate) fn deliver(
 
 /// [`deliver`] of a message the broker received at `received_at` (on this
 /// worker or another, or a retained message): its v5 Message Expiry
-/// Interval counts from there ([MQTT-3.3.2-5/6]).
+/// Interval counts from there ([MQTT5-3.3.2-5/6]).
 #[allow(clippy::too_many_arguments)]
 #[must_use]
 pub(crate) fn deliver_at(

@@ -23,7 +23,7 @@ pub(crate) struct Routed {
     pub(crate) msg: Arc<Publish>,
     pub(crate) origin: Origin,
     /// When the publishing worker received the message: a v5 Message Expiry
-    /// Interval counts from here on every worker ([MQTT-3.3.2-6]).
+    /// Interval counts from here on every worker ([MQTT5-3.3.2-6]).
     pub(crate) received_at: std::time::Instant,
 }
 
@@ -45,7 +45,16 @@ pub(crate) struct Adopted {
 pub(crate) enum Control {
     Accepted(Accepted, Option<ConnectionPermit>),
     Adopt(Adopted),
-    Shutdown { grace: Duration },
+    Shutdown {
+        grace: Duration,
+    },
+    /// First step of a shutdown: every session is about to end, so publish
+    /// the delayed wills now, then answer on `done`. Sent to every worker
+    /// before any gets `Shutdown`, so a will reaches subscribers on other
+    /// workers before they close.
+    PublishWills {
+        done: std_mpsc::Sender<()>,
+    },
 }
 
 /// A worker's inboxes, as seen from other threads.

@@ -491,7 +491,7 @@ impl Worker {
     }
 
     /// Stores a retained message received at `now`; one with a v5 Message
-    /// Expiry Interval stops being sent when it has passed ([MQTT-3.3.2-5]).
+    /// Expiry Interval stops being sent when it has passed ([MQTT5-3.3.2-5]).
     fn retain(&self, now: Instant, msg: &Arc<Publish>) {
         // A retained message may live for days: store a compact copy so it
         // does not pin the read buffer it was decoded from.
@@ -536,7 +536,7 @@ impl Worker {
 
     /// [`Worker::deliver_local`] of a message the broker received at
     /// `received_at` (on another worker): its v5 Message Expiry Interval
-    /// counts from there ([MQTT-3.3.2-5/6]).
+    /// counts from there ([MQTT5-3.3.2-5/6]).
     pub(crate) fn deliver_local_at(
         &self,
         now: Instant,
@@ -697,7 +697,7 @@ impl Worker {
 
     /// Sends the unexpired retained messages matching `filter` to a
     /// connection; one with a Message Expiry Interval carries what remains of
-    /// it ([MQTT-3.3.2-5/6]).
+    /// it ([MQTT5-3.3.2-5/6]).
     pub(crate) fn send_retained(
         &self,
         cell: &ConnCell,
@@ -821,7 +821,7 @@ impl Worker {
     /// will of a connection taken over, is published when the old session
     /// ends here (Clean Start, or not persistent) or has no delay; it is
     /// dropped when the session is resumed before the delay passed
-    /// ([MQTT-3.1.3-9], 3.1.3.2.2).
+    /// ([MQTT5-3.1.3-9], 3.1.3.2.2).
     pub(crate) fn take_session(
         &self,
         now: Instant,
@@ -984,8 +984,15 @@ pub(crate) fn spawn(
                             conn::spawn_accepted(&worker, accepted, permit)
                         }
                         Control::Adopt(adopted) => conn::spawn_adopted(&worker, adopted),
+                        Control::PublishWills { done } => {
+                            worker.begin_shutdown(Instant::now());
+                            let _ = done.send(());
+                        }
                         Control::Shutdown { grace } => {
                             worker.begin_shutdown(Instant::now());
+                            // Wills other workers published just before
+                            // reach this worker's subscribers before they close.
+                            worker.drain_inbox().await;
                             worker.close_all();
                             let drained = tokio::time::timeout(grace, async {
                                 while worker.live_tasks.get() > 0 {

@@ -26,7 +26,7 @@ pub struct RetainedMessage {
 impl RetainedMessage {
     /// When the broker received the message: `expires_at` minus its v5
     /// Message Expiry Interval. A delivery counts the remaining interval
-    /// from here ([MQTT-3.3.2-6]); `None` when the message never expires.
+    /// from here ([MQTT5-3.3.2-6]); `None` when the message never expires.
     pub fn received_at(&self) -> Option<Instant> {
         let secs = self.publish.properties.message_expiry_interval?;
         self.expires_at?
@@ -223,7 +223,7 @@ impl RetainedStore {
     }
 
     /// [`RetainedStore::matching`], with each message's expiry (the broker
-    /// sends the remaining Message Expiry Interval, [MQTT-3.3.2-6]).
+    /// sends the remaining Message Expiry Interval, [MQTT5-3.3.2-6]).
     pub fn matching_messages(&self, filter: &str, now: Instant, out: &mut Vec<RetainedMessage>) {
         self.tree.for_each_match(filter, |msg| {
             if !is_expired(msg, now) {

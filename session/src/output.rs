@@ -279,7 +279,7 @@ pub struct Will {
 
 impl Will {
     /// When to publish the will of a connection that closed at `closed_at`:
-    /// after its Will Delay Interval ([MQTT-3.1.3-9]; already capped by the
+    /// after its Will Delay Interval ([MQTT5-3.1.3-9]; already capped by the
     /// Session Expiry Interval, so never after the session ends), or at once.
     /// The broker cancels it if a new connection resumes the session first.
     /// `None` when the delay reaches past what `Instant` can hold: the will

@@ -21,14 +21,14 @@ fn with_delayed_will(mut c: Connect, delay: Option<u32>) -> Connect {
     c
 }
 
-// [MQTT-3.1.2-23] a session with a Session Expiry Interval > 0 is kept after
+// [MQTT5-3.1.2-23] a session with a Session Expiry Interval > 0 is kept after
 // the close, and ends that many seconds after it (3.1.2.11.2, 4.1).
 #[test]
-fn v5_session_ends_its_interval_after_the_close_mqtt_3_1_2_23() {
+fn v5_session_ends_its_interval_after_the_close_mqtt5_3_1_2_23() {
     let (conn, _) = open(v5("c", false, Some(10)), None, SessionConfig::default());
     let session = close(conn, 2 * S, CloseReason::NetworkError)
         .session
-        .expect("[MQTT-3.1.2-23] kept");
+        .expect("[MQTT5-3.1.2-23] kept");
     assert_eq!(session.expires_at(at_ms(2 * S)), Some(at_ms(12 * S)));
 }
 
@@ -48,7 +48,7 @@ fn max_interval_and_v3_persistent_sessions_never_expire() {
     assert_eq!(session.expires_at(at_ms(S)), None);
 }
 
-// [MQTT-3.14.2-2] / 3.14.2.2.2: the interval in force at the close is the one
+// 3.14.2.2.2: the interval in force at the close is the one
 // the client's DISCONNECT set.
 #[test]
 fn disconnect_changes_the_interval_in_force_at_close() {
@@ -62,10 +62,10 @@ fn disconnect_changes_the_interval_in_force_at_close() {
     assert_eq!(session.expires_at(at_ms(S)), Some(at_ms(4 * S)));
 }
 
-// [MQTT-3.14.2-2] the Server never sends a Session Expiry Interval on its
+// [MQTT5-3.14.2-2] the Server never sends a Session Expiry Interval on its
 // own DISCONNECT (here: a takeover and a shutdown).
 #[test]
-fn server_disconnect_carries_no_session_expiry_mqtt_3_14_2_2() {
+fn server_disconnect_carries_no_session_expiry_mqtt5_3_14_2_2() {
     for reason in [CloseReason::TakenOver, CloseReason::ServerShutdown] {
         let (mut conn, _) = open(v5("c", false, Some(100)), None, SessionConfig::default());
         conn.close(reason);
@@ -77,24 +77,24 @@ fn server_disconnect_carries_no_session_expiry_mqtt_3_14_2_2() {
     }
 }
 
-// [MQTT-3.1.3-9] [MQTT-3.1.2-8] a delayed will is due its Will Delay Interval
+// [MQTT5-3.1.3-9] [MQTT5-3.1.2-8] a delayed will is due its Will Delay Interval
 // after the close, while the session is still there.
 #[test]
-fn delayed_will_is_due_after_its_delay_mqtt_3_1_3_9() {
+fn delayed_will_is_due_after_its_delay_mqtt5_3_1_3_9() {
     let c = with_delayed_will(v5("c", false, Some(60)), Some(5));
     let (conn, _) = open(c, None, SessionConfig::default());
     let closed = close(conn, S, CloseReason::NetworkError);
-    let will = closed.will.expect("[MQTT-3.1.2-8] will kept for later");
+    let will = closed.will.expect("[MQTT5-3.1.2-8] will kept for later");
     assert_eq!(will.delay, Some(5));
     assert_eq!(will.publish_at(at_ms(S)), Some(at_ms(6 * S)));
     let session = closed.session.expect("kept");
     assert!(will.publish_at(at_ms(S)) < session.expires_at(at_ms(S)));
 }
 
-// [MQTT-3.1.3-9] the will is published when the session ends, if that comes
+// [MQTT5-3.1.3-9] the will is published when the session ends, if that comes
 // before the delay: the delay is capped by the Session Expiry Interval.
 #[test]
-fn will_delay_past_session_end_is_due_when_the_session_ends_mqtt_3_1_3_9() {
+fn will_delay_past_session_end_is_due_when_the_session_ends_mqtt5_3_1_3_9() {
     let c = with_delayed_will(v5("c", false, Some(2)), Some(10));
     let (conn, _) = open(c, None, SessionConfig::default());
     let closed = close(conn, S, CloseReason::NetworkError);
@@ -104,10 +104,10 @@ fn will_delay_past_session_end_is_due_when_the_session_ends_mqtt_3_1_3_9() {
     assert_eq!(will.publish_at(at_ms(S)), Some(at_ms(3 * S)));
 }
 
-// [MQTT-3.1.2-8] no delay, or a session that ends with the connection
+// [MQTT5-3.1.2-8] no delay, or a session that ends with the connection
 // (expiry 0): the will is due at the close.
 #[test]
-fn will_without_delay_or_session_is_due_at_once_mqtt_3_1_2_8() {
+fn will_without_delay_or_session_is_due_at_once_mqtt5_3_1_2_8() {
     for (expiry, delay) in [(Some(60), None), (Some(60), Some(0)), (None, Some(30))] {
         let c = with_delayed_will(v5("c", false, expiry), delay);
         let (conn, _) = open(c, None, SessionConfig::default());
@@ -131,10 +131,10 @@ fn longest_delay_never_wraps() {
     }
 }
 
-// [MQTT-3.1.2-8] DISCONNECT 0x04 keeps the will (with its delay) and
-// DISCONNECT 0x00 deletes it ([MQTT-3.1.2-10]).
+// [MQTT5-3.1.2-8] DISCONNECT 0x04 keeps the will (with its delay) and
+// DISCONNECT 0x00 deletes it ([MQTT5-3.1.2-10]).
 #[test]
-fn disconnect_with_will_keeps_the_delayed_will_mqtt_3_1_2_8() {
+fn disconnect_with_will_keeps_the_delayed_will_mqtt5_3_1_2_8() {
     let c = with_delayed_will(v5("c", false, Some(60)), Some(2));
     let (mut conn, _) = open(c, None, SessionConfig::default());
     let d = Disconnect {

@@ -97,7 +97,7 @@ class V5Peer:
             sock.close()
 
 
-# [MQTT-7.0.0-2] [MQTT-7.1.1-1] [MQTT-3.3.2-5] [MQTT-3.3.2-6] [MQTT-3.1.2-23]
+# [MQTT5-3.3.2-5] [MQTT5-3.3.2-6] [MQTT5-3.1.2-23]
 def test_v5_queued_message_expires_while_offline(broker):
     topic = unique_topic("v5-expiry")
     client_id = unique_id()
@@ -120,7 +120,7 @@ def test_v5_queued_message_expires_while_offline(broker):
     pub.disconnect()
 
 
-# [MQTT-7.0.0-2] [MQTT-3.1.3-9] [MQTT-3.1.2-8]
+# [MQTT5-3.1.3-9] [MQTT5-3.1.2-8]
 def test_v5_will_delay_interval(broker):
     topic = unique_topic("v5-will-delay")
     watcher = V5Peer(broker)

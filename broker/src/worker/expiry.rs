@@ -1,7 +1,7 @@
 //! Time-driven session state of a worker: offline sessions end when their
-//! Session Expiry Interval has passed ([MQTT-3.1.2-23], 3.1.2.11.2), delayed
+//! Session Expiry Interval has passed ([MQTT5-3.1.2-23], 3.1.2.11.2), delayed
 //! wills are published when their Will Delay Interval has passed or their
-//! session ends, whichever comes first ([MQTT-3.1.3-9], [MQTT-3.1.2-8]),
+//! session ends, whichever comes first ([MQTT5-3.1.3-9], [MQTT5-3.1.2-8]),
 //! and expired retained messages are purged.
 //!
 //! Both schedules are [`Deadlines`] keyed by the session's `ClientKey`,
@@ -50,7 +50,7 @@ impl Worker {
     /// The will of a connection that closed at `now`. Published at once
     /// unless it has a Will Delay Interval and its session stays offline
     /// (`offline`); then it waits for the delay or the session's end
-    /// ([MQTT-3.1.3-9]). At shutdown every session ends: no delay.
+    /// ([MQTT5-3.1.3-9]). At shutdown every session ends: no delay.
     pub(super) fn will_at_close(&self, now: Instant, key: ClientKey, will: Will, offline: bool) {
         let delayed = offline && will.delay.is_some() && !self.timers.borrow().shutting_down;
         if !delayed {
@@ -73,7 +73,7 @@ impl Worker {
     /// A new connection takes the offline session of `key`: its end is no
     /// longer scheduled, and its pending will is returned (the caller
     /// publishes it when the new connection starts a new session, and drops
-    /// it when it resumes this one, [MQTT-3.1.3-9]).
+    /// it when it resumes this one, [MQTT5-3.1.3-9]).
     pub(super) fn session_taken(&self, key: ClientKey) -> Option<Publish> {
         let mut timers = self.timers.borrow_mut();
         timers.sessions.cancel(key);
@@ -111,7 +111,7 @@ impl Worker {
     /// The Session Expiry Interval of the offline session of `key` has
     /// passed: the session is discarded (its subscriptions leave the trie and
     /// the route table, its client id the registry), and its pending will,
-    /// if any, is published now because the session ends ([MQTT-3.1.3-9]).
+    /// if any, is published now because the session ends ([MQTT5-3.1.3-9]).
     fn end_offline_session(&self, now: Instant, key: ClientKey) {
         let client = {
             let mut clients = self.clients.borrow_mut();
@@ -162,6 +162,20 @@ impl Worker {
         }
         for (key, will) in wills {
             self.publish_detached(now, key, will);
+        }
+    }
+
+    /// Waits (at most one backpressure pause) until this worker's data inbox
+    /// is empty: what other workers routed here has been delivered.
+    pub(crate) async fn drain_inbox(&self) {
+        let Some(link) = self.shared.workers.get(self.id) else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + crate::backpressure::MAX_PAUSE;
+        while link.data.capacity() < link.data.max_capacity()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
 }

@@ -210,12 +210,12 @@ fn will_arrives(w: &mut Client, topic: &str, payload: &[u8], since: Instant) -> 
     since.elapsed()
 }
 
-// [MQTT-3.1.2-23] 3.1.2.11.2 / 4.1: an offline session is kept for its
+// [MQTT5-3.1.2-23] [MQTT5-4.1.0-2] 3.1.2.11.2: an offline session is kept for its
 // Session Expiry Interval and no longer: after it, Clean Start 0 finds no
-// session (Session Present 0, [MQTT-3.1.2-6] [MQTT-3.2.2-3]), no queued
+// session (Session Present 0, [MQTT5-3.1.2-6] [MQTT5-3.2.2-3]), no queued
 // message and no subscription.
 #[test]
-fn offline_session_ends_when_its_expiry_interval_passes_mqtt_3_1_2_23() {
+fn offline_session_ends_when_its_expiry_interval_passes_mqtt5_3_1_2_23() {
     let broker = Broker::start();
     let id = client_id();
     let t = topic("session-expiry");
@@ -232,7 +232,7 @@ fn offline_session_ends_when_its_expiry_interval_passes_mqtt_3_1_2_23() {
         .clean(false)
         .expiry(1)
         .connect(broker.addr);
-    assert!(!present, "[MQTT-3.2.2-3] the session expired");
+    assert!(!present, "[MQTT5-3.2.2-3] the session expired");
     c.expect_nothing(QUIET);
     publisher.publish_qos(&t, "live", 1);
     c.expect_nothing(QUIET);
@@ -240,9 +240,9 @@ fn offline_session_ends_when_its_expiry_interval_passes_mqtt_3_1_2_23() {
 }
 
 // 3.1.2.11.2: a Session Expiry Interval of 0xFFFFFFFF never expires
-// ([MQTT-3.1.2-23], [MQTT-3.1.2-5] resumed with its queued message).
+// ([MQTT5-3.1.2-23], [MQTT5-3.1.2-5] resumed with its queued message).
 #[test]
-fn session_with_max_expiry_is_kept_mqtt_3_1_2_23() {
+fn session_with_max_expiry_is_kept_mqtt5_3_1_2_23() {
     let broker = Broker::start();
     let id = client_id();
     let t = topic("session-forever");
@@ -259,17 +259,17 @@ fn session_with_max_expiry_is_kept_mqtt_3_1_2_23() {
         .clean(false)
         .expiry(u32::MAX)
         .connect(broker.addr);
-    assert!(present, "[MQTT-3.2.2-3] still there");
+    assert!(present, "[MQTT5-3.2.2-3] still there");
     assert_eq!(c.recv_acked().payload, b"queued");
     c.disconnect();
     forget(broker.addr, &id);
 }
 
-// [MQTT-3.1.2-5] [MQTT-4.1.0-1]: a session resumed before it expires keeps
+// [MQTT5-3.1.2-5] [MQTT5-4.1.0-1]: a session resumed before it expires keeps
 // its subscriptions, and the expiry scheduled at the earlier close does not
 // end it later.
 #[test]
-fn session_resumed_before_expiry_keeps_its_subscriptions_mqtt_3_1_2_5() {
+fn session_resumed_before_expiry_keeps_its_subscriptions_mqtt5_3_1_2_5() {
     let broker = Broker::start();
     let id = client_id();
     let t = topic("session-resumed");
@@ -292,10 +292,10 @@ fn session_resumed_before_expiry_keeps_its_subscriptions_mqtt_3_1_2_5() {
     forget(broker.addr, &id);
 }
 
-// [MQTT-3.1.3-9] [MQTT-3.1.2-8]: a will with a Will Delay Interval of 1 s is
+// [MQTT5-3.1.3-9] [MQTT5-3.1.2-8]: a will with a Will Delay Interval of 1 s is
 // published about 1 s after an abnormal close, not at once.
 #[test]
-fn delayed_will_is_published_after_its_delay_mqtt_3_1_3_9() {
+fn delayed_will_is_published_after_its_delay_mqtt5_3_1_3_9() {
     let broker = Broker::start();
     let will_topic = topic("will-delay");
     let mut w = watcher(broker.addr, &will_topic);
@@ -315,12 +315,12 @@ fn delayed_will_is_published_after_its_delay_mqtt_3_1_3_9() {
     forget(broker.addr, &id);
 }
 
-// [MQTT-3.1.3-9] [MQTT-3.1.2-8]: a new connection that resumes the session
+// [MQTT5-3.1.3-9] [MQTT5-3.1.2-8]: a new connection that resumes the session
 // within the Will Delay Interval cancels the will. The resumed session then
 // ends after 1 s; a will still pending would be published then (the session
 // ends first), so the quiet spell after that proves it was cancelled.
 #[test]
-fn delayed_will_is_cancelled_by_a_resuming_connection_mqtt_3_1_3_9() {
+fn delayed_will_is_cancelled_by_a_resuming_connection_mqtt5_3_1_3_9() {
     let broker = Broker::start();
     let will_topic = topic("will-cancel");
     let mut w = watcher(broker.addr, &will_topic);
@@ -344,10 +344,11 @@ fn delayed_will_is_cancelled_by_a_resuming_connection_mqtt_3_1_3_9() {
     c.disconnect();
 }
 
-// [MQTT-3.1.3-9] [MQTT-3.1.2-8]: the will is published when the session
-// ends, if that comes before the Will Delay Interval (here 1 s vs 10 s).
+// [MQTT5-3.1.3-9] [MQTT5-3.1.2-8] [MQTT5-4.1.0-2]: the will is published when
+// the session ends, if that comes before the Will Delay Interval (here 1 s
+// vs 10 s), and the session is gone.
 #[test]
-fn delayed_will_is_published_when_the_session_expires_first_mqtt_3_1_3_9() {
+fn delayed_will_is_published_when_the_session_expires_first_mqtt5_3_1_3_9() {
     let broker = Broker::start();
     let will_topic = topic("will-session-end");
     let mut w = watcher(broker.addr, &will_topic);
@@ -369,10 +370,10 @@ fn delayed_will_is_published_when_the_session_expires_first_mqtt_3_1_3_9() {
     c.disconnect();
 }
 
-// [MQTT-3.1.2-8] [MQTT-3.1.2-4] 3.1.3.2.2: a new connection with Clean Start
+// [MQTT5-3.1.2-8] [MQTT5-3.1.2-4] 3.1.3.2.2: a new connection with Clean Start
 // 1 ends the old session, so its pending delayed will is published at once.
 #[test]
-fn clean_start_publishes_the_pending_will_mqtt_3_1_2_8() {
+fn clean_start_publishes_the_pending_will_mqtt5_3_1_2_8() {
     let broker = Broker::start();
     let will_topic = topic("will-clean-start");
     let mut w = watcher(broker.addr, &will_topic);
@@ -386,7 +387,7 @@ fn clean_start_publishes_the_pending_will_mqtt_3_1_2_8() {
     w.expect_nothing(QUIET);
     let started = Instant::now();
     let (c, present) = V5Connect::new(&id).connect(broker.addr);
-    assert!(!present, "[MQTT-3.2.2-2]");
+    assert!(!present, "[MQTT5-3.2.2-2]");
     let after = will_arrives(&mut w, &will_topic, b"ended", started);
     assert!(
         after < Duration::from_secs(2),
@@ -395,10 +396,10 @@ fn clean_start_publishes_the_pending_will_mqtt_3_1_2_8() {
     c.disconnect();
 }
 
-// [MQTT-3.1.2-8] [MQTT-3.1.3-9]: DISCONNECT 0x04 (Disconnect with Will
+// [MQTT5-3.1.2-8] [MQTT5-3.1.3-9]: DISCONNECT 0x04 (Disconnect with Will
 // Message) publishes the will, after its delay.
 #[test]
-fn disconnect_with_will_message_publishes_the_delayed_will_mqtt_3_1_2_8() {
+fn disconnect_with_will_message_publishes_the_delayed_will_mqtt5_3_1_2_8() {
     let broker = Broker::start();
     let will_topic = topic("will-0x04");
     let mut w = watcher(broker.addr, &will_topic);
@@ -414,10 +415,10 @@ fn disconnect_with_will_message_publishes_the_delayed_will_mqtt_3_1_2_8() {
     forget(broker.addr, &id);
 }
 
-// [MQTT-3.3.2-5] 3.3.1.3: a retained message whose Message Expiry Interval
+// [MQTT5-3.3.2-5] 3.3.1.3: a retained message whose Message Expiry Interval
 // has passed is not sent to new subscribers (it is discarded).
 #[test]
-fn expired_retained_message_is_not_delivered_mqtt_3_3_2_5() {
+fn expired_retained_message_is_not_delivered_mqtt5_3_3_2_5() {
     let broker = Broker::start();
     let t = topic("retained-expiry");
     let (mut publisher, _) = V5Connect::new(&client_id()).connect(broker.addr);
@@ -435,10 +436,10 @@ fn expired_retained_message_is_not_delivered_mqtt_3_3_2_5() {
     publisher.disconnect();
 }
 
-// [MQTT-3.3.2-6]: a retained message sent to a new subscriber carries its
+// [MQTT5-3.3.2-6]: a retained message sent to a new subscriber carries its
 // Message Expiry Interval minus the time it has waited in the server.
 #[test]
-fn retained_message_carries_the_remaining_interval_mqtt_3_3_2_6() {
+fn retained_message_carries_the_remaining_interval_mqtt5_3_3_2_6() {
     let broker = Broker::start();
     let t = topic("retained-remaining");
     let (mut publisher, _) = V5Connect::new(&client_id()).connect(broker.addr);
@@ -446,7 +447,7 @@ fn retained_message_carries_the_remaining_interval_mqtt_3_3_2_6() {
     sleep(Duration::from_millis(2100));
     let mut late = watcher(broker.addr, &t);
     let p = late.read();
-    let remaining = message_expiry(&p).expect("[MQTT-3.3.2-6] interval present");
+    let remaining = message_expiry(&p).expect("[MQTT5-3.3.2-6] interval present");
     assert!(
         (7..=8).contains(&remaining),
         "10 s interval after about 2 s: got {remaining}"
@@ -455,14 +456,14 @@ fn retained_message_carries_the_remaining_interval_mqtt_3_3_2_6() {
     publisher.disconnect();
 }
 
-// [MQTT-3.3.2-6] [MQTT-3.3.2-5]: a message published on one worker to a
+// [MQTT5-3.3.2-6] [MQTT5-3.3.2-5]: a message published on one worker to a
 // subscriber on the other (two workers; the acceptor gives each new
 // connection to the worker with fewer connections) carries the interval
 // counted from when the broker received it: here it waits 2 s in the
 // subscriber's session queue behind an unacknowledged message (Receive
 // Maximum 1), and arrives with 10 − 2 seconds left.
 #[test]
-fn routed_message_counts_its_interval_from_receipt_mqtt_3_3_2_6() {
+fn routed_message_counts_its_interval_from_receipt_mqtt5_3_3_2_6() {
     let Some(broker) = Broker::spawn_only(&["--workers", "2"]) else {
         return;
     };
@@ -489,4 +490,41 @@ fn routed_message_counts_its_interval_from_receipt_mqtt_3_3_2_6() {
     sub.ack(&Message::decode(&second, V5).unwrap());
     publisher.disconnect();
     sub.disconnect();
+}
+
+// [MQTT5-3.1.2-8] 3.1.2.5: at shutdown every session ends, so a will still
+// waiting for its Will Delay Interval is published then, before the
+// connections close (the watcher gets it before its DISCONNECT 0x8B).
+#[test]
+fn pending_delayed_will_is_published_at_shutdown_mqtt5_3_1_2_8() {
+    let Some(broker) = Broker::spawn_only(&[]) else {
+        return;
+    };
+    let will_topic = topic("will-shutdown");
+    let mut w = watcher(broker.addr, &will_topic);
+    let connect =
+        V5Connect::new(&client_id())
+            .clean(false)
+            .expiry(60)
+            .will(&will_topic, b"bye", Some(30));
+    let (victim, _) = connect.connect(broker.addr);
+    victim.abort();
+    w.expect_nothing(QUIET);
+    drop(broker); // SIGTERM, and waits for the process to exit
+    let before = w.expect_closed(WAIT);
+    let publishes: Vec<Message> = before
+        .iter()
+        .filter_map(|p| Message::decode(p, V5))
+        .collect();
+    assert_eq!(publishes.len(), 1, "one will before the close: {before:?}");
+    assert_eq!(
+        (publishes[0].topic.as_str(), publishes[0].payload.as_slice()),
+        (will_topic.as_str(), &b"bye"[..])
+    );
+    let last = before.last().expect("packets");
+    assert_eq!(
+        (last.kind(), last.body.first()),
+        (DISCONNECT, Some(&0x8B)),
+        "then DISCONNECT 0x8B: {before:?}"
+    );
 }

@@ -190,9 +190,9 @@ fn expired_messages_are_skipped_then_purged() {
     assert_eq!(store.len(), 1);
 }
 
-// [MQTT-3.3.2-5]: an expired retained message is not returned; the ones
+// [MQTT5-3.3.2-5]: an expired retained message is not returned; the ones
 // returned carry their expiry, and the time of receipt is recovered from it
-// so the remaining interval can be sent ([MQTT-3.3.2-6]).
+// so the remaining interval can be sent ([MQTT5-3.3.2-6]).
 #[test]
 fn matching_messages_carry_their_expiry_mqtt_3_3_2_6() {
     let t0 = Instant::now();
@@ -216,7 +216,7 @@ fn matching_messages_carry_their_expiry_mqtt_3_3_2_6() {
     out.clear();
     store.matching_messages("e/#", t0 + Duration::from_secs(10), &mut out);
     let topics: Vec<&str> = out.iter().map(|m| &*m.publish.topic).collect();
-    assert_eq!(topics, vec!["e/2"], "[MQTT-3.3.2-5] expired one left out");
+    assert_eq!(topics, vec!["e/2"], "[MQTT5-3.3.2-5] expired one left out");
 }
 
 // Purging does bounded work per call, soonest expiry first.
