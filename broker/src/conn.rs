@@ -104,6 +104,26 @@ pub(crate) fn deliver(
     retain: bool,
     subscription_identifiers: &[u32],
 ) -> bool {
+    let ids = subscription_identifiers;
+    deliver_at(worker, cell, templates, now, msg, now, qos, retain, ids)
+}
+
+/// [`deliver`] of a message the broker received at `received_at` (on this
+/// worker or another, or a retained message): its v5 Message Expiry
+/// Interval counts from there ([MQTT5-3.3.2-5/6]).
+#[allow(clippy::too_many_arguments)]
+#[must_use]
+pub(crate) fn deliver_at(
+    worker: &Worker,
+    cell: &ConnCell,
+    templates: &mut TemplateCache,
+    now: Instant,
+    msg: &Arc<Publish>,
+    received_at: Instant,
+    qos: QoS,
+    retain: bool,
+    subscription_identifiers: &[u32],
+) -> bool {
     let Ok(mut cs) = cell.try_borrow_mut() else {
         tracing::error!("connection state busy during delivery; message dropped");
         worker.stats.dropped_writer_full.inc();
@@ -116,7 +136,7 @@ pub(crate) fn deliver(
     let Some(conn) = cs.conn.as_mut() else {
         return false;
     };
-    match conn.deliver(now, msg, now, qos, retain, subscription_identifiers) {
+    match conn.deliver(now, msg, received_at, qos, retain, subscription_identifiers) {
         DeliverOutcome::Dropped(DropReason::QueueFull) => {
             worker.stats.dropped_queue_full.inc();
             tracing::debug!("session queue full: message dropped for this subscriber");

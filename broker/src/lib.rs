@@ -10,6 +10,7 @@
 mod acceptor;
 mod backpressure;
 mod conn;
+mod deadlines;
 mod outbuf;
 mod prom;
 mod registry;
@@ -64,6 +65,24 @@ impl BrokerHandle {
         let _ = self.stop_accepting.send(true);
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
+        }
+        // Every session ends: pending delayed wills go out on every worker
+        // before any worker closes its connections.
+        let (done_tx, done_rx) = std_mpsc::channel();
+        let asked = self
+            .shared
+            .workers
+            .iter()
+            .filter(|link| {
+                let done = done_tx.clone();
+                link.control.send(Control::PublishWills { done }).is_ok()
+            })
+            .count();
+        drop(done_tx);
+        for _ in 0..asked {
+            if done_rx.recv_timeout(grace).is_err() {
+                break;
+            }
         }
         for link in &self.shared.workers {
             let _ = link.control.send(Control::Shutdown { grace });

@@ -86,6 +86,9 @@ fn record(shared: &Shared) {
                 "slow_subscribers" => {
                     counter!("tern_slow_subscribers_total", "worker" => w).absolute(value)
                 }
+                "sessions_expired" => {
+                    counter!("tern_sessions_expired_total", "worker" => w).absolute(value)
+                }
                 "retained_rejected" => {
                     counter!("tern_retained_rejected_total", "worker" => w).absolute(value)
                 }

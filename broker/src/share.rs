@@ -93,6 +93,7 @@ impl Worker {
                     self.deliver_share_here(
                         now,
                         msg,
+                        now,
                         origin,
                         &target.group,
                         WorkerSet::new(),
@@ -105,7 +106,7 @@ impl Worker {
                         group: target.group.clone(),
                         tried: WorkerSet::new(),
                     };
-                    self.forward_share(usize::from(w), msg, origin, hop, later);
+                    self.forward_share(usize::from(w), msg, origin, now, hop, later);
                 }
                 None => self.stats.dropped_no_subscribers.inc(),
             }
@@ -118,13 +119,21 @@ impl Worker {
         &self,
         now: Instant,
         msg: &Arc<Publish>,
+        received_at: Instant,
         origin: Origin,
         hop: &ShareHop,
         congested: &mut Vec<Rc<ConnCell>>,
     ) {
         let mut later = Vec::new();
         self.deliver_share_here(
-            now, msg, origin, &hop.group, hop.tried, congested, &mut later,
+            now,
+            msg,
+            received_at,
+            origin,
+            &hop.group,
+            hop.tried,
+            congested,
+            &mut later,
         );
         self.send_later(later);
     }
@@ -198,7 +207,14 @@ impl Worker {
                     group: o.group,
                     tried,
                 };
-                self.forward_share(usize::from(w), &o.msg, origin, hop, &mut later);
+                self.forward_share(
+                    usize::from(w),
+                    &o.msg,
+                    origin,
+                    o.received_at,
+                    hop,
+                    &mut later,
+                );
                 self.stats.shared_redeliveries.inc();
                 continue;
             }
@@ -254,13 +270,14 @@ impl Worker {
         &self,
         now: Instant,
         msg: &Arc<Publish>,
+        received_at: Instant,
         origin: Origin,
         group: &ByteString,
         mut tried: WorkerSet,
         congested: &mut Vec<Rc<ConnCell>>,
         later: &mut Later,
     ) {
-        if self.deliver_to_member(now, msg, now, group, None, congested) {
+        if self.deliver_to_member(now, msg, received_at, group, None, congested) {
             return;
         }
         tried.insert(self.share_id());
@@ -278,7 +295,7 @@ impl Worker {
                     group: group.clone(),
                     tried,
                 };
-                self.forward_share(usize::from(w), msg, origin, hop, later);
+                self.forward_share(usize::from(w), msg, origin, received_at, hop, later);
             }
             None => {
                 self.stats.dropped_no_subscribers.inc();
@@ -374,6 +391,7 @@ impl Worker {
         w: usize,
         msg: &Arc<Publish>,
         origin: Origin,
+        received_at: Instant,
         hop: ShareHop,
         later: &mut Later,
     ) {
@@ -381,7 +399,7 @@ impl Worker {
             self.stats.dropped_worker_gone.inc();
             return;
         };
-        let routed = Routed::for_share(Arc::clone(msg), origin, hop);
+        let routed = Routed::for_share(Arc::clone(msg), origin, received_at, hop);
         match link.data.try_send(routed) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(routed)) => {

@@ -23,6 +23,9 @@ use tokio::sync::mpsc;
 pub(crate) struct Routed {
     pub(crate) msg: Arc<Publish>,
     pub(crate) origin: Origin,
+    /// When the publishing worker received the message: a v5 Message Expiry
+    /// Interval counts from here on every worker ([MQTT5-3.3.2-6]).
+    pub(crate) received_at: std::time::Instant,
     /// `None`: for the receiving worker's ordinary subscribers. `Some`: for
     /// one member of this shared subscription only (see `share`); boxed so
     /// that ordinary messages stay small.
@@ -32,10 +35,16 @@ pub(crate) struct Routed {
 impl Routed {
     /// A message for one member of the shared subscription `hop.group` on
     /// the receiving worker.
-    pub(crate) fn for_share(msg: Arc<Publish>, origin: Origin, hop: ShareHop) -> Self {
+    pub(crate) fn for_share(
+        msg: Arc<Publish>,
+        origin: Origin,
+        received_at: std::time::Instant,
+        hop: ShareHop,
+    ) -> Self {
         Self {
             msg,
             origin,
+            received_at,
             share: Some(Box::new(hop)),
         }
     }
@@ -59,7 +68,16 @@ pub(crate) struct Adopted {
 pub(crate) enum Control {
     Accepted(Accepted, Option<ConnectionPermit>),
     Adopt(Adopted),
-    Shutdown { grace: Duration },
+    Shutdown {
+        grace: Duration,
+    },
+    /// First step of a shutdown: every session is about to end, so publish
+    /// the delayed wills now, then answer on `done`. Sent to every worker
+    /// before any gets `Shutdown`, so a will reaches subscribers on other
+    /// workers before they close.
+    PublishWills {
+        done: std_mpsc::Sender<()>,
+    },
 }
 
 /// A worker's inboxes, as seen from other threads.

@@ -77,6 +77,7 @@ worker_stats!(
     retained_rejected,
     malformed_packets,
     protocol_errors,
+    sessions_expired,
 );
 
 impl WorkerStats {

@@ -21,6 +21,8 @@ use tern_routing::{LocalSubscriptions, RetainedMessage, RouteOp, RouteUpdate, Su
 use tern_session::{EnqueueOutcome, Session};
 use tokio::sync::mpsc;
 
+mod expiry;
+
 /// Every how many 500 ms ticks idle connections are swept (2 s).
 const IDLE_SWEEP_TICKS: u64 = 4;
 
@@ -371,7 +373,7 @@ pub(crate) struct Worker {
     pub(crate) by_id: RefCell<HashMap<ByteString, ClientKey, ahash::RandomState>>,
     next_key: Cell<u64>,
     targets: RefCell<Vec<Target<ClientKey>>>,
-    retained_scratch: RefCell<Vec<Arc<Publish>>>,
+    retained_scratch: RefCell<Vec<RetainedMessage>>,
     pub(crate) templates: RefCell<TemplateCache>,
     pub(crate) stats: Rc<WorkerStats>,
     drop_log: crate::stats::RateLimitedLog,
@@ -386,6 +388,8 @@ pub(crate) struct Worker {
     pub(crate) session_cfg: Arc<tern_session::SessionConfig>,
     /// Round-robin state of shared subscriptions (see `share`).
     pub(crate) shares: crate::share::ShareState,
+    /// When offline sessions expire and delayed wills are due (see `expiry`).
+    timers: RefCell<expiry::Timers>,
 }
 
 impl Worker {
@@ -411,6 +415,7 @@ impl Worker {
             parking: Default::default(),
             session_cfg,
             shares: Default::default(),
+            timers: Default::default(),
         }
     }
 
@@ -436,7 +441,7 @@ impl Worker {
         let msg = Arc::new(publish);
         self.stats.publish_in(msg.qos);
         if msg.retain {
-            self.retain(&msg);
+            self.retain(now, &msg);
         }
         let snapshot = self.shared.routes.load();
         let matched = snapshot.matches(&msg.topic);
@@ -463,6 +468,7 @@ impl Worker {
                 msg: Arc::clone(&msg),
                 origin,
                 share: None,
+                received_at: now,
             };
             match link.data.try_send(routed) {
                 Ok(()) => {}
@@ -499,7 +505,9 @@ impl Worker {
         }
     }
 
-    fn retain(&self, msg: &Arc<Publish>) {
+    /// Stores a retained message received at `now`; one with a v5 Message
+    /// Expiry Interval stops being sent when it has passed ([MQTT5-3.3.2-5]).
+    fn retain(&self, now: Instant, msg: &Arc<Publish>) {
         // A retained message may live for days: store a compact copy so it
         // does not pin the read buffer it was decoded from.
         let compact = Publish {
@@ -516,9 +524,13 @@ impl Worker {
             .retained
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let expires_at = msg
+            .properties
+            .message_expiry_interval
+            .and_then(|secs| now.checked_add(std::time::Duration::from_secs(u64::from(secs))));
         if let Err(e) = store.set(RetainedMessage {
             publish: Arc::new(compact),
-            expires_at: None,
+            expires_at,
         }) {
             self.stats.retained_rejected.inc();
             tracing::warn!(topic = %msg.topic, error = %e, "retained message not stored");
@@ -531,6 +543,20 @@ impl Worker {
         &self,
         now: Instant,
         msg: &Arc<Publish>,
+        origin: Origin,
+        congested: &mut Vec<Rc<ConnCell>>,
+    ) {
+        self.deliver_local_at(now, msg, now, origin, congested);
+    }
+
+    /// [`Worker::deliver_local`] of a message the broker received at
+    /// `received_at` (on another worker): its v5 Message Expiry Interval
+    /// counts from there ([MQTT5-3.3.2-5/6]).
+    pub(crate) fn deliver_local_at(
+        &self,
+        now: Instant,
+        msg: &Arc<Publish>,
+        received_at: Instant,
         origin: Origin,
         congested: &mut Vec<Rc<ConnCell>>,
     ) {
@@ -553,12 +579,13 @@ impl Worker {
             };
             match &mut client.state {
                 ClientState::Online(cell) => {
-                    let now_congested = conn::deliver(
+                    let now_congested = conn::deliver_at(
                         self,
                         cell,
                         &mut templates,
                         now,
                         msg,
+                        received_at,
                         qos,
                         retain,
                         &t.subscription_identifiers,
@@ -571,7 +598,7 @@ impl Worker {
                     match session.enqueue_with_ids(
                         now,
                         msg,
-                        now,
+                        received_at,
                         qos,
                         retain,
                         &t.subscription_identifiers,
@@ -683,7 +710,9 @@ impl Worker {
         }
     }
 
-    /// Sends the retained messages matching `filter` to a connection.
+    /// Sends the unexpired retained messages matching `filter` to a
+    /// connection; one with a Message Expiry Interval carries what remains of
+    /// it ([MQTT5-3.3.2-5/6]).
     pub(crate) fn send_retained(
         &self,
         cell: &ConnCell,
@@ -698,20 +727,27 @@ impl Worker {
             .retained
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .matching(filter, now, &mut found);
+            .matching_messages(filter, now, &mut found);
         let ids: smallvec::SmallVec<[u32; 2]> = subscription_identifier.into_iter().collect();
         let mut templates = self.templates.borrow_mut();
-        for msg in found.drain(..) {
+        for retained in found.drain(..) {
+            let msg = &retained.publish;
             let qos = msg.qos.min(granted);
-            let _ = conn::deliver(self, cell, &mut templates, now, &msg, qos, true, &ids);
+            let _ = match retained.received_at() {
+                Some(at) => {
+                    conn::deliver_at(self, cell, &mut templates, now, msg, at, qos, true, &ids)
+                }
+                None => conn::deliver(self, cell, &mut templates, now, msg, qos, true, &ids),
+            };
         }
     }
 
     /// Ends a connection's hold on its session. The session is returned when
     /// it is kept (persistent, and not `discard`ed by a Clean Start); a
     /// session that is not kept leaves the trie here, the one place that
-    /// does. The will, if any, is returned for the caller to publish once its
-    /// own bookkeeping is done (a will may match the client's own session).
+    /// does. The will, if any, is returned for the caller to publish (or
+    /// delay) once its own bookkeeping is done (a will may match the
+    /// client's own session).
     fn end_connection(
         &self,
         now: Instant,
@@ -719,7 +755,7 @@ impl Worker {
         conn: tern_session::Connection,
         reason: tern_session::CloseReason,
         discard: bool,
-    ) -> (Option<Session>, Option<Publish>) {
+    ) -> (Option<Session>, Option<tern_session::Will>) {
         let filters: Vec<ByteString> = conn
             .session()
             .subscriptions()
@@ -729,7 +765,7 @@ impl Worker {
         let keep = !discard && conn.session().is_persistent();
         let orphans = self.take_shared_orphans(&mut conn, key, reason, keep);
         let closed = conn.handle_close(now, reason);
-        let will = closed.will.map(|w| w.publish);
+        let will = closed.will;
         match closed.session {
             Some(mut session) if !discard => {
                 self.hand_off_shared(now, key, orphans, Some(&mut session));
@@ -769,14 +805,16 @@ impl Worker {
             // `key` belong to the new holder and must stay.
             let closed = conn.handle_close(now, reason);
             if let Some(will) = closed.will {
-                self.publish_detached(now, key, will.publish);
+                self.will_at_close(now, key, will, false);
             }
             return;
         }
         let client_id = conn.client_id().clone();
         let (kept, will) = self.end_connection(now, key, conn, reason, false);
+        let offline = kept.is_some();
         match kept {
             Some(session) => {
+                self.schedule_session_end(now, key, &session);
                 if let Some(c) = self.clients.borrow_mut().get_mut(&key) {
                     c.state = ClientState::Offline(Box::new(session));
                 }
@@ -792,7 +830,7 @@ impl Worker {
             }
         }
         if let Some(will) = will {
-            self.publish_detached(now, key, will);
+            self.will_at_close(now, key, will, offline);
         }
     }
 
@@ -800,6 +838,12 @@ impl Worker {
     /// An online holder is closed with `TakenOver` and its will published.
     /// With `clean_start`, or when the old session was not persistent, the
     /// new connection gets nothing, and the old subscriptions are gone.
+    ///
+    /// An offline session's expiry is cancelled. Its delayed will, and the
+    /// will of a connection taken over, is published when the old session
+    /// ends here (Clean Start, or not persistent) or has no delay; it is
+    /// dropped when the session is resumed before the delay passed
+    /// ([MQTT5-3.1.3-9], 3.1.3.2.2).
     pub(crate) fn take_session(
         &self,
         now: Instant,
@@ -807,14 +851,23 @@ impl Worker {
         clean_start: bool,
     ) -> Option<Session> {
         let previous = self.clients.borrow_mut().remove(&key)?;
+        let pending_will = self.session_taken(key);
         match previous.state {
             ClientState::Offline(mut session) if clean_start => {
                 let orphans = session.take_shared_unacked();
                 self.drop_subscriptions(key, &session);
                 self.hand_off_shared(now, key, orphans, None);
+                if let Some(will) = pending_will {
+                    self.publish_detached(now, key, will);
+                }
                 None
             }
-            ClientState::Offline(session) => Some(*session),
+            ClientState::Offline(session) => {
+                if pending_will.is_some() {
+                    tracing::debug!(client_id = %session.client_id(), "session resumed: delayed will cancelled");
+                }
+                Some(*session)
+            }
             ClientState::Online(cell) => {
                 let conn = {
                     let mut cs = cell.borrow_mut();
@@ -831,8 +884,10 @@ impl Worker {
                     tern_session::CloseReason::TakenOver,
                     clean_start,
                 );
-                if let Some(will) = will {
-                    self.publish_detached(now, key, will);
+                // A delayed will is cancelled by the new connection when it
+                // resumes the session; otherwise the session ends now.
+                if let Some(will) = will.filter(|w| w.delay.is_none() || kept.is_none()) {
+                    self.publish_detached(now, key, will.publish);
                 }
                 kept
             }
@@ -910,7 +965,9 @@ pub(crate) fn spawn(
                         if let Some(slot) = ticker.shared.worker_stats.get(ticker.id) {
                             ticker.stats.publish_to(slot);
                         }
-                        ticker.parking.expire(Instant::now());
+                        let now = Instant::now();
+                        ticker.parking.expire(now);
+                        ticker.expire(now);
                         if ticks % IDLE_SWEEP_TICKS == 0 {
                             ticker.sweep_idle();
                         }
@@ -926,15 +983,26 @@ pub(crate) fn spawn(
                         w.stats.events.add(batch.len() as u64);
                         let mut now = Instant::now();
                         for routed in batch.drain(..) {
-                            match &routed.share {
-                                None => {
-                                    w.deliver_local(now, &routed.msg, routed.origin, &mut congested)
-                                }
+                            let Routed {
+                                msg,
+                                origin,
+                                received_at,
+                                share,
+                            } = routed;
+                            match share {
+                                None => w.deliver_local_at(
+                                    now,
+                                    &msg,
+                                    received_at,
+                                    origin,
+                                    &mut congested,
+                                ),
                                 Some(hop) => w.deliver_routed_share(
                                     now,
-                                    &routed.msg,
-                                    routed.origin,
-                                    hop,
+                                    &msg,
+                                    received_at,
+                                    origin,
+                                    &hop,
                                     &mut congested,
                                 ),
                             }
@@ -956,7 +1024,15 @@ pub(crate) fn spawn(
                             conn::spawn_accepted(&worker, accepted, permit)
                         }
                         Control::Adopt(adopted) => conn::spawn_adopted(&worker, adopted),
+                        Control::PublishWills { done } => {
+                            worker.begin_shutdown(Instant::now());
+                            let _ = done.send(());
+                        }
                         Control::Shutdown { grace } => {
+                            worker.begin_shutdown(Instant::now());
+                            // Wills other workers published just before
+                            // reach this worker's subscribers before they close.
+                            worker.drain_inbox().await;
                             worker.close_all();
                             let drained = tokio::time::timeout(grace, async {
                                 while worker.live_tasks.get() > 0 {

@@ -18,6 +18,7 @@ mod common;
 
 mod conformance {
     mod connect;
+    mod expiry;
     mod idle;
     mod isolation;
     mod malformed;

@@ -4,7 +4,7 @@ use bytestring::ByteString;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tern_codec::{Publish, ReasonCode};
 use tree::TopicTree;
 
@@ -21,6 +21,17 @@ pub struct RetainedMessage {
     /// reception; `None` never expires. When delivering, the broker sends the
     /// remaining interval.
     pub expires_at: Option<Instant>,
+}
+
+impl RetainedMessage {
+    /// When the broker received the message: `expires_at` minus its v5
+    /// Message Expiry Interval. A delivery counts the remaining interval
+    /// from here ([MQTT5-3.3.2-6]); `None` when the message never expires.
+    pub fn received_at(&self) -> Option<Instant> {
+        let secs = self.publish.properties.message_expiry_interval?;
+        self.expires_at?
+            .checked_sub(Duration::from_secs(u64::from(secs)))
+    }
 }
 
 /// Capacity of the store.
@@ -211,10 +222,29 @@ impl RetainedStore {
         });
     }
 
+    /// [`RetainedStore::matching`], with each message's expiry (the broker
+    /// sends the remaining Message Expiry Interval, [MQTT5-3.3.2-6]).
+    pub fn matching_messages(&self, filter: &str, now: Instant, out: &mut Vec<RetainedMessage>) {
+        self.tree.for_each_match(filter, |msg| {
+            if !is_expired(msg, now) {
+                out.push(msg.clone());
+            }
+        });
+    }
+
     /// Removes every message expired at `now`; returns how many.
     pub fn purge_expired(&mut self, now: Instant) -> usize {
+        self.purge_expired_at_most(now, usize::MAX)
+    }
+
+    /// Removes at most `max` of the messages expired at `now`, soonest
+    /// first (bounded work per call); returns how many.
+    pub fn purge_expired_at_most(&mut self, now: Instant, max: usize) -> usize {
         let mut purged = 0;
-        while let Some((at, _)) = self.expiries.first() {
+        while purged < max {
+            let Some((at, _)) = self.expiries.first() else {
+                break;
+            };
             if *at > now {
                 break;
             }

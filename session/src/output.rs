@@ -5,6 +5,7 @@ use bytestring::ByteString;
 use smallvec::SmallVec;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tern_codec::{Packet, PacketId, PubResp, Publish, QoS, ReasonCode, SubscriptionOptions};
 
 /// A packet to write to the client, in order.
@@ -274,6 +275,21 @@ pub struct Will {
     /// v5 Will Delay Interval in seconds, already capped by the Session Expiry
     /// Interval ([MQTT-3.1.3-9]); `None` = publish now.
     pub delay: Option<u32>,
+}
+
+impl Will {
+    /// When to publish the will of a connection that closed at `closed_at`:
+    /// after its Will Delay Interval ([MQTT5-3.1.3-9]; already capped by the
+    /// Session Expiry Interval, so never after the session ends), or at once.
+    /// The broker cancels it if a new connection resumes the session first.
+    /// `None` when the delay reaches past what `Instant` can hold: the will
+    /// is then published only when the session ends.
+    pub fn publish_at(&self, closed_at: Instant) -> Option<Instant> {
+        match self.delay {
+            None => Some(closed_at),
+            Some(d) => closed_at.checked_add(Duration::from_secs(u64::from(d))),
+        }
+    }
 }
 
 /// Shows the topic and payload length, never the payload.

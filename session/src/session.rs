@@ -170,6 +170,21 @@ impl Session {
         self.expiry_interval
     }
 
+    /// When this session ends if its network connection closed at
+    /// `closed_at` and no new connection resumes it first: `closed_at` plus
+    /// the Session Expiry Interval in force at the close (a client's
+    /// DISCONNECT may have changed it; 0 → non-zero is refused, 3.14.2.2.2).
+    /// `None` = never: 0xFFFFFFFF ([MQTT5-3.1.2-23], 3.1.2.11.2), which is
+    /// also what a v3 Clean Session 0 means, or a time past what `Instant`
+    /// can hold. An interval of 0 ends the session at `closed_at` (the
+    /// session is not kept at all, see [`Connection::handle_close`](crate::Connection::handle_close)).
+    pub fn expires_at(&self, closed_at: Instant) -> Option<Instant> {
+        if self.expiry_interval == u32::MAX {
+            return None;
+        }
+        closed_at.checked_add(Duration::from_secs(u64::from(self.expiry_interval)))
+    }
+
     pub(crate) fn set_expiry_interval(&mut self, secs: u32) {
         self.expiry_interval = secs;
     }

@@ -189,3 +189,49 @@ fn expired_messages_are_skipped_then_purged() {
     );
     assert_eq!(store.len(), 1);
 }
+
+// [MQTT5-3.3.2-5]: an expired retained message is not returned; the ones
+// returned carry their expiry, and the time of receipt is recovered from it
+// so the remaining interval can be sent ([MQTT5-3.3.2-6]).
+#[test]
+fn matching_messages_carry_their_expiry_mqtt_3_3_2_6() {
+    let t0 = Instant::now();
+    let mut store = RetainedStore::new(RetainedLimits::default());
+    let mut p = (*publish("e/1", b"x")).clone();
+    p.properties.message_expiry_interval = Some(10);
+    store
+        .set(RetainedMessage {
+            publish: Arc::new(p),
+            expires_at: Some(t0 + Duration::from_secs(10)),
+        })
+        .unwrap();
+    store.set(msg("e/2", b"x")).unwrap();
+    let mut out = Vec::new();
+    store.matching_messages("e/#", t0 + Duration::from_secs(4), &mut out);
+    out.sort_by(|a, b| a.publish.topic.cmp(&b.publish.topic));
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].expires_at, Some(t0 + Duration::from_secs(10)));
+    assert_eq!(out[0].received_at(), Some(t0));
+    assert_eq!(out[1].received_at(), None, "never expires");
+    out.clear();
+    store.matching_messages("e/#", t0 + Duration::from_secs(10), &mut out);
+    let topics: Vec<&str> = out.iter().map(|m| &*m.publish.topic).collect();
+    assert_eq!(topics, vec!["e/2"], "[MQTT5-3.3.2-5] expired one left out");
+}
+
+// Purging does bounded work per call, soonest expiry first.
+#[test]
+fn purge_at_most_is_bounded_and_soonest_first() {
+    let t0 = Instant::now();
+    let mut store = RetainedStore::new(RetainedLimits::default());
+    for (i, topic) in ["p/a", "p/b", "p/c"].into_iter().enumerate() {
+        let at = t0 + Duration::from_secs(3 - i as u64);
+        store.set(expiring(topic, b"x", at)).unwrap();
+    }
+    let later = t0 + Duration::from_secs(60);
+    assert_eq!(store.purge_expired_at_most(later, 2), 2);
+    assert_eq!(topics(&store, "p/+", t0), vec!["p/a"], "c and b went first");
+    assert_eq!(store.purge_expired_at_most(later, 2), 1);
+    assert_eq!(store.purge_expired_at_most(later, 2), 0);
+    assert!(store.is_empty());
+}
