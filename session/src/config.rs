@@ -1,5 +1,7 @@
 //! Session limits chosen by the broker's configuration.
 
+use crate::auth::AuthPolicy;
+
 /// Limits applied to every session and connection of a broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -24,6 +26,8 @@ pub struct SessionConfig {
     /// Highest Topic Alias a v5 client may use in PUBLISH, advertised in
     /// CONNACK as Topic Alias Maximum; 0 disables topic aliases.
     pub topic_alias_maximum: u16,
+    /// Who may connect: credential store and anonymous access.
+    pub auth: AuthPolicy,
 }
 
 impl Default for SessionConfig {
@@ -37,6 +41,7 @@ impl Default for SessionConfig {
             max_subscriptions: 0,
             max_incoming_inflight: 64,
             topic_alias_maximum: 16,
+            auth: AuthPolicy::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The per-connection state machine: owns a [`Session`] while connected.
 
+use crate::auth::reauth::ConnAuth;
 use crate::connect::{connack, keep_alive, session_expiry, will_publish};
 use crate::output::Queued;
 use crate::session::{is_expired, FixedState, InflightState, Message, Subscription};
@@ -48,6 +49,8 @@ pub struct Connection {
     pub(crate) topic_aliases: HashMap<u16, ByteString, FixedState>,
     pub(crate) closing: bool,
     pub(crate) stats: ConnectionStats,
+    /// Enhanced authentication state, when CONNECT used it (re-authentication).
+    pub(crate) auth: Option<Box<ConnAuth>>,
 }
 
 /// A SUBSCRIBE waiting for `complete_subscribe`.
@@ -122,7 +125,13 @@ impl Connection {
             check.assigned_client_id.filter(|_| version.is_v5()),
             server_keep_alive,
             &cfg,
+            check.authenticated.as_ref().filter(|_| version.is_v5()),
         );
+        let auth = check
+            .authenticated
+            .as_ref()
+            .filter(|_| version.is_v5())
+            .map(ConnAuth::new);
         let mut conn = Self {
             version,
             session,
@@ -139,6 +148,7 @@ impl Connection {
             topic_aliases: HashMap::default(),
             closing: false,
             stats: ConnectionStats::default(),
+            auth,
         };
         conn.push(Transmit::Packet(Packet::ConnAck(ack)));
         if session_present {
