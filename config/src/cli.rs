@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 
+use crate::auth::AuthLayer;
 use crate::env::var_name;
 use crate::layer::Layer;
 use crate::limits::LimitsLayer;
@@ -18,7 +19,8 @@ Every setting comes from, in order of precedence:
      TERN_BIND is comma-separated; an empty variable counts as unset, except that an empty
      TERN_METRICS_BIND disables metrics),
   3. the config file given by --config or TERN_CONFIG (TOML; unknown keys are errors;
-     see deploy/tern.toml for every key with its default),
+     see deploy/tern.toml for every key with its default; the [auth] user table is set
+     only there),
   4. its built-in default.
 `tern check-config FILE` validates a file on its own and exits.";
 
@@ -71,6 +73,9 @@ pub(crate) struct Cli {
 
     #[command(flatten, next_help_heading = "Limits")]
     pub(crate) limits: LimitsLayer,
+
+    #[command(flatten, next_help_heading = "Authentication")]
+    pub(crate) auth: AuthLayer,
 }
 
 /// Subcommands; without one, `tern` runs the broker.
@@ -102,6 +107,7 @@ impl Cli {
             socket_send_buffer: self.socket_send_buffer,
             socket_recv_buffer: self.socket_recv_buffer,
             limits: self.limits.clone(),
+            auth: self.auth.clone(),
         }
     }
 }
@@ -145,6 +151,20 @@ pub(crate) fn command() -> clap::Command {
     for (key, default) in defaults.limits.entries() {
         let env = var_name(key);
         let file_key = format!("limits.{key}");
+        cmd = cmd.mut_arg(key, |a| {
+            with_sources(a, Some(&default), &env, Some(&file_key))
+        });
+    }
+    let auth = [
+        ("allow_anonymous", defaults.auth.allow_anonymous.to_string()),
+        (
+            "scram_iterations",
+            defaults.auth.scram_iterations.to_string(),
+        ),
+    ];
+    for (key, default) in auth {
+        let env = var_name(key);
+        let file_key = format!("auth.{key}");
         cmd = cmd.mut_arg(key, |a| {
             with_sources(a, Some(&default), &env, Some(&file_key))
         });
@@ -198,6 +218,17 @@ mod tests {
             assert!(
                 help.contains(&format!("--{}", key.replace('_', "-"))),
                 "{key}"
+            );
+            assert!(help.contains(&line), "missing `{line}`");
+        }
+        for key in ["allow_anonymous", "scram_iterations"] {
+            let default = match key {
+                "allow_anonymous" => defaults.auth.allow_anonymous.to_string(),
+                _ => defaults.auth.scram_iterations.to_string(),
+            };
+            let line = format!(
+                "[default: {default}] [env: {}] [config: auth.{key}]",
+                var_name(key)
             );
             assert!(help.contains(&line), "missing `{line}`");
         }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::auth::AuthLayer;
 use crate::env::{self, Lookup};
 use crate::limits::LimitsLayer;
 use crate::{Config, ConfigError, LogFormat};
@@ -24,6 +25,8 @@ pub(crate) struct Layer {
     pub(crate) socket_recv_buffer: Option<usize>,
     #[serde(default)]
     pub(crate) limits: LimitsLayer,
+    #[serde(default)]
+    pub(crate) auth: AuthLayer,
 }
 
 /// Top-level keys, in file order.
@@ -50,6 +53,7 @@ impl Layer {
             socket_send_buffer: env::get(env, "socket_send_buffer")?,
             socket_recv_buffer: env::get(env, "socket_recv_buffer")?,
             limits: LimitsLayer::from_env(env)?,
+            auth: AuthLayer::from_env(env)?,
         })
     }
 
@@ -70,6 +74,7 @@ impl Layer {
             socket_send_buffer: self.socket_send_buffer.or(lower.socket_send_buffer),
             socket_recv_buffer: self.socket_recv_buffer.or(lower.socket_recv_buffer),
             limits: self.limits.or(lower.limits),
+            auth: self.auth.or(lower.auth),
         }
     }
 
@@ -98,11 +103,12 @@ impl Layer {
             config.socket_recv_buffer = size;
         }
         self.limits.apply(&mut config.limits);
+        self.auth.apply(&mut config.auth);
         config.validate()?;
         Ok(config)
     }
 
-    /// Keys without a value (`limits.*` included).
+    /// Keys without a value (`limits.*` and `auth.*` included).
     #[cfg(test)]
     pub(crate) fn missing(&self) -> Vec<String> {
         let given = [
@@ -120,7 +126,11 @@ impl Layer {
             .missing()
             .into_iter()
             .map(|k| format!("limits.{k}"));
-        top.map(|(k, _)| (*k).to_string()).chain(limits).collect()
+        let auth = self.auth.missing().into_iter().map(|k| format!("auth.{k}"));
+        top.map(|(k, _)| (*k).to_string())
+            .chain(limits)
+            .chain(auth)
+            .collect()
     }
 }
 

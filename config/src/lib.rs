@@ -5,8 +5,9 @@
 //! variable > config file > built-in default**. Each setting is looked up
 //! separately, so a file can set most values and a flag override one.
 //!
-//! * Every file key `k` (top level) or `limits.k` has the flag `--k` (with `-`
-//!   for `_`) and the variable `TERN_K` (upper case). `TERN_BIND` is
+//! * Every file key `k` (top level), `limits.k` or `auth.k` has the flag
+//!   `--k` (with `-` for `_`) and the variable `TERN_K` (upper case), except
+//!   `auth.users`, which only the file sets. `TERN_BIND` is
 //!   comma-separated. Empty variables count as unset, except that an empty
 //!   (or `off`) `TERN_METRICS_BIND` disables metrics, like
 //!   `metrics_bind = ""` in the file and `--no-metrics`.
@@ -22,6 +23,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod auth;
 mod cli;
 mod env;
 mod error;
@@ -37,6 +39,7 @@ use std::str::FromStr;
 
 use clap::FromArgMatches;
 
+pub use auth::{AuthConfig, User, MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS};
 pub use error::ConfigError;
 pub use limits::{Limits, MAX_PACKET_SIZE_CAP};
 
@@ -70,6 +73,8 @@ pub struct Config {
     pub socket_recv_buffer: usize,
     /// Resource limits (`[limits]`, `--max-…`).
     pub limits: Limits,
+    /// Authentication (`[auth]`, `--allow-anonymous`, `--scram-iterations`).
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -84,6 +89,7 @@ impl Default for Config {
             socket_send_buffer: 0,
             socket_recv_buffer: 0,
             limits: Limits::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -117,7 +123,8 @@ impl Config {
                 });
             }
         }
-        self.limits.validate()
+        self.limits.validate()?;
+        self.auth.validate()
     }
 
     /// `socket_send_buffer` as an option (`None` = OS default).
@@ -164,6 +171,8 @@ impl FromStr for LogFormat {
 }
 
 /// What the command line asks for.
+// Built once at start-up: the size of `Run` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `tern [FLAGS]`: run the broker with this configuration.
