@@ -36,6 +36,11 @@ pub trait CredentialStore: Send + Sync {
     /// The SCRAM credential of `user` for `mech`; `None` for an unknown
     /// user (the exchange then fails at the proof, like a wrong password).
     fn scram(&self, user: &str, mech: ScramMechanism) -> Option<ScramCredential>;
+    /// The iteration count shown to a client naming an unknown user, so
+    /// that it looks like a known one: the store's usual count.
+    fn scram_iterations(&self) -> u32 {
+        4096
+    }
 }
 
 /// Who may connect: the credential store (if any) and whether clients

@@ -19,9 +19,6 @@ use subtle::ConstantTimeEq;
 /// Longest SCRAM message accepted from a client, in bytes.
 pub const MAX_SCRAM_MESSAGE: usize = 2048;
 
-/// Iterations of the decoy credential used for unknown users.
-const DECOY_ITERATIONS: u32 = 4096;
-
 /// A SCRAM mechanism, named as the MQTT Authentication Method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ScramMechanism {
@@ -122,7 +119,7 @@ impl ScramCredential {
 
     /// A credential no proof matches, with a salt that is the same for every
     /// attempt on `user`, so an unknown user looks like a wrong password.
-    fn decoy(mech: ScramMechanism, user: &str) -> Result<Self, ScramError> {
+    fn decoy(mech: ScramMechanism, user: &str, iterations: u32) -> Result<Self, ScramError> {
         let secret = decoy_secret()?;
         let mut tagged = mech.name().as_bytes().to_vec();
         tagged.push(0);
@@ -134,7 +131,7 @@ impl ScramCredential {
         let server_key = keys.split_off(mech.len());
         Ok(Self {
             salt,
-            iterations: DECOY_ITERATIONS,
+            iterations,
             stored_key: keys,
             server_key,
         })
@@ -265,7 +262,10 @@ impl ScramServer {
         }
         let (cred, known) = match store.scram(&user, mech) {
             Some(c) => (c, true),
-            None => (ScramCredential::decoy(mech, &user)?, false),
+            None => {
+                let decoy = ScramCredential::decoy(mech, &user, store.scram_iterations())?;
+                (decoy, false)
+            }
         };
         let nonce = format!("{client_nonce}{server_nonce}");
         let server_first = format!(

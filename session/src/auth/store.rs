@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 /// are not kept.
 pub struct UserTable {
     users: HashMap<String, Entry>,
+    iterations: u32,
 }
 
 struct Entry {
@@ -56,7 +57,10 @@ impl UserTable {
             };
             table.insert(user.into(), entry);
         }
-        Ok(Self { users: table })
+        Ok(Self {
+            users: table,
+            iterations,
+        })
     }
 
     /// Number of users.
@@ -94,6 +98,10 @@ impl CredentialStore for UserTable {
     fn scram(&self, user: &str, mech: ScramMechanism) -> Option<ScramCredential> {
         let i = ScramMechanism::ALL.iter().position(|m| *m == mech)?;
         self.users.get(user).map(|e| e.scram[i].clone())
+    }
+
+    fn scram_iterations(&self) -> u32 {
+        self.iterations
     }
 }
 

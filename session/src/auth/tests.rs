@@ -161,6 +161,7 @@ fn user_table_checks_and_hides_passwords() {
         assert_ne!(a.salt, b.salt, "a random salt per user");
         assert!(t.scram("mallory", mech).is_none());
     }
+    assert_eq!(t.scram_iterations(), 64);
     let same = UserTable::new([("alice", "wonderland")], 64).unwrap();
     assert_ne!(
         same.scram("alice", ScramMechanism::Sha256)
@@ -300,6 +301,13 @@ fn connect_exchange_failures() {
         }),
         ReasonCode::NOT_AUTHORIZED
     );
+    // An unknown user is shown the table's iteration count, like a known one.
+    for user in ["alice", "mallory"] {
+        let client = TestClient::new(ScramMechanism::Sha256, user, "x", "cn");
+        let c = scram_connect(SHA256, Some(client.client_first()));
+        let (_, challenge) = AuthExchange::for_connect(&c, &cfg).unwrap().unwrap();
+        assert!(data_of(&challenge).ends_with(",i=64"), "{user}");
+    }
     // No client-first in CONNECT, or a malformed one.
     for first in [None, Some("garbage".to_owned())] {
         let err = AuthExchange::for_connect(&scram_connect(SHA256, first), &cfg)
