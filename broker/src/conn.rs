@@ -11,6 +11,7 @@
 //! deliveries from other tasks of the same worker; the first push into an
 //! empty buffer wakes this task, later pushes coalesce into the same write.
 
+mod auth;
 pub(crate) mod park;
 
 use crate::outbuf::{OutBuf, MAX_IOVECS};
@@ -33,6 +34,7 @@ use tern_codec::{
     encode, ConnAck, Connect, DecodeError, Decoder, Delivery, Disconnect, Packet, ProtocolVersion,
     Publish, QoS, ReasonCode,
 };
+use tern_session::auth::Authenticated;
 use tern_session::{CloseReason, Connection, DeliverOutcome, DropReason, Event, Transmit};
 use tern_transport::{Accepted, ConnectionPermit, Stream};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -292,7 +294,7 @@ pub(crate) fn spawn_accepted(
     match Stream::from_accepted(accepted) {
         Ok(stream) => {
             let link = Link::new(stream, peer, BytesMut::new(), permit, guard);
-            tokio::task::spawn_local(run(link, None, 0));
+            tokio::task::spawn_local(run(link, None, None, 0));
         }
         Err(e) => tracing::debug!(%peer, error = %e, "cannot register connection"),
     }
@@ -309,11 +311,12 @@ pub(crate) fn spawn_adopted(worker: &Rc<Worker>, adopted: Adopted) {
         connect,
         permit,
         hops,
+        auth,
     } = adopted;
     match Stream::from_detached(stream) {
         Ok(stream) => {
             let link = Link::new(stream, peer, rest, permit, guard);
-            tokio::task::spawn_local(run(link, Some(connect), hops));
+            tokio::task::spawn_local(run(link, Some(connect), auth, hops));
         }
         Err(e) => tracing::debug!(%peer, error = %e, "cannot register adopted connection"),
     }
@@ -355,8 +358,13 @@ impl Link {
 enum Attach {
     /// Refused, failed or timed out: nothing more to do.
     Done,
-    /// The client's session lives on worker `home`.
-    HandOver { connect: Box<Connect>, home: usize },
+    /// The client's session lives on worker `home` (`auth`: the outcome of
+    /// its enhanced authentication, which is not run again there).
+    HandOver {
+        connect: Box<Connect>,
+        home: usize,
+        auth: Option<Box<Authenticated>>,
+    },
     /// The session is attached to this connection.
     Attached(Attached),
 }
@@ -372,12 +380,22 @@ struct Attached {
 /// their memory is held only while they run, and the transport state is one
 /// box. An idle connection has no task at all: it is parked (see `park`)
 /// and costs its `Link`, its `ConnShared`, the socket's registration and
-/// its parking entry.
-async fn run(mut link: Box<Link>, adopted: Option<Box<Connect>>, hops: u8) {
+/// its parking entry. An adopted connection comes with its CONNECT and, if
+/// it used enhanced authentication, the outcome (`auth`).
+async fn run(
+    mut link: Box<Link>,
+    adopted: Option<Box<Connect>>,
+    auth: Option<Box<Authenticated>>,
+    hops: u8,
+) {
     let worker = Rc::clone(&link.guard.worker);
-    let Attached { key, cell } = match Box::pin(attach(&worker, &mut link, adopted)).await {
+    let Attached { key, cell } = match Box::pin(attach(&worker, &mut link, adopted, auth)).await {
         Attach::Done => return,
-        Attach::HandOver { connect, home } => {
+        Attach::HandOver {
+            connect,
+            home,
+            auth,
+        } => {
             let Link {
                 stream,
                 peer,
@@ -385,7 +403,9 @@ async fn run(mut link: Box<Link>, adopted: Option<Box<Connect>>, hops: u8) {
                 permit,
                 ..
             } = *link;
-            let go = hand_over(&worker, stream, peer, rbuf, connect, permit, hops, home);
+            let go = hand_over(
+                &worker, stream, peer, rbuf, connect, auth, permit, hops, home,
+            );
             Box::pin(go).await;
             return;
         }
@@ -468,11 +488,18 @@ fn client_id_of(worker: &Worker, cell: &ConnCell, key: ClientKey) -> ByteString 
 }
 
 /// The connect phase: reads the CONNECT (unless adopted with one), checks
-/// it, claims the client id and attaches the session, or says where the
-/// session lives.
-async fn attach(worker: &Rc<Worker>, link: &mut Link, adopted: Option<Box<Connect>>) -> Attach {
+/// it, runs the enhanced authentication exchange it asks for (unless
+/// adopted: then `adopted_auth` is its outcome), claims the client id and
+/// attaches the session, or says where the session lives.
+async fn attach(
+    worker: &Rc<Worker>,
+    link: &mut Link,
+    adopted: Option<Box<Connect>>,
+    adopted_auth: Option<Box<Authenticated>>,
+) -> Attach {
     let limits = &worker.shared.config.limits;
     let peer = link.peer;
+    let was_adopted = adopted.is_some();
     let mut connect = match adopted {
         Some(c) => {
             link.decoder = Decoder::with_version(c.protocol, limits.max_packet_size);
@@ -498,7 +525,7 @@ async fn attach(worker: &Rc<Worker>, link: &mut Link, adopted: Option<Box<Connec
         let _ = write_packet(&mut link.stream, version, &Packet::ConnAck(ack)).await;
         return Attach::Done;
     }
-    let check = match Connection::check_connect(&connect, &worker.shared.session_cfg) {
+    let mut check = match Connection::check_connect(&connect, &worker.shared.session_cfg) {
         Ok(check) => check,
         Err(code) => {
             tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection refused");
@@ -510,6 +537,15 @@ async fn attach(worker: &Rc<Worker>, link: &mut Link, adopted: Option<Box<Connec
             });
             let _ = write_packet(&mut link.stream, version, &ack).await;
             return Attach::Done;
+        }
+    };
+    let authenticated = if was_adopted {
+        adopted_auth
+    } else {
+        match Box::pin(auth::authenticate(worker, link, &connect)).await {
+            auth::AuthOutcome::NotRequested => None,
+            auth::AuthOutcome::Authenticated(a) => Some(a),
+            auth::AuthOutcome::Refused => return Attach::Done,
         }
     };
     // The CONNECT is a set of slices of the read buffer. The client id lives
@@ -527,8 +563,15 @@ async fn attach(worker: &Rc<Worker>, link: &mut Link, adopted: Option<Box<Connec
         .unwrap_or_else(|| connect.client_id.clone());
     let generation = match worker.shared.registry.claim(&client_id, worker.id) {
         Claim::Local { generation } => generation,
-        Claim::Elsewhere { worker: home } => return Attach::HandOver { connect, home },
+        Claim::Elsewhere { worker: home } => {
+            return Attach::HandOver {
+                connect,
+                home,
+                auth: authenticated,
+            }
+        }
     };
+    check.authenticated = authenticated.map(|a| *a);
 
     let now = Instant::now();
     let key = worker.key_for(&client_id);
@@ -624,6 +667,7 @@ async fn hand_over(
     peer: SocketAddr,
     rest: BytesMut,
     connect: Box<Connect>,
+    auth: Option<Box<Authenticated>>,
     permit: Option<ConnectionPermit>,
     hops: u8,
     home: usize,
@@ -666,6 +710,7 @@ async fn hand_over(
         connect,
         permit,
         hops: hops + 1,
+        auth,
     };
     if link.control.send(Control::Adopt(adopted)).is_err() {
         link.connections

@@ -27,6 +27,7 @@ use std::time::Duration;
 use tern_codec::QoS;
 use tern_config::Config;
 use tern_routing::{RetainedLimits, RetainedStore, RouteTable};
+use tern_session::auth::{AuthPolicy, CredentialStore, UserTable};
 use tern_session::SessionConfig;
 use tern_transport::{ConnectionLimiter, ListenerKind, ListenerSpec};
 
@@ -42,6 +43,8 @@ pub enum BrokerError {
     Metrics(String),
     #[error("cannot start thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("cannot prepare the [auth] user table: {0}")]
+    Auth(#[from] tern_session::auth::ScramError),
 }
 
 /// A running broker.
@@ -107,10 +110,28 @@ pub(crate) fn current_thread_runtime(role: &str) -> Option<tokio::runtime::Runti
     }
 }
 
-/// The session configuration the limits imply.
-fn session_config(config: &Config) -> SessionConfig {
+/// The session configuration the limits, `[mqtt]` and `[auth]` imply. The
+/// users' credentials are derived here, once (PBKDF2 per user and mechanism).
+fn session_config(config: &Config) -> Result<SessionConfig, BrokerError> {
     let (l, m) = (&config.limits, &config.mqtt);
-    SessionConfig {
+    let a = &config.auth;
+    let store: Option<Arc<dyn CredentialStore>> = if a.users.is_empty() {
+        None
+    } else {
+        let users = a.users.iter().map(|u| (u.username.as_str(), &u.password));
+        Some(Arc::new(UserTable::new(users, a.scram_iterations)?))
+    };
+    if store.is_none() && !a.allow_anonymous {
+        tracing::warn!(
+            "auth.allow_anonymous is false and auth.users is empty: every client will be refused"
+        );
+    }
+    tracing::info!(
+        users = a.users.len(),
+        allow_anonymous = a.allow_anonymous,
+        "authentication configured"
+    );
+    Ok(SessionConfig {
         max_inflight: l.max_inflight,
         max_queued_messages: l.max_queued_messages,
         max_queued_bytes: l.max_queued_bytes,
@@ -131,7 +152,11 @@ fn session_config(config: &Config) -> SessionConfig {
         outbound_topic_alias_maximum: m.outbound_topic_alias_maximum,
         server_reference: m.server_reference.as_str().into(),
         server_moved: m.server_moved,
-    }
+        auth: AuthPolicy {
+            allow_anonymous: a.allow_anonymous,
+            store,
+        },
+    })
 }
 
 /// Starts a broker.
@@ -152,6 +177,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         listeners.push(l);
     }
 
+    let session_cfg = session_config(&config)?;
     let n = config.workers.clamp(1, 64);
     let routes = Arc::new(RouteTable::new());
     let (route_tx, route_rx) = std_mpsc::channel();
@@ -172,7 +198,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         config.limits.max_connections_per_ip,
     );
     let shared = Arc::new(Shared {
-        session_cfg: session_config(&config),
+        session_cfg,
         retained: Mutex::new(RetainedStore::new(RetainedLimits {
             max_messages: config.limits.max_retained_messages,
             max_bytes: config.limits.max_retained_bytes,

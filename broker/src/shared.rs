@@ -61,6 +61,8 @@ pub(crate) struct Adopted {
     pub(crate) permit: Option<ConnectionPermit>,
     /// How many times this connection has been handed on already.
     pub(crate) hops: u8,
+    /// The outcome of the enhanced authentication the first worker ran.
+    pub(crate) auth: Option<Box<tern_session::auth::Authenticated>>,
 }
 
 /// Control messages to a worker.

@@ -17,6 +17,7 @@
 mod common;
 
 mod conformance {
+    mod auth;
     mod connect;
     mod expiry;
     mod idle;

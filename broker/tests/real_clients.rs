@@ -393,3 +393,58 @@ fn same_client_id_takes_over() {
         }
     }
 }
+
+/// A spawned broker with the user alice/wonderland and anonymous clients
+/// refused; `None` (skipped) against `TERN_TEST_BROKER`.
+fn auth_broker() -> Option<Broker> {
+    let path = std::env::temp_dir().join(format!("tern-real-auth-{}.toml", std::process::id()));
+    let text = "[auth]\nallow_anonymous = false\n\
+                users = [{ username = \"alice\", password = \"wonderland\" }]\n";
+    std::fs::write(&path, text).unwrap();
+    let broker = Broker::spawn_only(&["--config", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    broker
+}
+
+// `mosquitto_pub` / `mosquitto_sub -u alice -P wonderland` against a broker
+// with a user table, in each version; a wrong password and a client without
+// a user name are refused, and nothing they send arrives.
+// [MQTT-7.0.0-2] [MQTT-7.1.1-1] [MQTT5-3.1.4-2] [MQTT5-3.1.3-12] [MQTT-3.2.2-5]
+#[test]
+fn user_name_and_password_with_mosquitto_clients() {
+    let Some(broker) = auth_broker() else { return };
+    let login = ["-u", "alice", "-P", "wonderland"];
+    for version in VERSIONS {
+        let t = topic("real-auth");
+        let mut args = vec!["-V", version, "-q", "1", "-t", &t];
+        args.extend(login);
+        let sub = Sub::start(&broker, &args);
+        let payload = format!("{version}-authenticated");
+        let mut args = vec!["-V", version, "-q", "1", "-t", &t, "-m", &payload];
+        args.extend(login);
+        publish(&broker, &args);
+        assert_eq!(sub.message().payload, payload, "version {version}");
+        let refusals: [(&[&str], &str); 2] = [
+            (
+                &["-u", "alice", "-P", "wonderlanD"],
+                "bad user name or password",
+            ),
+            (&[], "not author"),
+        ];
+        for (refused, why) in refusals {
+            let mut args = vec!["-V", version, "-q", "1", "-t", &t, "-m", "refused"];
+            args.extend(refused);
+            let out = run("mosquitto_pub", &broker, &args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success(),
+                "mosquitto_pub {args:?} was accepted: {stderr}"
+            );
+            assert!(
+                stderr.to_lowercase().contains(why),
+                "mosquitto_pub {args:?}: expected `{why}` in {stderr}"
+            );
+        }
+        sub.expect_no_message();
+    }
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 
+use crate::auth::AuthLayer;
 use crate::env::var_name;
 use crate::layer::Layer;
 use crate::limits::LimitsLayer;
@@ -19,7 +20,8 @@ Every setting comes from, in order of precedence:
      TERN_BIND is comma-separated; an empty variable counts as unset, except that an empty
      TERN_METRICS_BIND disables metrics),
   3. the config file given by --config or TERN_CONFIG (TOML; unknown keys are errors;
-     see deploy/tern.toml for every key with its default),
+     see deploy/tern.toml for every key with its default; the [auth] user table is set
+     only there),
   4. its built-in default.
 `tern check-config FILE` validates a file on its own and exits.";
 
@@ -75,6 +77,9 @@ pub(crate) struct Cli {
 
     #[command(flatten, next_help_heading = "MQTT")]
     pub(crate) mqtt: MqttLayer,
+
+    #[command(flatten, next_help_heading = "Authentication")]
+    pub(crate) auth: AuthLayer,
 }
 
 /// Subcommands; without one, `tern` runs the broker.
@@ -107,6 +112,7 @@ impl Cli {
             socket_recv_buffer: self.socket_recv_buffer,
             limits: self.limits.clone(),
             mqtt: self.mqtt.clone(),
+            auth: self.auth.clone(),
         }
     }
 }
@@ -159,6 +165,20 @@ pub(crate) fn command() -> clap::Command {
                 with_sources(a, Some(&default), &env, Some(&file_key))
             });
         }
+    }
+    let auth = [
+        ("allow_anonymous", defaults.auth.allow_anonymous.to_string()),
+        (
+            "scram_iterations",
+            defaults.auth.scram_iterations.to_string(),
+        ),
+    ];
+    for (key, default) in auth {
+        let env = var_name(key);
+        let file_key = format!("auth.{key}");
+        cmd = cmd.mut_arg(key, |a| {
+            with_sources(a, Some(&default), &env, Some(&file_key))
+        });
     }
     cmd
 }
@@ -216,6 +236,17 @@ mod tests {
             assert!(
                 help.contains(&format!("--{}", key.replace('_', "-"))),
                 "{key}"
+            );
+            assert!(help.contains(&line), "missing `{line}`");
+        }
+        for key in ["allow_anonymous", "scram_iterations"] {
+            let default = match key {
+                "allow_anonymous" => defaults.auth.allow_anonymous.to_string(),
+                _ => defaults.auth.scram_iterations.to_string(),
+            };
+            let line = format!(
+                "[default: {default}] [env: {}] [config: auth.{key}]",
+                var_name(key)
             );
             assert!(help.contains(&line), "missing `{line}`");
         }

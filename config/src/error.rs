@@ -66,7 +66,11 @@ impl ConfigError {
 }
 
 /// `limits.max_inflight` → "`limits.max_inflight` (--max-inflight, TERN_MAX_INFLIGHT)".
+/// Keys only the file sets (`auth.users`) are named alone.
 fn describe_key(key: &str) -> String {
+    if key == "auth.users" {
+        return format!("`{key}`");
+    }
     let field = key.rsplit('.').next().unwrap_or(key);
     format!(
         "`{key}` (--{}, {})",

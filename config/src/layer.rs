@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::auth::AuthLayer;
 use crate::env::{self, Lookup};
 use crate::limits::LimitsLayer;
 use crate::mqtt::MqttLayer;
@@ -27,6 +28,8 @@ pub(crate) struct Layer {
     pub(crate) limits: LimitsLayer,
     #[serde(default)]
     pub(crate) mqtt: MqttLayer,
+    #[serde(default)]
+    pub(crate) auth: AuthLayer,
 }
 
 /// Top-level keys, in file order.
@@ -54,6 +57,7 @@ impl Layer {
             socket_recv_buffer: env::get(env, "socket_recv_buffer")?,
             limits: LimitsLayer::from_env(env)?,
             mqtt: MqttLayer::from_env(env)?,
+            auth: AuthLayer::from_env(env)?,
         })
     }
 
@@ -75,6 +79,7 @@ impl Layer {
             socket_recv_buffer: self.socket_recv_buffer.or(lower.socket_recv_buffer),
             limits: self.limits.or(lower.limits),
             mqtt: self.mqtt.or(lower.mqtt),
+            auth: self.auth.or(lower.auth),
         }
     }
 
@@ -104,11 +109,12 @@ impl Layer {
         }
         self.limits.apply(&mut config.limits);
         self.mqtt.apply(&mut config.mqtt);
+        self.auth.apply(&mut config.auth);
         config.validate()?;
         Ok(config)
     }
 
-    /// Keys without a value (`limits.*` included).
+    /// Keys without a value (`limits.*` and `auth.*` included).
     #[cfg(test)]
     pub(crate) fn missing(&self) -> Vec<String> {
         let given = [
@@ -127,9 +133,11 @@ impl Layer {
             .into_iter()
             .map(|k| format!("limits.{k}"));
         let mqtt = self.mqtt.missing().into_iter().map(|k| format!("mqtt.{k}"));
+        let auth = self.auth.missing().into_iter().map(|k| format!("auth.{k}"));
         top.map(|(k, _)| (*k).to_string())
             .chain(limits)
             .chain(mqtt)
+            .chain(auth)
             .collect()
     }
 }

@@ -5,8 +5,9 @@
 //! variable > config file > built-in default**. Each setting is looked up
 //! separately, so a file can set most values and a flag override one.
 //!
-//! * Every file key `k` (top level), `limits.k` or `mqtt.k` has the flag `--k` (with `-`
-//!   for `_`) and the variable `TERN_K` (upper case). `TERN_BIND` is
+//! * Every file key `k` (top level), `limits.k`, `mqtt.k` or `auth.k` has the
+//!   flag `--k` (with `-` for `_`) and the variable `TERN_K` (upper case),
+//!   except `auth.users`, which only the file sets. `TERN_BIND` is
 //!   comma-separated. Empty variables count as unset, except that an empty
 //!   (or `off`) `TERN_METRICS_BIND` disables metrics, like
 //!   `metrics_bind = ""` in the file and `--no-metrics`.
@@ -22,6 +23,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod auth;
 mod cli;
 mod env;
 mod error;
@@ -38,6 +40,7 @@ use std::str::FromStr;
 
 use clap::FromArgMatches;
 
+pub use auth::{AuthConfig, User, MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS};
 pub use error::ConfigError;
 pub use limits::{Limits, MAX_PACKET_SIZE_CAP};
 pub use mqtt::Mqtt;
@@ -74,6 +77,8 @@ pub struct Config {
     pub limits: Limits,
     /// MQTT protocol options (`[mqtt]`).
     pub mqtt: Mqtt,
+    /// Authentication (`[auth]`, `--allow-anonymous`, `--scram-iterations`).
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -89,6 +94,7 @@ impl Default for Config {
             socket_recv_buffer: 0,
             limits: Limits::default(),
             mqtt: Mqtt::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -123,7 +129,8 @@ impl Config {
             }
         }
         self.limits.validate()?;
-        self.mqtt.validate()
+        self.mqtt.validate()?;
+        self.auth.validate()
     }
 
     /// `socket_send_buffer` as an option (`None` = OS default).

@@ -1,5 +1,6 @@
 //! Session limits chosen by the broker's configuration.
 
+use crate::auth::AuthPolicy;
 use bytestring::ByteString;
 use tern_codec::QoS;
 
@@ -49,6 +50,8 @@ pub struct SessionConfig {
     pub server_reference: ByteString,
     /// The move is permanent: 0x9D (Server moved) instead of 0x9C.
     pub server_moved: bool,
+    /// Who may connect: credential store and anonymous access.
+    pub auth: AuthPolicy,
 }
 
 impl Default for SessionConfig {
@@ -70,6 +73,7 @@ impl Default for SessionConfig {
             outbound_topic_alias_maximum: 16,
             server_reference: ByteString::new(),
             server_moved: false,
+            auth: AuthPolicy::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! CONNECT semantics: client identifier rules, keep-alive cap, CONNACK and will.
 
+use crate::auth::Authenticated;
 use crate::{Connection, SessionConfig};
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -16,6 +17,12 @@ pub struct ConnectCheck {
     /// The client identifier the server assigned to a client that sent an
     /// empty one ([MQTT-3.1.3-6]); the broker registers the session under it.
     pub assigned_client_id: Option<ByteString>,
+    /// The outcome of the enhanced authentication exchange
+    /// ([`AuthExchange`](crate::auth::AuthExchange)) the broker ran after
+    /// `check_connect`, for a v5 CONNECT with an Authentication Method. Its
+    /// method and data go into the CONNACK ([MQTT-4.12.0-5]), and the
+    /// connection accepts re-authentication with that method.
+    pub authenticated: Option<Authenticated>,
 }
 
 /// The CONNACK refusing a connection with `code` (session present 0 [MQTT-3.2.2-6]).
@@ -56,9 +63,13 @@ impl Connection {
     ///   ([MQTT-3.1.3-6]);
     /// * v5: an empty client id gets an assigned one, returned in CONNACK
     ///   ([MQTT-3.2.2-16]); Receive Maximum or Maximum Packet Size of 0 is a
-    ///   protocol error (0x82); an Authentication Method is refused with 0x8C
-    ///   (enhanced authentication is not supported, [MQTT-4.12.0-1]);
-    /// * any version: a will above the broker's Maximum QoS gets 0x9B
+    ///   protocol error (0x82);
+    /// * then authentication by `cfg.auth` ([`AuthPolicy::check_connect`](crate::auth::AuthPolicy::check_connect)):
+    ///   bad user name or password 0x86 (v3: 4), anonymous when not allowed
+    ///   0x87 (v3: 5), an unsupported Authentication Method 0x8C
+    ///   ([MQTT-4.12.0-1]). A supported one passes: the caller then runs
+    ///   [`AuthExchange::for_connect`](crate::auth::AuthExchange::for_connect);
+    /// * then, any version: a will above the broker's Maximum QoS gets 0x9B
     ///   ([MQTT5-3.2.2-12]), a retained will while retained messages are off
     ///   0x9A ([MQTT5-3.2.2-13]), a will payload marked UTF-8 that is not
     ///   0x99 when payloads are validated (3.1.3.2.3).
@@ -84,11 +95,9 @@ impl Connection {
                 if p.receive_maximum == Some(0) || p.maximum_packet_size == Some(0) {
                     return Err(ReasonCode::PROTOCOL_ERROR);
                 }
-                if p.authentication_method.is_some() {
-                    return Err(ReasonCode::BAD_AUTHENTICATION_METHOD);
-                }
             }
         }
+        cfg.auth.check_connect(connect)?;
         if let Some(will) = &connect.will {
             if will.qos > cfg.max_qos {
                 return Err(ReasonCode::QOS_NOT_SUPPORTED);
@@ -105,6 +114,7 @@ impl Connection {
         }
         Ok(ConnectCheck {
             assigned_client_id: empty.then(assign_client_id),
+            authenticated: None,
         })
     }
 }
@@ -141,13 +151,15 @@ pub(crate) fn session_expiry(connect: &Connect) -> u32 {
     }
 }
 
-/// The success CONNACK ([MQTT-3.2.2-1..3] session present; v5 capabilities).
+/// The success CONNACK ([MQTT-3.2.2-1..3] session present; v5 capabilities;
+/// after enhanced authentication its method and final data, [MQTT-4.12.0-5]).
 pub(crate) fn connack(
     version: ProtocolVersion,
     session_present: bool,
     assigned_client_id: Option<ByteString>,
     server_keep_alive: Option<u16>,
     cfg: &SessionConfig,
+    auth: Option<&Authenticated>,
 ) -> ConnAck {
     let properties = if version.is_v5() {
         ConnAckProperties {
@@ -163,6 +175,8 @@ pub(crate) fn connack(
             subscription_identifiers_available: Some(true),
             shared_subscription_available: Some(true),
             server_keep_alive,
+            authentication_method: auth.map(|a| a.method.clone()),
+            authentication_data: auth.map(|a| a.data.clone()),
             ..ConnAckProperties::default()
         }
     } else {

@@ -1,6 +1,7 @@
 //! The per-connection state machine: owns a [`Session`] while connected.
 
 use crate::alias::OutboundAliases;
+use crate::auth::reauth::ConnAuth;
 use crate::connect::{connack, keep_alive, session_expiry, will_publish};
 use crate::output::{AckKind, Queued};
 use crate::session::{is_expired, FixedState, InflightState, Message, Subscription};
@@ -55,6 +56,8 @@ pub struct Connection {
     pub(crate) aliases: Option<Box<Aliases>>,
     pub(crate) closing: bool,
     pub(crate) stats: ConnectionStats,
+    /// Enhanced authentication state, when CONNECT used it (re-authentication).
+    pub(crate) auth: Option<Box<ConnAuth>>,
 }
 
 /// The Topic Alias mappings of one network connection (v5).
@@ -145,6 +148,7 @@ impl Connection {
             check.assigned_client_id.filter(|_| version.is_v5()),
             server_keep_alive,
             &cfg,
+            check.authenticated.as_ref().filter(|_| version.is_v5()),
         );
         // [MQTT5-3.1.2-28]: only when asked for (absent means 0).
         if version.is_v5()
@@ -154,6 +158,11 @@ impl Connection {
             let info = format!("{}{}", cfg.response_information, session.client_id());
             ack.properties.response_information = Some(ByteString::from(info));
         }
+        let auth = check
+            .authenticated
+            .as_ref()
+            .filter(|_| version.is_v5())
+            .map(ConnAuth::new);
         let mut conn = Self {
             version,
             session,
@@ -172,6 +181,7 @@ impl Connection {
             aliases: None,
             closing: false,
             stats: ConnectionStats::default(),
+            auth,
         };
         conn.push(Transmit::Packet(Packet::ConnAck(ack)));
         if session_present {

@@ -47,6 +47,25 @@ pub enum ProtocolError {
     /// A QoS 0 PUBLISH whose payload is marked UTF-8 but is not.
     #[error("[MQTT5-3.3.2-4] payload marked as UTF-8 is not valid UTF-8")]
     PayloadFormatInvalid,
+    /// An Authentication Method the server does not support.
+    #[error("[MQTT-4.12.0-1] unsupported Authentication Method")]
+    BadAuthenticationMethod,
+    /// Enhanced authentication or re-authentication failed (wrong proof,
+    /// unknown user, bad SCRAM message).
+    #[error("[MQTT-4.12.0-4] authentication failed: {0}")]
+    AuthenticationFailed(crate::auth::ScramError),
+    /// AUTH with another Authentication Method than CONNECT's.
+    #[error(
+        "[MQTT-4.12.0-5] [MQTT-4.12.1-1] AUTH with another Authentication Method than CONNECT"
+    )]
+    AuthMethodMismatch,
+    /// An AUTH reason code that does not fit the step of the exchange.
+    #[error("[MQTT-4.12.0-3] AUTH reason code {0:?} not expected at this step")]
+    UnexpectedAuthReason(ReasonCode),
+    /// A packet other than AUTH or DISCONNECT before the CONNACK of an
+    /// enhanced authentication.
+    #[error("[MQTT-3.1.2-30] {0} during the authentication exchange")]
+    AuthInterrupted(&'static str),
 }
 
 impl ProtocolError {
@@ -58,6 +77,8 @@ impl ProtocolError {
             Self::QosNotSupported(_) => ReasonCode::QOS_NOT_SUPPORTED,
             Self::RetainNotSupported => ReasonCode::RETAIN_NOT_SUPPORTED,
             Self::PayloadFormatInvalid => ReasonCode::PAYLOAD_FORMAT_INVALID,
+            Self::BadAuthenticationMethod => ReasonCode::BAD_AUTHENTICATION_METHOD,
+            Self::AuthenticationFailed(_) => ReasonCode::NOT_AUTHORIZED,
             Self::SecondConnect
             | Self::UnexpectedPacket(_)
             | Self::UnexpectedAuth
@@ -65,7 +86,10 @@ impl ProtocolError {
             | Self::TopicAliasUnknown(_)
             | Self::SubscriptionIdentifierFromClient
             | Self::NoLocalOnSharedSubscription
-            | Self::SessionExpiryAfterZero => ReasonCode::PROTOCOL_ERROR,
+            | Self::SessionExpiryAfterZero
+            | Self::AuthMethodMismatch
+            | Self::UnexpectedAuthReason(_)
+            | Self::AuthInterrupted(_) => ReasonCode::PROTOCOL_ERROR,
         }
     }
 }

@@ -50,7 +50,7 @@ impl Connection {
             }
             Packet::Disconnect(d) => self.handle_disconnect(d),
             Packet::Connect(_) => self.fail(ProtocolError::SecondConnect),
-            Packet::Auth(_) => self.fail(ProtocolError::UnexpectedAuth),
+            Packet::Auth(a) => self.handle_auth(a),
             p @ (Packet::ConnAck(_)
             | Packet::SubAck(_)
             | Packet::UnsubAck(_)

@@ -4,8 +4,11 @@
 //! No sockets, no clock, no async: every input carries `now: Instant`, every
 //! output is polled. Call order for one network connection:
 //!
-//! 1. [`Connection::check_connect`] — semantic CONNECT checks; on `Err(code)`
-//!    send [`reject_connack`]`(code)` and close.
+//! 1. [`Connection::check_connect`] — semantic CONNECT checks and user name /
+//!    password ([`auth`]); on `Err(code)` send [`reject_connack`]`(code)` and
+//!    close. A v5 CONNECT with an Authentication Method then runs an
+//!    [`auth::AuthExchange`] (AUTH packets) before step 2; its outcome goes
+//!    into [`ConnectCheck::authenticated`].
 //! 2. [`Connection::new`] with the stored [`Session`] for the client id (if any).
 //!    The CONNACK, retransmissions and released queued messages are queued.
 //! 3. Loop: [`Connection::handle_packet`], [`Connection::deliver`],
@@ -38,6 +41,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod alias;
+pub mod auth;
 mod config;
 mod connect;
 mod connection;

@@ -181,6 +181,15 @@ impl Client {
         assert_eq!(p.bytes(), expected, "unexpected packet {p:?}");
     }
 
+    /// Reads the next packet, which must be a v5 DISCONNECT with reason
+    /// `code` (its properties, such as a Reason String, are not checked).
+    pub fn expect_disconnect(&mut self, code: u8) -> RawPacket {
+        let p = self.read();
+        assert_eq!(p.kind(), DISCONNECT, "expected DISCONNECT 0x{code:02X}, got {p:?}");
+        assert_eq!(p.body.first(), Some(&code), "DISCONNECT reason code: {p:?}");
+        p
+    }
+
     /// Reads until a packet satisfying `want` arrives, stashing the others
     /// (they are returned by later reads, in order).
     pub fn read_until(&mut self, what: &str, want: impl Fn(&RawPacket) -> bool) -> RawPacket {
