@@ -185,7 +185,11 @@ impl Client {
     /// `code` (its properties, such as a Reason String, are not checked).
     pub fn expect_disconnect(&mut self, code: u8) -> RawPacket {
         let p = self.read();
-        assert_eq!(p.kind(), DISCONNECT, "expected DISCONNECT 0x{code:02X}, got {p:?}");
+        assert_eq!(
+            p.kind(),
+            DISCONNECT,
+            "expected DISCONNECT 0x{code:02X}, got {p:?}"
+        );
         assert_eq!(p.body.first(), Some(&code), "DISCONNECT reason code: {p:?}");
         p
     }
