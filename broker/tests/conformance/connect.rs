@@ -131,7 +131,8 @@ fn second_connect_closes_the_connection() {
     healthy.round_trip();
 }
 
-// [MQTT-3.1.2-3] [MQTT-3.1.4-1]: reserved connect flag set → close without
+// [MQTT-3.1.2-3] [MQTT-3.1.4-1] [MQTT5-3.1.2-3] [MQTT5-3.1.4-1] [MQTT5-3.2.2-7]:
+// reserved connect flag set → close without
 // CONNACK (3.1.1; MQTT 3.1 merely leaves the bit unused). MQTT 5.0 allows a
 // CONNACK with a failure reason code before the close.
 #[test]
@@ -372,7 +373,7 @@ fn takeover_of_a_clean_session_leaves_no_subscriptions_behind() {
     second.disconnect();
 }
 
-// [MQTT-3.12.4-1]: exact PINGRESP for PINGREQ, in every protocol version.
+// [MQTT-3.12.4-1] [MQTT5-3.12.4-1]: exact PINGRESP for PINGREQ, in every protocol version.
 #[test]
 fn pingreq_gets_pingresp() {
     let broker = Broker::start();

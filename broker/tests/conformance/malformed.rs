@@ -409,8 +409,8 @@ fn connect_with_a_wildcard_will_topic() {
     connect_violations(&[("will topic with +", connect_raw(0x02 | 0x04, &will))]);
 }
 
-// MQTT 5.0: a violation closes the connection too (a DISCONNECT with a
-// reason code may come first).
+// [MQTT5-3.6.1-1] [MQTT5-3.3.2-2] [MQTT5-4.13.1-1]: MQTT 5.0: a violation closes
+// the connection too (a DISCONNECT with a reason code may come first).
 #[test]
 fn v5_violation_closes_the_connection() {
     violations_v(
