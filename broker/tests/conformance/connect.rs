@@ -4,7 +4,8 @@
 use crate::common::*;
 use std::time::{Duration, Instant};
 
-// [MQTT-3.1.2-2] [MQTT-3.2.2-4] [MQTT-3.2.2-5]
+// [MQTT-3.1.2-2] [MQTT-3.2.2-4] [MQTT-3.2.2-5] [MQTT5-3.1.2-2]: a level other than
+// 3, 4 or 5 gets a CONNACK refusal, then the close.
 #[test]
 fn unacceptable_protocol_level_gets_return_code_1_then_close() {
     let broker = Broker::start();

@@ -313,7 +313,8 @@ fn packet_larger_than_max_packet_size() {
     healthy.round_trip();
 }
 
-// [MQTT-3.1.4-1] [MQTT-3.1.2-1]: a protocol name other than `MQTT`/`MQIsdp`.
+// [MQTT-3.1.4-1] [MQTT-3.1.2-1] [MQTT5-3.1.2-1]: a protocol name other than
+// `MQTT`/`MQIsdp` is closed (MQTT 5.0 also allows a CONNACK 0x84 first).
 #[test]
 fn connect_with_an_unknown_protocol_name() {
     let mut name = Connect::v311(&client_id()).bytes();

@@ -120,7 +120,7 @@ fn server_keep_alive_caps_the_keep_alive() {
 }
 
 // [MQTT5-3.1.2-23] [MQTT5-3.1.2-4] [MQTT5-3.1.2-5] [MQTT5-3.1.4-4] [MQTT5-3.2.2-2]
-// [MQTT5-4.1.0-1]: Session Expiry Interval at CONNECT and DISCONNECT (3.14.2.2.2):
+// [MQTT5-4.1.0-1] [MQTT5-3.1.3-2]: Session Expiry Interval at CONNECT and DISCONNECT (3.14.2.2.2):
 // a DISCONNECT may change a non-zero interval (a longer one keeps the session,
 // 0 ends it), Clean Start 1 discards a stored session.
 #[test]
@@ -207,7 +207,9 @@ fn refused_connect_processes_nothing_after_it() {
     watcher.expect_nothing(QUIET);
 }
 
-// [MQTT5-3.1.0-2] [MQTT5-4.13.1-1]: a second CONNECT → DISCONNECT 0x82, close.
+// [MQTT5-3.1.0-2] [MQTT5-4.13.1-1] [MQTT5-3.14.2-2] [MQTT5-3.14.4-1] [MQTT5-3.14.4-2]:
+// a second CONNECT → DISCONNECT 0x82 (no Session Expiry Interval in it), then
+// nothing more but the close.
 #[test]
 fn second_connect_gets_disconnect_0x82() {
     let broker = Broker::start();
@@ -420,4 +422,34 @@ fn disconnect_reason_decides_the_will() {
     let retained = recv5(&mut late);
     assert!(retained.retain, "[MQTT5-3.1.2-15] {retained:?}");
     Client::v311(broker.addr).publish(&Message::new(&t, "").retain(true));
+}
+
+// [MQTT5-3.1.3-5]: client ids of 1 to 23 characters from [0-9a-zA-Z] are
+// accepted (longer ones and other characters too, which 5.0 allows).
+#[test]
+fn alphanumeric_client_ids_up_to_23_bytes_are_accepted() {
+    let broker = Broker::start();
+    let long = format!("Z{}XYZ0123456789-_./", client_id());
+    for id in [&long[..1], &long[..23], &long[..]] {
+        let (c, ack) = open(broker.addr, &connect5(id, true, 60, &Props::new()));
+        assert_eq!(ack.code, 0, "{id:?}: {ack:?}");
+        c.disconnect();
+    }
+}
+
+// [MQTT5-3.14.1-1] [MQTT5-2.1.3-1]: a DISCONNECT with reserved fixed-header
+// bits set is malformed: the broker closes (a DISCONNECT 0x81 may come first)
+// and, the DISCONNECT not being valid, publishes the will.
+#[test]
+fn disconnect_with_reserved_flags_is_malformed() {
+    let broker = Broker::start();
+    let t = topic("v5-disconnect-flags");
+    let (mut watcher, _) = open_ok(broker.addr, &Props::new());
+    assert_eq!(sub5(&mut watcher, &Props::new(), &[(&t, 1)]), vec![1]);
+    let (mut c, _) = open(broker.addr, &connect_with_will(&t, &Props::new(), 0x08));
+    c.send(&[0xE1, 0x00]);
+    for p in c.expect_closed(WAIT) {
+        assert_eq!(disconnect_code(&p), 0x81, "{p:?}");
+    }
+    assert_eq!(recv5(&mut watcher).payload, b"last words");
 }

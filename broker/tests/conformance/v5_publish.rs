@@ -155,7 +155,7 @@ fn expired_queued_messages_are_not_delivered() {
         .disconnect();
 }
 
-// [MQTT5-3.3.4-9] [MQTT5-3.3.4-10] [MQTT5-4.9.0-1] [MQTT5-4.9.0-2] [MQTT5-4.9.0-3]
+// [MQTT5-3.3.4-9] [MQTT5-3.3.4-10] [MQTT5-4.6.0-6] [MQTT5-4.9.0-1] [MQTT5-4.9.0-2] [MQTT5-4.9.0-3]
 // [MQTT5-4.3.2-3] [MQTT5-4.3.3-3]: a client's Receive Maximum of 2: never more
 // than 2 unacknowledged QoS 1/2 PUBLISH packets, other packets (PINGRESP)
 // still flow, and each ack releases the next message, in order.
@@ -583,4 +583,20 @@ fn bad_publish_packets_get_disconnect_with_a_reason_code() {
     }
     assert!(failed.is_empty(), "{failed:#?}");
     watcher.expect_nothing(QUIET);
+}
+
+// [MQTT5-4.3.3-13] [MQTT5-4.3.3-11]: the broker, as QoS 2 receiver, completes
+// the exchange with PUBCOMP even when the message expired while it waited
+// for the PUBREL.
+#[test]
+fn qos2_exchange_completes_after_the_message_expired() {
+    let broker = Broker::start();
+    let t = topic("v5-q2-expired");
+    let (mut c, _) = open_ok(broker.addr, &Props::new());
+    let expiry = Props::new().u32(MESSAGE_EXPIRY, 1);
+    c.send(&publish5(&t, 2, 5, false, &expiry, b"short-lived"));
+    assert_eq!(ack5(&c.read()), (5, 0), "PUBREC");
+    std::thread::sleep(Duration::from_millis(1500));
+    c.send(&ack(PUBREL, 5));
+    c.expect_bytes(&ack(PUBCOMP, 5));
 }

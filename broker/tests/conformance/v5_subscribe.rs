@@ -523,3 +523,24 @@ fn bad_subscribe_and_unsubscribe_get_disconnect() {
     }
     assert!(failed.is_empty(), "{failed:#?}");
 }
+
+// [MQTT5-3.10.4-3] [MQTT5-3.10.4-2]: after UNSUBSCRIBE the broker completes
+// the QoS 2 delivery it had started (PUBREC → PUBREL) and sends nothing new.
+#[test]
+fn unsubscribe_completes_deliveries_already_started() {
+    let broker = Broker::start();
+    let t = topic("v5-unsub-inflight");
+    let (mut c, _) = open_ok(broker.addr, &Props::new());
+    assert_eq!(sub5(&mut c, &Props::new(), &[(&t, 2)]), vec![2]);
+    let mut publisher = Client::v311(broker.addr);
+    publisher.publish_qos(&t, "started", 2);
+    let m = Publish5::parse(&c.read());
+    let pid = m.pid.expect("QoS 2");
+    c.unsubscribe(&[&t]);
+    publisher.publish_qos(&t, "after", 2);
+    c.send(&ack(PUBREC, pid));
+    c.expect_bytes(&ack(PUBREL, pid));
+    c.send(&ack(PUBCOMP, pid));
+    c.ping();
+    c.expect_nothing(QUIET);
+}

@@ -343,8 +343,9 @@ pub fn disconnect5(reason: u8, props: &Props) -> Vec<u8> {
     packet(DISCONNECT << 4, &body)
 }
 
-/// Asserts the broker sends DISCONNECT with `code`, then closes; `why`
-/// names the statement for the failure message.
+/// Asserts the broker sends DISCONNECT with `code` as its last packet
+/// ([MQTT5-3.14.4-1]), without a Session Expiry Interval ([MQTT5-3.14.2-2]),
+/// then closes ([MQTT5-3.14.4-2]); `why` names the case for the message.
 pub fn expect_disconnect(c: &mut Client, code: u8, why: &str) {
     let before = c.expect_closed(WAIT);
     let codes: Vec<u8> = before
@@ -357,4 +358,14 @@ pub fn expect_disconnect(c: &mut Client, code: u8, why: &str) {
         vec![code],
         "{why}: packets before the close: {before:?}"
     );
+    let last = before.last().expect("a DISCONNECT");
+    assert_eq!(
+        last.kind(),
+        DISCONNECT,
+        "{why}: sent after the DISCONNECT: {before:?}"
+    );
+    if last.body.len() > 1 {
+        let (props, _) = props_at(&last.body[1..]);
+        assert_eq!(prop(&props, SESSION_EXPIRY), None, "{why}: {last:?}");
+    }
 }
