@@ -1,7 +1,8 @@
 //! Black-box conformance tests of the `tern` binary over TCP, grouped by
-//! area of the MQTT 3.1.1 specification (with a few MQTT 3.1 and 5.0
-//! checks). Every test names the normative statements it checks as
-//! `[MQTT-x.x.x-y]`; `tests/spec_coverage.py` collects those tags into
+//! area of the MQTT 3.1.1 specification (with a few MQTT 3.1 checks), and
+//! of MQTT 5.0 in the `v5_*` files. Every test names the normative
+//! statements it checks as `[MQTT-x.x.x-y]` (3.1.1) or `[MQTT5-x.x.x-y]`
+//! (5.0); `tests/spec_coverage.py` collects those tags into
 //! `SPEC-COVERAGE.md`.
 //!
 //! Each test spawns its own broker (`Broker::start`), or uses the broker
@@ -28,5 +29,9 @@ mod conformance {
     mod retain;
     mod shared;
     mod subscribe;
+    mod v5_connect;
     mod v5_options;
+    mod v5_publish;
+    mod v5_subscribe;
+    mod v5_wire;
 }

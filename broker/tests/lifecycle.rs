@@ -99,7 +99,7 @@ fn metrics_move_with_traffic_and_sigterm_exits_cleanly() {
     assert_eq!(sum(&metrics, "tern_route_rebuilds_total", ""), 1);
 
     signal(child.id(), libc::SIGTERM);
-    // [MQTT-3.14] v5: the server says why it closes: 0x8B server shutting down.
+    // [MQTT5-3.14.2-1] v5: the server says why it closes: 0x8B server shutting down.
     let packets = v5.expect_closed(WAIT);
     let disconnect = packets
         .iter()

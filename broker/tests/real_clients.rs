@@ -448,3 +448,215 @@ fn user_name_and_password_with_mosquitto_clients() {
         sub.expect_no_message();
     }
 }
+
+/// `mosquitto_sub -V 5` output format with the v5 properties: QoS, retain
+/// flag, topic, then `[user properties] [message expiry] [content type]
+/// [payload format]` and the payload, all in `Received::payload`.
+const FORMAT_V5: &str = "%q %r %t [%P] [%E] [%C] [%F] %p";
+
+// `mosquitto_pub -D publish user-property …` (a repeated name included),
+// content-type and payload-format-indicator reach `mosquitto_sub -V 5`
+// unaltered, the user properties in order.
+// [MQTT-7.0.0-2] [MQTT5-3.3.2-17] [MQTT5-3.3.2-18] [MQTT5-3.3.2-20] [MQTT5-3.3.2-4]
+#[test]
+fn v5_user_properties_are_forwarded_in_order() {
+    let broker = Broker::start();
+    let t = topic("real-v5-user");
+    let sub = Sub::start(&broker, &["-V", "5", "-q", "1", "-t", &t, "-F", FORMAT_V5]);
+    publish(
+        &broker,
+        &[
+            "-V",
+            "5",
+            "-q",
+            "1",
+            "-t",
+            &t,
+            "-m",
+            "hello",
+            "-D",
+            "publish",
+            "user-property",
+            "zone",
+            "eu",
+            "-D",
+            "publish",
+            "user-property",
+            "id",
+            "42",
+            "-D",
+            "publish",
+            "user-property",
+            "zone",
+            "us",
+            "-D",
+            "publish",
+            "content-type",
+            "text/plain",
+            "-D",
+            "publish",
+            "payload-format-indicator",
+            "1",
+        ],
+    );
+    let m = sub.message();
+    assert_eq!(
+        (m.qos, m.topic.as_str(), m.payload.as_str()),
+        (
+            1,
+            t.as_str(),
+            "[zone:eu id:42 zone:us] [] [text/plain] [1] hello"
+        )
+    );
+}
+
+// Message Expiry Interval: forwarded to a live subscriber (minus the time
+// waited), and a queued message of an offline `-c -x 60` session whose
+// interval passed is not delivered, while one without an interval is.
+// [MQTT-7.0.0-2] [MQTT5-3.3.2-5] [MQTT5-3.3.2-6] [MQTT5-3.1.2-23]
+#[test]
+fn v5_message_expiry() {
+    let broker = Broker::start();
+    let t = topic("real-v5-expiry");
+    let id = client_id();
+    let live = Sub::start(&broker, &["-V", "5", "-q", "1", "-t", &t, "-F", FORMAT_V5]);
+    let away = ["-V", "5", "-c", "-x", "60", "-i", &id, "-q", "1", "-t", &t];
+    let out = run("mosquitto_sub", &broker, &[&away[..], &["-E"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expiring = ["-D", "publish", "message-expiry-interval"];
+    publish(
+        &broker,
+        &[
+            &["-V", "5", "-q", "1", "-t", &t, "-m", "short"],
+            &expiring[..],
+            &["1"],
+        ]
+        .concat(),
+    );
+    publish(&broker, &["-V", "5", "-q", "1", "-t", &t, "-m", "forever"]);
+    publish(
+        &broker,
+        &[
+            &["-V", "5", "-q", "1", "-t", &t, "-m", "long"],
+            &expiring[..],
+            &["300"],
+        ]
+        .concat(),
+    );
+    let short = live.message();
+    assert!(short.payload.ends_with("short"), "{short:?}");
+    assert!(
+        short.payload.starts_with("[] [1] ") || short.payload.starts_with("[] [0] "),
+        "{short:?}"
+    );
+    assert_eq!(live.message().payload, "[] [] [] [] forever");
+    let long = live.message();
+    assert!(
+        long.payload.starts_with("[] [300] ") || long.payload.starts_with("[] [299] "),
+        "{long:?}"
+    );
+    std::thread::sleep(Duration::from_millis(2200));
+    let out = run(
+        "mosquitto_sub",
+        &broker,
+        &[&away[..], &["-C", "3", "-W", "2", "-F", FORMAT_V5]].concat(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "the expired message must not arrive: {out:?}"
+    );
+    assert_eq!(lines[0], format!("1 0 {t} [] [] [] [] forever"));
+    let left: u32 = lines[1]
+        .split(['[', ']'])
+        .nth(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no expiry in {:?}", lines[1]));
+    assert!((290..=298).contains(&left), "{:?}", lines[1]);
+    // End the session.
+    let out = run(
+        "mosquitto_sub",
+        &broker,
+        &["-V", "5", "-i", &id, "-t", &t, "-E"],
+    );
+    assert!(out.status.success());
+}
+
+// Retained messages with `mosquitto_sub -V 5`: the retained message arrives
+// on subscribe with RETAIN 1 (Retain Handling 0, the only one the tool
+// sends); a live retained PUBLISH keeps RETAIN 1 only for
+// `--retain-as-published`.
+// [MQTT-7.0.0-2] [MQTT5-3.3.1-9] [MQTT5-3.3.1-12] [MQTT5-3.3.1-13]
+#[test]
+fn v5_retain_as_published() {
+    let broker = Broker::start();
+    let t = topic("real-v5-rap");
+    publish(
+        &broker,
+        &["-V", "5", "-q", "1", "-r", "-t", &t, "-m", "old"],
+    );
+    let plain = Sub::start(&broker, &["-V", "5", "-q", "1", "-t", &t]);
+    let rap = Sub::start(
+        &broker,
+        &["-V", "5", "-q", "1", "-t", &t, "--retain-as-published"],
+    );
+    for sub in [&plain, &rap] {
+        let m = sub.message();
+        assert_eq!((m.retain, m.payload.as_str()), (true, "old"));
+    }
+    publish(
+        &broker,
+        &["-V", "5", "-q", "1", "-r", "-t", &t, "-m", "new"],
+    );
+    let m = plain.message();
+    assert_eq!((m.retain, m.payload.as_str()), (false, "new"));
+    let m = rap.message();
+    assert_eq!((m.retain, m.payload.as_str()), (true, "new"));
+    publish(&broker, &["-V", "5", "-r", "-n", "-t", &t]);
+}
+
+// `mosquitto_pub -D publish topic-alias 1 --repeat 3`: the client sends a
+// Topic Alias (within the Topic Alias Maximum of CONNACK); every message
+// reaches the subscriber under the full topic name.
+// [MQTT-7.0.0-2] [MQTT5-3.3.2-12] [MQTT5-3.2.2-17]
+#[test]
+fn v5_topic_alias_from_mosquitto_pub() {
+    let broker = Broker::start();
+    let t = topic("real-v5-alias");
+    let sub = Sub::start(&broker, &["-V", "5", "-q", "1", "-t", &t]);
+    publish(
+        &broker,
+        &[
+            "-V",
+            "5",
+            "-q",
+            "1",
+            "-t",
+            &t,
+            "-m",
+            "aliased",
+            "-D",
+            "publish",
+            "topic-alias",
+            "1",
+            "--repeat",
+            "3",
+            "--repeat-delay",
+            "0",
+        ],
+    );
+    for _ in 0..3 {
+        let m = sub.message();
+        assert_eq!(
+            (m.topic.as_str(), m.payload.as_str()),
+            (t.as_str(), "aliased")
+        );
+    }
+    sub.expect_no_message();
+}

@@ -298,7 +298,7 @@ mod tests {
             to_string(Bytes::from_static(&[0xC0, 0x80])),
             Err(DecodeError::InvalidUtf8)
         );
-        // U+FEFF is kept, not stripped [MQTT-1.5.4-3].
+        // U+FEFF is kept, not stripped [MQTT5-1.5.4-3].
         let s = to_string(Bytes::from_static("\u{feff}a".as_bytes())).unwrap();
         assert_eq!(&*s, "\u{feff}a");
     }

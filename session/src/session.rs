@@ -569,7 +569,7 @@ pub(crate) mod tests {
         assert_eq!(s.queued_len(), 1);
     }
 
-    // [MQTT-3.3.2-5/6] boundaries of the expiry rule.
+    // [MQTT5-3.3.2-5] [MQTT5-3.3.2-6] boundaries of the expiry rule.
     #[test]
     fn expiry_is_reached_after_the_full_interval_and_remaining_counts_whole_seconds() {
         let t = Instant::now();

@@ -55,7 +55,8 @@ fn v311_empty_id_with_clean_session_gets_an_id_mqtt_3_1_3_6() {
     );
 }
 
-// [MQTT-3.2.2-16] v5 empty id: CONNACK carries the Assigned Client Identifier.
+// [MQTT5-3.2.2-16] [MQTT5-3.1.3-6] [MQTT5-3.1.3-7] v5 empty id: CONNACK carries
+// the Assigned Client Identifier.
 #[test]
 fn v5_empty_id_is_assigned_and_returned_in_connack_mqtt_3_2_2_16() {
     let (conn, ack) = open(v5("", true, None), None, SessionConfig::default());
@@ -98,7 +99,8 @@ fn v5_receive_maximum_zero_and_auth_method_are_refused() {
     assert_eq!(check(&c), Err(ReasonCode::BAD_AUTHENTICATION_METHOD));
 }
 
-// [MQTT-3.2.2-21] v5: a keep-alive above the cap yields Server Keep Alive, which is enforced.
+// [MQTT5-3.2.2-21] [MQTT5-3.2.2-22] [MQTT5-3.1.2-22] v5: a keep-alive above the
+// cap yields Server Keep Alive, which is enforced; within the cap the client's own.
 #[test]
 fn v5_keep_alive_is_capped_with_server_keep_alive_mqtt_3_2_2_21() {
     let cfg = SessionConfig {
@@ -173,7 +175,8 @@ fn resuming_a_persistent_session_sets_session_present_mqtt_3_2_2_3() {
     );
 }
 
-// [MQTT-3.1.0-2] a second CONNECT is a protocol violation: close (v5 DISCONNECT 0x82).
+// [MQTT-3.1.0-2] [MQTT5-3.1.0-2] a second CONNECT is a protocol violation: close
+// (v5 DISCONNECT 0x82).
 #[test]
 fn second_connect_closes_mqtt_3_1_0_2() {
     let mut conn = open_v311("c");
@@ -197,7 +200,7 @@ fn second_connect_closes_mqtt_3_1_0_2() {
         Some(ReasonCode::PROTOCOL_ERROR)
     );
     assert!(conn.is_closing());
-    // [MQTT-3.1.4-6]-style: nothing is processed after the close.
+    // Nothing is processed after the close.
     assert_eq!(conn.handle_packet(at_ms(2), Packet::PingReq), Ok(()));
     assert!(drain(&mut conn).is_empty());
 }
@@ -226,7 +229,7 @@ fn server_only_packets_from_client_close_the_connection() {
     }
 }
 
-// [MQTT-4.12.0-7] AUTH without an Authentication Method in CONNECT.
+// [MQTT5-4.12.0-7] AUTH without an Authentication Method in CONNECT.
 #[test]
 fn auth_without_method_is_a_protocol_error_mqtt_4_12_0_7() {
     let mut conn = open_v5("c");
@@ -238,6 +241,7 @@ fn auth_without_method_is_a_protocol_error_mqtt_4_12_0_7() {
     );
 }
 
+// [MQTT5-3.1.2-23] the session is kept after the close only with an expiry > 0.
 #[test]
 fn v5_session_expiry_decides_persistence_mqtt_3_1_2_23() {
     let (conn, _) = open(v5("c", false, None), None, SessionConfig::default());

@@ -1,6 +1,6 @@
 //! v5 Message Expiry Interval on outgoing messages, in virtual time:
-//! [MQTT-3.3.2-5] a message whose interval has passed before onward delivery
-//! starts is deleted; [MQTT-3.3.2-6] a sent one carries the received value
+//! [MQTT5-3.3.2-5] a message whose interval has passed before onward delivery
+//! starts is deleted; [MQTT5-3.3.2-6] a sent one carries the received value
 //! minus the time it waited in the server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -44,7 +44,7 @@ fn window(n: u16) -> SessionConfig {
 
 const S: u64 = 1000;
 
-// [MQTT-3.3.2-6] sent at once: the full interval; a message without one has none.
+// [MQTT5-3.3.2-6] sent at once: the full interval; a message without one has none.
 #[test]
 fn immediate_delivery_forwards_the_interval_mqtt_3_3_2_6() {
     let mut conn = open_v5("c");
@@ -75,7 +75,7 @@ fn immediate_delivery_forwards_the_interval_mqtt_3_3_2_6() {
     );
 }
 
-// [MQTT-3.3.2-6] the broker received the message earlier than it delivers it:
+// [MQTT5-3.3.2-6] the broker received the message earlier than it delivers it:
 // the waiting time (whole seconds) is subtracted.
 #[test]
 fn interval_counts_from_reception_mqtt_3_3_2_6() {
@@ -92,7 +92,7 @@ fn interval_counts_from_reception_mqtt_3_3_2_6() {
     assert_eq!(sent(&mut conn), vec![("m1", false, Some(8))]);
 }
 
-// [MQTT-3.3.2-5] a message already expired when routed is not delivered.
+// [MQTT5-3.3.2-5] a message already expired when routed is not delivered.
 #[test]
 fn deliver_drops_an_already_expired_message_mqtt_3_3_2_5() {
     let mut conn = open_v5("c");
@@ -105,7 +105,7 @@ fn deliver_drops_an_already_expired_message_mqtt_3_3_2_5() {
     assert_eq!(conn.stats().deliver_dropped, 2);
 }
 
-// [MQTT-3.3.2-5] queued behind a full window, a message expires before it is
+// [MQTT5-3.3.2-5] queued behind a full window, a message expires before it is
 // released: it is dropped (counted) and the next one goes out instead.
 #[test]
 fn queued_message_expires_before_release_mqtt_3_3_2_5() {
@@ -138,7 +138,7 @@ fn queued_message_expires_before_release_mqtt_3_3_2_5() {
     assert_eq!(conn.session().queued_bytes(), 0);
 }
 
-// [MQTT-3.3.2-6] the longer a message waits in the queue, the less remains.
+// [MQTT5-3.3.2-6] the longer a message waits in the queue, the less remains.
 #[test]
 fn remaining_interval_decreases_with_waiting_time_mqtt_3_3_2_6() {
     let (mut conn, _) = open(v5("c", true, None), None, window(1));
@@ -168,7 +168,7 @@ fn remaining_interval_decreases_with_waiting_time_mqtt_3_3_2_6() {
     assert_eq!(conn.session().stats().dropped_expired, 0);
 }
 
-// Offline: expiry counts while the client is away; what survives is sent
+// [MQTT5-3.3.2-5] [MQTT5-3.3.2-6] offline: expiry counts while the client is away; what survives is sent
 // with the reduced interval on resume, what expired is dropped and counted.
 #[test]
 fn offline_queue_expires_while_client_is_away_mqtt_3_3_2_5() {
@@ -194,7 +194,7 @@ fn offline_queue_expires_while_client_is_away_mqtt_3_3_2_5() {
     assert_eq!(conn.session().stats().dropped_expired, 1);
 }
 
-// [MQTT-3.3.2-5] enqueueing a message that already expired drops it.
+// [MQTT5-3.3.2-5] enqueueing a message that already expired drops it.
 #[test]
 fn enqueue_drops_an_already_expired_message() {
     let mut s = Session::new("c".into(), true);
@@ -257,9 +257,9 @@ fn full_queue_purges_expired_messages_first() {
     assert_eq!(s.stats().dropped_queue_full, 1);
 }
 
-// [MQTT-4.4.0-1] inflight messages are re-sent on resume with the reduced
+// [MQTT5-4.4.0-1] inflight messages are re-sent on resume with the reduced
 // interval; onward delivery has started, so even an expired one is re-sent
-// (with 0) rather than dropped ([MQTT-3.3.2-5], [MQTT-4.3.3-7]).
+// (with 0) rather than dropped ([MQTT5-3.3.2-5], [MQTT5-4.3.3-7]).
 #[test]
 fn inflight_resent_on_resume_carries_the_reduced_interval_mqtt_4_3_3_7() {
     let (mut conn, _) = open(v5("c", false, Some(60)), None, SessionConfig::default());

@@ -44,7 +44,7 @@ fn packet_ids_are_reused_only_when_free_and_wrap_mqtt_2_3_1_2() {
     );
 }
 
-// [MQTT-4.9.0-2] / window: at most max_inflight unacknowledged; the rest wait
+// [MQTT5-4.9.0-2] / window: at most max_inflight unacknowledged; the rest wait
 // in order and are released one per acknowledgement.
 #[test]
 fn inflight_window_queues_and_releases_in_order_mqtt_4_9_0_2() {
@@ -88,7 +88,7 @@ fn qos2_holds_the_window_until_pubcomp() {
     assert_eq!(out(&mut conn), vec![pub_(Some(2), false, "m2")]);
 }
 
-// [MQTT-3.3.4-9] the client's Receive Maximum caps the window below max_inflight.
+// [MQTT5-3.3.4-9] [MQTT5-4.9.0-1] the client's Receive Maximum caps the window below max_inflight.
 #[test]
 fn v5_client_receive_maximum_caps_the_window_mqtt_3_3_4_9() {
     let mut c = v5("c", true, None);

@@ -54,7 +54,7 @@ fn keep_alive_zero_never_times_out() {
     assert_eq!(conn.poll_timeout(), None);
 }
 
-// v5 keep-alive timeout: DISCONNECT 0x8D, and the will is published.
+// [MQTT5-3.1.2-22] v5 keep-alive timeout: DISCONNECT 0x8D, and the will is published.
 #[test]
 fn v5_keep_alive_timeout_sends_0x8d_and_publishes_will() {
     let mut c = with_keep_alive(v5("c", true, None), 4);
@@ -136,7 +136,7 @@ fn v5_disconnect_with_will_publishes_it_with_capped_delay() {
     );
     let closed = conn.handle_close(at_ms(2), CloseReason::ClientDisconnectWithWill);
     let w = closed.will.expect("will");
-    assert_eq!(w.delay, Some(30), "[MQTT-3.1.3-9] the session ends first");
+    assert_eq!(w.delay, Some(30), "[MQTT5-3.1.2-8] the session ends first");
     assert_eq!(
         w.publish.properties.content_type.as_deref(),
         Some("text/plain")
@@ -234,7 +234,7 @@ fn incoming_qos2_state_survives_resume() {
     assert_eq!(out(&mut conn), vec![ctl("PUBCOMP", Some(5))]);
 }
 
-// [MQTT-3.1.4-3] v5 takeover: DISCONNECT 0x8E to the old client, session moved.
+// [MQTT5-3.1.4-3] v5 takeover: DISCONNECT 0x8E to the old client, session moved.
 #[test]
 fn takeover_moves_the_session_mqtt_3_1_4_3() {
     let (mut old, _) = open(v5("c", false, Some(60)), None, SessionConfig::default());
@@ -275,6 +275,7 @@ fn v3_takeover_via_handle_close_returns_will_and_session() {
     assert!(closed.session.is_some());
 }
 
+// [MQTT5-3.14.2-1] shutdown: DISCONNECT 0x8B (Server shutting down).
 #[test]
 fn server_shutdown_sends_0x8b_to_v5_clients() {
     let mut conn = open_v5("c");
@@ -290,7 +291,7 @@ fn server_shutdown_sends_0x8b_to_v5_clients() {
     assert!(drain(&mut conn).is_empty(), "nothing after DISCONNECT");
 }
 
-// A codec error reported by the broker: v5 DISCONNECT 0x81.
+// [MQTT5-4.13.1-1] a codec error reported by the broker: v5 DISCONNECT 0x81.
 #[test]
 fn malformed_packet_reported_by_broker_sends_0x81() {
     let mut conn = open_v5("c");

@@ -26,7 +26,7 @@ fn inbound_qos0_is_routed_without_ack() {
     assert_eq!(conn.session().stats().publish_in, 1);
 }
 
-// [MQTT-4.3.2-4] QoS 1: PUBACK with the same packet id, message routed.
+// [MQTT5-4.3.2-4] QoS 1: PUBACK with the same packet id, message routed.
 #[test]
 fn inbound_qos1_gets_puback_with_same_id() {
     let mut conn = open_v311("c");
@@ -36,8 +36,8 @@ fn inbound_qos1_gets_puback_with_same_id() {
     assert_eq!(routed(&mut conn), 1);
 }
 
-// [MQTT-4.3.3-8] PUBREC; [MQTT-4.3.3-10] duplicates get PUBREC, not routed
-// again; [MQTT-4.3.3-11] PUBREL → PUBCOMP; [MQTT-4.3.3-12] then the id is new.
+// [MQTT5-4.3.3-8] PUBREC; [MQTT5-4.3.3-10] duplicates get PUBREC, not routed
+// again; [MQTT5-4.3.3-11] PUBREL → PUBCOMP; [MQTT5-4.3.3-12] then the id is new.
 #[test]
 fn inbound_qos2_exactly_once_mqtt_4_3_3_10() {
     let mut conn = open_v311("c");
@@ -70,6 +70,8 @@ fn inbound_qos2_exactly_once_mqtt_4_3_3_10() {
     );
 }
 
+// [MQTT5-4.3.3-11] [MQTT5-3.7.2-1] PUBREL for an unknown id: PUBCOMP with the same
+// id, v5 reason code 0x92 (Packet Identifier not found).
 #[test]
 fn pubrel_for_unknown_id_gets_pubcomp_v5_with_0x92() {
     let mut conn = open_v311("c");
@@ -87,7 +89,7 @@ fn pubrel_for_unknown_id_gets_pubcomp_v5_with_0x92() {
     assert!(!conn.is_closing());
 }
 
-// [MQTT-3.3.4-9] a v5 client exceeding our Receive Maximum → DISCONNECT 0x93.
+// [MQTT5-3.3.4-7] a v5 client exceeding our Receive Maximum → DISCONNECT 0x93.
 #[test]
 fn v5_incoming_qos2_over_receive_maximum_disconnects_0x93() {
     let cfg = SessionConfig {
@@ -139,7 +141,7 @@ fn v3_incoming_qos2_is_not_held_to_the_v5_receive_maximum() {
     assert!(close_event(&mut conn).is_none());
 }
 
-// With topic aliases disabled (maximum 0, [MQTT-3.2.2-18]) any alias is 0x94 [MQTT-3.3.2-9].
+// With topic aliases disabled (maximum 0, [MQTT5-3.2.2-18]) any alias is 0x94 [MQTT5-3.3.2-9].
 #[test]
 fn v5_inbound_topic_alias_is_invalid_0x94() {
     let cfg = SessionConfig {
@@ -163,7 +165,7 @@ fn v5_inbound_topic_alias_is_invalid_0x94() {
     assert_eq!(routed(&mut conn), 0);
 }
 
-// [MQTT-3.3.4-6] a client PUBLISH must not carry a Subscription Identifier.
+// [MQTT5-3.3.4-6] a client PUBLISH must not carry a Subscription Identifier.
 #[test]
 fn v5_inbound_subscription_identifier_is_a_protocol_error_mqtt_3_3_4_6() {
     let mut conn = open_v5("c");
@@ -223,7 +225,7 @@ fn outbound_qos1_until_puback() {
     assert_eq!(conn.session().stats().puback_in, 1);
 }
 
-// [MQTT-4.3.3-4] PUBREC → PUBREL same id; [MQTT-4.3.3-5] until PUBCOMP.
+// [MQTT5-4.3.3-4] PUBREC → PUBREL same id; [MQTT5-4.3.3-5] until PUBCOMP.
 #[test]
 fn outbound_qos2_publish_pubrec_pubrel_pubcomp_mqtt_4_3_3_4() {
     let mut conn = open_v311("c");
@@ -245,7 +247,7 @@ fn outbound_qos2_publish_pubrec_pubrel_pubcomp_mqtt_4_3_3_4() {
     assert_eq!((st.pubrec_in, st.pubcomp_in, st.unknown_acks), (1, 1, 0));
 }
 
-// [MQTT-4.4.0-2] PUBREC with a reason ≥ 0x80 ends the exchange: no PUBREL, id freed.
+// [MQTT5-4.4.0-2] PUBREC with a reason ≥ 0x80 ends the exchange: no PUBREL, id freed.
 #[test]
 fn v5_pubrec_error_frees_the_id_without_pubrel_mqtt_4_4_0_2() {
     let mut conn = open_v5("c");
@@ -299,7 +301,7 @@ fn repeated_pubrec_repeats_pubrel() {
     );
 }
 
-// v5 subscription identifiers travel with the PUBLISH; v3 never gets them.
+// [MQTT5-3.3.4-4] v5 subscription identifiers travel with the PUBLISH; v3 never gets them.
 #[test]
 fn subscription_identifiers_only_for_v5() {
     let mut conn = open_v5("c");

@@ -186,7 +186,7 @@ fn v5_subscription_identifier_is_stored_and_reported() {
     assert_eq!(subs, vec![("x/#".to_string(), QoS::AtLeastOnce, Some(77))]);
 }
 
-// [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
+// [MQTT5-3.8.3-4] No Local on a shared subscription is a protocol error.
 #[test]
 fn no_local_on_shared_subscription_is_a_protocol_error_mqtt_3_8_3_4() {
     let mut conn = open_v5("c");
@@ -205,7 +205,8 @@ fn no_local_on_shared_subscription_is_a_protocol_error_mqtt_3_8_3_4() {
     assert_eq!(conn.session().subscriptions().count(), 0);
 }
 
-// [MQTT-3.10.4-4/5] UNSUBACK with the same id; v3 carries no reason codes.
+// [MQTT-3.10.4-4/5] [MQTT5-3.10.4-4] [MQTT5-3.10.4-5] [MQTT5-3.11.3-1] UNSUBACK with
+// the same id; v5 has one reason code per filter in order, v3 carries none.
 #[test]
 fn unsubscribe_removes_and_reports_existed() {
     for version_v5 in [false, true] {

@@ -39,7 +39,7 @@ fn cfg(max: u16) -> SessionConfig {
     }
 }
 
-// [MQTT-3.2.2-17] the CONNACK tells a v5 client the highest alias accepted.
+// [MQTT5-3.2.2-17] the CONNACK tells a v5 client the highest alias accepted.
 #[test]
 fn connack_advertises_topic_alias_maximum_mqtt_3_2_2_17() {
     let (_, ack) = open(v5("c", true, None), None, cfg(5));
@@ -54,7 +54,7 @@ fn connack_advertises_topic_alias_maximum_mqtt_3_2_2_17() {
     );
 }
 
-// [MQTT-3.3.2-12] the server accepts every alias in 1..=maximum: a topic and
+// [MQTT5-3.3.2-12] the server accepts every alias in 1..=maximum: a topic and
 // an alias set the mapping, an empty topic with the alias uses it.
 #[test]
 fn alias_set_then_used_fills_in_the_topic_mqtt_3_3_2_12() {
@@ -85,7 +85,7 @@ fn alias_mapping_is_replaced_by_a_new_topic() {
     assert_eq!(routed_topics(&mut conn), vec!["z", "y"]);
 }
 
-// [MQTT-3.3.2-9] / 3.3.4 Actions 1: an alias above the maximum is 0x94.
+// [MQTT5-3.3.2-9] / 3.3.4 Actions 1: an alias above the maximum is 0x94.
 #[test]
 fn alias_above_maximum_is_topic_alias_invalid_mqtt_3_3_2_9() {
     let (mut conn, _) = open(v5("c", true, None), None, cfg(3));
@@ -142,7 +142,7 @@ fn qos2_duplicate_with_alias_is_not_routed_twice() {
     );
 }
 
-// [MQTT-3.3.2-7] mappings end with the network connection, even when the
+// [MQTT5-3.3.2-7] mappings end with the network connection, even when the
 // session is resumed.
 #[test]
 fn alias_mappings_do_not_survive_reconnect_mqtt_3_3_2_7() {

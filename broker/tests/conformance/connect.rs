@@ -4,7 +4,8 @@
 use crate::common::*;
 use std::time::{Duration, Instant};
 
-// [MQTT-3.1.2-2] [MQTT-3.2.2-4] [MQTT-3.2.2-5]
+// [MQTT-3.1.2-2] [MQTT-3.2.2-4] [MQTT-3.2.2-5] [MQTT5-3.1.2-2]: a level other than
+// 3, 4 or 5 gets a CONNACK refusal, then the close.
 #[test]
 fn unacceptable_protocol_level_gets_return_code_1_then_close() {
     let broker = Broker::start();
@@ -131,7 +132,8 @@ fn second_connect_closes_the_connection() {
     healthy.round_trip();
 }
 
-// [MQTT-3.1.2-3] [MQTT-3.1.4-1]: reserved connect flag set → close without
+// [MQTT-3.1.2-3] [MQTT-3.1.4-1] [MQTT5-3.1.2-3] [MQTT5-3.1.4-1] [MQTT5-3.2.2-7]:
+// reserved connect flag set → close without
 // CONNACK (3.1.1; MQTT 3.1 merely leaves the bit unused). MQTT 5.0 allows a
 // CONNACK with a failure reason code before the close.
 #[test]
@@ -372,7 +374,7 @@ fn takeover_of_a_clean_session_leaves_no_subscriptions_behind() {
     second.disconnect();
 }
 
-// [MQTT-3.12.4-1]: exact PINGRESP for PINGREQ, in every protocol version.
+// [MQTT-3.12.4-1] [MQTT5-3.12.4-1]: exact PINGRESP for PINGREQ, in every protocol version.
 #[test]
 fn pingreq_gets_pingresp() {
     let broker = Broker::start();

@@ -34,7 +34,7 @@ fn parked_subscriber_receives_and_answers_pingreq() {
     publisher.ping();
 }
 
-// [MQTT-3.1.4-2] [MQTT-3.14.1-1]: a parked MQTT 5 connection is taken over:
+// [MQTT-3.1.4-2] [MQTT5-3.1.4-3] [MQTT5-3.14.2-1]: a parked MQTT 5 connection is taken over:
 // it gets DISCONNECT 0x8E (session taken over) and is closed.
 #[test]
 fn parked_connection_is_taken_over() {
@@ -81,7 +81,7 @@ fn parked_connection_expires_after_one_and_a_half_keep_alives() {
     assert_eq!(will.payload, b"expired");
 }
 
-// [MQTT-3.14.1-1]: at shutdown a parked MQTT 5 connection gets DISCONNECT
+// [MQTT5-3.14.2-1]: at shutdown a parked MQTT 5 connection gets DISCONNECT
 // 0x8B (server shutting down) before the close.
 #[test]
 fn parked_connection_gets_server_shutting_down() {

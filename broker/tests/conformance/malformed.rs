@@ -313,7 +313,8 @@ fn packet_larger_than_max_packet_size() {
     healthy.round_trip();
 }
 
-// [MQTT-3.1.4-1] [MQTT-3.1.2-1]: a protocol name other than `MQTT`/`MQIsdp`.
+// [MQTT-3.1.4-1] [MQTT-3.1.2-1] [MQTT5-3.1.2-1]: a protocol name other than
+// `MQTT`/`MQIsdp` is closed (MQTT 5.0 also allows a CONNACK 0x84 first).
 #[test]
 fn connect_with_an_unknown_protocol_name() {
     let mut name = Connect::v311(&client_id()).bytes();
@@ -409,8 +410,8 @@ fn connect_with_a_wildcard_will_topic() {
     connect_violations(&[("will topic with +", connect_raw(0x02 | 0x04, &will))]);
 }
 
-// MQTT 5.0: a violation closes the connection too (a DISCONNECT with a
-// reason code may come first).
+// [MQTT5-3.6.1-1] [MQTT5-3.3.2-2] [MQTT5-4.13.1-1]: MQTT 5.0: a violation closes
+// the connection too (a DISCONNECT with a reason code may come first).
 #[test]
 fn v5_violation_closes_the_connection() {
     violations_v(

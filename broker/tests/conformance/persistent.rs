@@ -137,8 +137,9 @@ fn clean_session_state_is_not_reused() {
     drop_session(broker.addr, &id);
 }
 
-// MQTT 5.0: Clean Start 0 with a Session Expiry Interval keeps the session;
-// without one (expiry 0) the session ends with the connection.
+// [MQTT5-3.1.2-23] [MQTT5-3.1.2-5] [MQTT5-3.1.2-6] MQTT 5.0: Clean Start 0 with a
+// Session Expiry Interval keeps the session; without one (expiry 0) the
+// session ends with the connection.
 #[test]
 fn v5_session_expiry_decides_persistence() {
     let broker = Broker::start();

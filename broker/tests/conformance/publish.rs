@@ -4,6 +4,7 @@
 use crate::common::*;
 
 // [MQTT-4.3.1-1] [MQTT-3.3.1-2] [MQTT-2.3.1-5] [MQTT-3.3.2-3] [MQTT-4.5.0-1]
+// [MQTT5-4.3.1-1] [MQTT5-3.3.1-2] [MQTT5-2.2.1-2] [MQTT5-3.3.2-3] [MQTT5-4.5.0-1]
 #[test]
 fn qos0_round_trip_in_every_version() {
     let broker = Broker::start();

@@ -236,7 +236,8 @@ fn unsubscribe_without_filters_closes_the_connection() {
     healthy.round_trip();
 }
 
-// v5: SUBACK reason codes follow the property length.
+// [MQTT5-3.9.3-1] [MQTT5-3.8.4-6] [MQTT5-3.8.4-7]: v5 SUBACK reason codes follow
+// the property length, one per filter, in filter order.
 #[test]
 fn v5_suback_codes_in_filter_order() {
     let broker = Broker::start();

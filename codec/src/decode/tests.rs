@@ -322,7 +322,7 @@ fn empty_client_id_is_decoded_in_every_version() {
 
 #[test]
 fn connect_protocol_is_known_even_when_connect_fails() {
-    // A v5 CONNECT with the reserved flag set [MQTT-3.1.2-3]: the broker may
+    // A v5 CONNECT with the reserved flag set [MQTT5-3.1.2-3]: the broker may
     // still answer with a v5 CONNACK 0x81.
     let mut d = Decoder::new(u32::MAX);
     let bad = frame(0x10, b"\x00\x04MQTT\x05\x03\x00\x3c\x00\x00\x01a");
@@ -386,8 +386,8 @@ fn short_ack_fast_path_leaves_everything_else_to_the_general_path() {
     let d = Decoder::with_version(v, u32::MAX);
     let not_fast: [&[u8]; 8] = [
         b"\x40\x02\x00",             // incomplete: general path waits
-        b"\x40\x02\x00\x00",         // [MQTT-2.3.1-1] id 0: general path rejects
-        b"\x60\x02\x00\x01",         // PUBREL with wrong flags [MQTT-3.6.1-1]
+        b"\x40\x02\x00\x00",         // [MQTT-2.3.1-1] [MQTT5-2.2.1-3] id 0 rejected
+        b"\x60\x02\x00\x01",         // PUBREL flags [MQTT-3.6.1-1] [MQTT5-3.6.1-1]
         b"\x42\x02\x00\x01",         // PUBACK with reserved flags
         b"\x40\x03\x00\x01\x10",     // v5 PUBACK with a reason code
         b"\x40\x04\x00\x01\x10\x00", // v5 PUBACK with a property length
@@ -399,7 +399,7 @@ fn short_ack_fast_path_leaves_everything_else_to_the_general_path() {
         assert_eq!(d.decode_short_ack(&mut buf), None, "{bytes:?}");
         assert_eq!(&buf[..], bytes, "untouched");
     }
-    // Before CONNECT nothing but CONNECT is accepted [MQTT-3.1.0-1].
+    // Before CONNECT nothing but CONNECT is accepted [MQTT-3.1.0-1] [MQTT5-3.1.0-1].
     let mut server = Decoder::new(u32::MAX);
     let mut buf = BytesMut::from(&b"\x40\x02\x00\x01"[..]);
     assert!(matches!(

@@ -383,12 +383,12 @@ fn connect_reserved_flag_mqtt_3_1_2_3() {
 #[test]
 fn will_qos_and_retain_need_the_will_flag_mqtt_3_1_2_11_13_15() {
     for level in [4, 5] {
-        // Will QoS 1 without the will flag [MQTT-3.1.2-13].
+        // Will QoS 1 without the will flag [MQTT-3.1.2-13] [MQTT5-3.1.2-11].
         assert_eq!(
             err(V5, &connect_with(level, 0x0A, b"\x00\x01c")),
             DecodeError::WillFlagsWithoutWill
         );
-        // Will retain without the will flag [MQTT-3.1.2-15].
+        // Will retain without the will flag [MQTT-3.1.2-15] [MQTT5-3.1.2-13].
         assert_eq!(
             err(V5, &connect_with(level, 0x22, b"\x00\x01c")),
             DecodeError::WillFlagsWithoutWill
@@ -473,7 +473,9 @@ fn invalid_reason_codes() {
         err(V311, b"\x90\x03\x00\x01\x03"),
         DecodeError::InvalidReasonCode { code: 3, .. }
     ));
-    // v5: each packet's own table.
+    // v5: each packet's own table [MQTT5-3.2.2-8] [MQTT5-3.4.2-1] [MQTT5-3.5.2-1]
+    // [MQTT5-3.6.2-1] [MQTT5-3.9.3-2] [MQTT5-3.11.3-2] [MQTT5-3.14.2-1] [MQTT5-3.15.2-1]
+    // (the strings below are the rules the codec's errors name).
     let cases: [(&[u8], &str); 8] = [
         (b"\x20\x03\x00\x01\x00", "MQTT-3.2.2-8"),
         (b"\x40\x03\x00\x01\x92", "MQTT-3.4.2-1"),
@@ -668,7 +670,7 @@ fn out_of_range_property_values_are_protocol_errors() {
     // Request response / problem information other than 0 or 1.
     invalid(&v5_connect(b"\x19\x02"), 0x19, 2);
     invalid(&v5_connect(b"\x17\x02"), 0x17, 2);
-    // Topic alias 0 [MQTT-3.3.2-8] answers 0x94.
+    // Topic alias 0 [MQTT5-3.3.2-8] answers 0x94.
     assert_eq!(
         invalid(&v5_publish(b"\x23\x00\x00"), 0x23, 0),
         ReasonCode::TOPIC_ALIAS_INVALID

@@ -337,7 +337,7 @@ fn unencodable_messages_report_at_write_time() {
 
 #[test]
 fn an_unresolved_topic_alias_is_rejected() {
-    // The broker must resolve an incoming alias before fan-out [MQTT-4.7.3-1].
+    // The broker must resolve an incoming alias before fan-out [MQTT-4.7.3-1] [MQTT5-4.7.3-1].
     let mut m = publish(QoS::AtMostOnce, "", b"x");
     m.properties.topic_alias = NonZeroU16::new(1);
     let t = PublishTemplate::new(&m, ProtocolVersion::V5);
