@@ -596,7 +596,11 @@ fn qos2_exchange_completes_after_the_message_expired() {
     let (mut c, _) = open_ok(broker.addr, &Props::new());
     let expiry = Props::new().u32(MESSAGE_EXPIRY, 1);
     c.send(&publish5(&t, 2, 5, false, &expiry, b"short-lived"));
-    assert_eq!(ack5(&c.read()), (5, 0x10), "PUBREC, no matching subscribers");
+    assert_eq!(
+        ack5(&c.read()),
+        (5, 0x10),
+        "PUBREC, no matching subscribers"
+    );
     std::thread::sleep(Duration::from_millis(1500));
     c.send(&ack(PUBREL, 5));
     c.expect_bytes(&ack(PUBCOMP, 5));
