@@ -1,5 +1,6 @@
 //! `tern`: the Tern MQTT broker daemon.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 use tern_config::{Command, Config, LogFormat};
@@ -137,12 +138,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Where to connect, for whoever started us. A closed stdout (a caller
+    // that read only the first line) is not an error.
+    let mut out = std::io::stdout().lock();
     for addr in handle.local_addrs() {
-        println!("tern: listening on {addr}");
+        let _ = writeln!(out, "tern: listening on {addr}");
     }
     if let Some(addr) = handle.http_addr() {
-        println!("tern: http on {addr}");
+        let _ = writeln!(out, "tern: http on {addr}");
     }
+    let _ = out.flush();
+    drop(out);
     tracing::info!(workers, "tern {} started", env!("CARGO_PKG_VERSION"));
     while signals.wait() == Signal::Reload {
         // The reload logs its outcome, one line per changed key.
