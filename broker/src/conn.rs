@@ -816,7 +816,8 @@ async fn handle_events(
                     {
                         conn.no_matching_subscribers(pid);
                     }
-                    if let (true, Some(pid), Some(conn)) = (blocked.refused, acked, cs.conn.as_mut())
+                    if let (true, Some(pid), Some(conn)) =
+                        (blocked.refused, acked, cs.conn.as_mut())
                     {
                         conn.refuse_publish(pid, ReasonCode::NOT_AUTHORIZED);
                     }

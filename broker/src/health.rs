@@ -107,10 +107,7 @@ mod tests {
     fn ready_needs_listeners_and_fresh_heartbeats() {
         let h = Health::new(2);
         let t0 = h.started();
-        assert_eq!(
-            h.ready(t0).unwrap_err(),
-            "MQTT listeners are not accepting"
-        );
+        assert_eq!(h.ready(t0).unwrap_err(), "MQTT listeners are not accepting");
         h.accepting.store(true, Relaxed);
         assert_eq!(
             h.ready(t0).unwrap_err(),

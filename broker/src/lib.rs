@@ -143,10 +143,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
 
 /// Starts a broker whose reloads (SIGHUP, `POST /admin/reload`) read the
 /// configuration from `source`.
-pub fn start_reloadable(
-    config: Config,
-    source: ReloadSource,
-) -> Result<BrokerHandle, BrokerError> {
+pub fn start_reloadable(config: Config, source: ReloadSource) -> Result<BrokerHandle, BrokerError> {
     start_with(config, Some(source))
 }
 

@@ -116,7 +116,11 @@ mod tests {
         config.limits.max_inflight = 3;
         config.limits.max_packet_size = 1000;
         live.store(config);
-        assert_eq!(worker.runtime().session.max_inflight, 32, "not before the refresh");
+        assert_eq!(
+            worker.runtime().session.max_inflight,
+            32,
+            "not before the refresh"
+        );
         {
             let _held = worker.borrow();
             assert!(!worker.refresh(&live), "a borrowed copy is left alone");

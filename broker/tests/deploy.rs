@@ -638,6 +638,7 @@ fn systemd_unit_verifies() {
     for want in [
         "\nType=simple\n",
         "\nExecStart=/usr/local/bin/tern --config /etc/tern/tern.toml\n",
+        "\nExecReload=/bin/kill -HUP $MAINPID\n",
         "\nRestart=on-failure\n",
         "\nLimitNOFILE=1048576\n",
         "\nTimeoutStopSec=20\n",

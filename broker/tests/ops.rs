@@ -75,7 +75,10 @@ impl Daemon {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).unwrap_or_else(|_| {
                 let _ = child.kill();
-                panic!("tern did not print its addresses: {:?}", log.lock().unwrap())
+                panic!(
+                    "tern did not print its addresses: {:?}",
+                    log.lock().unwrap()
+                )
             });
             if let Some(a) = line.strip_prefix("tern: listening on ") {
                 mqtt = a.trim().parse().ok();
@@ -167,7 +170,14 @@ impl Drop for Daemon {
         if std::thread::panicking() {
             let log = self.log.lock().unwrap();
             eprintln!("---- last {} lines of tern's output ----", log.len());
-            for l in log.iter().rev().take(200).collect::<Vec<_>>().into_iter().rev() {
+            for l in log
+                .iter()
+                .rev()
+                .take(200)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
                 eprintln!("{l}");
             }
         }

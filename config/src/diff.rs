@@ -114,7 +114,11 @@ mod tests {
                 .iter()
                 .map(|k| format!("limits.{k}")),
         );
-        want.extend(crate::mqtt::MqttLayer::KEYS.iter().map(|k| format!("mqtt.{k}")));
+        want.extend(
+            crate::mqtt::MqttLayer::KEYS
+                .iter()
+                .map(|k| format!("mqtt.{k}")),
+        );
         assert_eq!(keys, want);
     }
 }

@@ -30,7 +30,11 @@ fn refused_publish_acks_carry_the_reason_and_free_the_qos2_id() {
         .unwrap();
     conn.handle_packet(t0(), publish(QoS::ExactlyOnce, Some(2), "$SYS/x"))
         .unwrap();
-    assert_eq!(events(&mut conn).len(), 2, "the broker decides, not the session");
+    assert_eq!(
+        events(&mut conn).len(),
+        2,
+        "the broker decides, not the session"
+    );
     conn.refuse_publish(pid(1), ReasonCode::NOT_AUTHORIZED);
     conn.refuse_publish(pid(2), ReasonCode::NOT_AUTHORIZED);
     conn.refuse_publish(pid(9), ReasonCode::NOT_AUTHORIZED); // not queued: nothing happens
