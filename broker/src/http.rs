@@ -78,9 +78,9 @@ async fn serve(listener: std::net::TcpListener, endpoints: Arc<Endpoints>) {
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
-                Ok(Err(e)) => tracing::debug!(error = %e, "HTTP connection failed"),
-                Ok(Ok(())) | Err(_) => {}
+            // A timeout just closes the connection.
+            if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                tracing::debug!(error = %e, "HTTP connection failed");
             }
         });
     }
