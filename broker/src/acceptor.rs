@@ -21,11 +21,13 @@ pub(crate) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
+    let mut registered = true;
     for l in listeners {
         let listener = match Listener::from_std(l, tern_transport::ListenerKind::Tcp) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "cannot register listener");
+                registered = false;
                 continue;
             }
         };
@@ -39,10 +41,11 @@ pub(crate) async fn run(
                     tracing::warn!(peer = %accepted.peer, "connection limit reached; refusing connection");
                     continue;
                 };
+                let live = shared.live.load();
                 if let Err(e) = tern_transport::set_socket_buffers(
                     &accepted.stream,
-                    shared.config.send_buffer(),
-                    shared.config.recv_buffer(),
+                    live.config.send_buffer(),
+                    live.config.recv_buffer(),
                 ) {
                     tracing::debug!(error = %e, "cannot set socket buffer sizes");
                 }
@@ -66,6 +69,9 @@ pub(crate) async fn run(
             }
         });
     }
+    // Ready (for `/readyz`) once every listener accepts.
+    shared.health.accepting.store(registered, Relaxed);
     let _ = stop.wait_for(|s| *s).await;
+    shared.health.accepting.store(false, Relaxed);
     tasks.abort_all();
 }

@@ -342,7 +342,7 @@ impl Link {
         permit: Option<ConnectionPermit>,
         guard: TaskGuard,
     ) -> Box<Self> {
-        let max_packet = guard.worker.shared.config.limits.max_packet_size;
+        let max_packet = guard.worker.live.borrow().session.max_packet_size;
         Box::new(Self {
             stream,
             rbuf,
@@ -497,7 +497,9 @@ async fn attach(
     adopted: Option<Box<Connect>>,
     adopted_auth: Option<Box<Authenticated>>,
 ) -> Attach {
-    let limits = &worker.shared.config.limits;
+    // The settings in force when the client connects, for its whole life.
+    let live = worker.live.runtime();
+    let limits = &live.config.limits;
     let peer = link.peer;
     let was_adopted = adopted.is_some();
     let mut connect = match adopted {
@@ -519,13 +521,13 @@ async fn attach(
         }
     };
     let version = connect.protocol;
-    if let Some(ack) = tern_session::redirect_connack(&worker.shared.session_cfg) {
+    if let Some(ack) = tern_session::redirect_connack(&live.session) {
         tracing::info!(%peer, client_id = %connect.client_id, code = ?ack.code, "connection redirected");
         worker.stats.connections_rejected.inc();
         let _ = write_packet(&mut link.stream, version, &Packet::ConnAck(ack)).await;
         return Attach::Done;
     }
-    let mut check = match Connection::check_connect(&connect, &worker.shared.session_cfg) {
+    let mut check = match Connection::check_connect(&connect, &live.session) {
         Ok(check) => check,
         Err(code) => {
             tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection refused");
@@ -577,7 +579,7 @@ async fn attach(
     let key = worker.key_for(&client_id);
     let clean_start = connect.clean_start;
     let existing = worker.take_session(now, key, clean_start);
-    let cfg = Arc::clone(&worker.session_cfg);
+    let cfg = Arc::clone(&live.session);
     let conn = Connection::new(now, *connect, existing, check, cfg);
     let cell = Rc::new(RefCell::new(ConnShared {
         conn: Some(conn),
@@ -878,6 +880,11 @@ async fn handle_events(
                         (blocked.unrouted, acked, cs.conn.as_mut())
                     {
                         conn.no_matching_subscribers(pid);
+                    }
+                    if let (true, Some(pid), Some(conn)) =
+                        (blocked.refused, acked, cs.conn.as_mut())
+                    {
+                        conn.refuse_publish(pid, ReasonCode::NOT_AUTHORIZED);
                     }
                     flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
                 }

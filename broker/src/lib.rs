@@ -11,15 +11,21 @@ mod acceptor;
 mod backpressure;
 mod conn;
 mod deadlines;
+mod health;
+mod http;
+mod live;
 mod outbuf;
 mod prom;
 mod registry;
+mod reload;
 mod route_writer;
 mod share;
 mod shared;
 mod stats;
+mod sys;
 mod worker;
 
+pub use reload::{LoadConfig, ReloadError, ReloadReport, ReloadSource, SetLogLevel};
 use shared::{Control, Shared, WorkerLink};
 use std::net::SocketAddr;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -51,6 +57,8 @@ pub enum BrokerError {
 #[derive(Debug)]
 pub struct BrokerHandle {
     local_addrs: Vec<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    reloader: Arc<reload::Reloader>,
     shared: Arc<Shared>,
     workers: Vec<std::thread::JoinHandle<()>>,
     acceptor: Option<std::thread::JoinHandle<()>>,
@@ -61,6 +69,20 @@ impl BrokerHandle {
     /// The addresses the listeners are bound to (with the real ports when 0 was asked for).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// Where the HTTP endpoints (`/metrics`, `/healthz`, `/readyz`,
+    /// `/admin/reload`) listen, when `metrics_bind` is set.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Reads the configuration again from the [`ReloadSource`] given to
+    /// [`start_reloadable`] and applies what can change while clients stay
+    /// connected (SIGHUP does this). Logs one line per changed key. On
+    /// `Err` nothing changed.
+    pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        self.reloader.reload("SIGHUP")
     }
 
     /// Stops accepting, closes every connection and waits for the workers.
@@ -111,8 +133,9 @@ pub(crate) fn current_thread_runtime(role: &str) -> Option<tokio::runtime::Runti
 }
 
 /// The session configuration the limits, `[mqtt]` and `[auth]` imply. The
-/// users' credentials are derived here, once (PBKDF2 per user and mechanism).
-fn session_config(config: &Config) -> Result<SessionConfig, BrokerError> {
+/// users' credentials are derived here (PBKDF2 per user and mechanism), at
+/// start and at each reload.
+pub(crate) fn session_config(config: &Config) -> Result<SessionConfig, BrokerError> {
     let (l, m) = (&config.limits, &config.mqtt);
     let a = &config.auth;
     let store: Option<Arc<dyn CredentialStore>> = if a.users.is_empty() {
@@ -159,8 +182,18 @@ fn session_config(config: &Config) -> Result<SessionConfig, BrokerError> {
     })
 }
 
-/// Starts a broker.
+/// Starts a broker that cannot reload ([`BrokerHandle::reload`] says so).
 pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
+    start_with(config, None)
+}
+
+/// Starts a broker whose reloads (SIGHUP, `POST /admin/reload`) read the
+/// configuration from `source`.
+pub fn start_reloadable(config: Config, source: ReloadSource) -> Result<BrokerHandle, BrokerError> {
+    start_with(config, Some(source))
+}
+
+fn start_with(config: Config, source: Option<ReloadSource>) -> Result<BrokerHandle, BrokerError> {
     let mut listeners = Vec::new();
     let mut local_addrs = Vec::new();
     for addr in &config.listeners {
@@ -177,7 +210,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         listeners.push(l);
     }
 
-    let session_cfg = session_config(&config)?;
+    let live = live::Live::new(config.clone())?;
     let n = config.workers.clamp(1, 64);
     let routes = Arc::new(RouteTable::new());
     let (route_tx, route_rx) = std_mpsc::channel();
@@ -197,8 +230,23 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         config.limits.max_connections,
         config.limits.max_connections_per_ip,
     );
+    // Bound before anything starts, so a taken port is a start error.
+    let http_listener = match config.metrics_bind {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| BrokerError::Metrics(format!("cannot bind {addr}: {e}")))?,
+        ),
+        None => None,
+    };
+    let http_addr = match &http_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
-        session_cfg,
+        live,
+        limiter: limiter.clone(),
+        health: health::Health::new(n),
+        sys: Default::default(),
         retained: Mutex::new(RetainedStore::new(RetainedLimits {
             max_messages: config.limits.max_retained_messages,
             max_bytes: config.limits.max_retained_bytes,
@@ -222,8 +270,17 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         workers.push(worker::spawn(id, Arc::clone(&shared), data_rx, control_rx)?);
     }
 
-    if let Some(bind) = shared.config.metrics_bind {
-        prom::start(bind, Arc::clone(&shared))?;
+    let reloader = Arc::new(reload::Reloader::new(Arc::clone(&shared), source));
+    if let Some(listener) = http_listener {
+        let metrics = prom::start(Arc::clone(&shared))?;
+        http::start(
+            listener,
+            http::Endpoints {
+                metrics,
+                shared: Arc::clone(&shared),
+                reloader: Arc::clone(&reloader),
+            },
+        )?;
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -239,6 +296,8 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
 
     Ok(BrokerHandle {
         local_addrs,
+        http_addr,
+        reloader,
         shared,
         workers,
         acceptor: Some(acceptor),

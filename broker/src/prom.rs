@@ -2,28 +2,30 @@
 //! copy them to shared atomics twice a second (see `stats`); this thread turns
 //! those into Prometheus series once a second, so recording adds no lock and
 //! no allocation to the message path. Labels are bounded: worker index, QoS,
-//! drop reason — never client ids or topics.
+//! drop reason — never client ids or topics. `http` serves the rendering.
 
 use crate::shared::Shared;
 use metrics::{counter, gauge};
-use std::net::SocketAddr;
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Starts the exporter on `bind` and the thread that feeds it.
-pub(crate) fn start(bind: SocketAddr, shared: Arc<Shared>) -> Result<(), crate::BrokerError> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(bind)
-        .install()
+/// Installs the process's metrics recorder and starts the thread that feeds
+/// it; the handle renders the text format.
+pub(crate) fn start(shared: Arc<Shared>) -> Result<PrometheusHandle, crate::BrokerError> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
         .map_err(|e| crate::BrokerError::Metrics(e.to_string()))?;
+    let upkeep = handle.clone();
     std::thread::Builder::new()
         .name("tern-metrics".into())
         .spawn(move || loop {
             record(&shared);
+            upkeep.run_upkeep();
             std::thread::sleep(Duration::from_secs(1));
         })?;
-    Ok(())
+    Ok(handle)
 }
 
 fn record(shared: &Shared) {
@@ -106,6 +108,14 @@ fn record(shared: &Shared) {
     gauge!("tern_sessions").set(shared.registry.len() as f64);
     gauge!("tern_route_snapshot_version").set(shared.routes.load().version() as f64);
     gauge!("tern_route_filters").set(shared.routes.load().filter_count() as f64);
+    for (i, subs) in shared.health.subscriptions.iter().enumerate() {
+        gauge!("tern_subscriptions", "worker" => i.to_string()).set(subs.load(Relaxed) as f64);
+    }
+    let health = &shared.health;
+    counter!("tern_config_reloads_total", "result" => "ok")
+        .absolute(health.reloads_ok.load(Relaxed));
+    counter!("tern_config_reloads_total", "result" => "rejected")
+        .absolute(health.reloads_failed.load(Relaxed));
     let rs = &shared.route_stats;
     counter!("tern_route_rebuilds_total").absolute(rs.rebuilds.load(Relaxed));
     gauge!("tern_route_last_rebuild_seconds")

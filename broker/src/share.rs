@@ -228,7 +228,7 @@ impl Worker {
                         o.retain,
                         &o.subscription_identifiers,
                         &o.group,
-                        &self.shared.session_cfg,
+                        &self.live.borrow().session,
                     );
                     self.count_enqueue(outcome);
                 }
@@ -376,7 +376,7 @@ impl Worker {
                     retain,
                     ids,
                     group,
-                    &self.shared.session_cfg,
+                    &self.live.borrow().session,
                 );
                 self.count_enqueue(outcome);
             }

@@ -1,6 +1,7 @@
-//! What the threads of one broker share: read-only configuration, the route
-//! snapshot, the client-id registry, the retained store, and each worker's
-//! inboxes.
+//! What the threads of one broker share: the configuration (the startup
+//! one, and the one in force, which a reload swaps), the route snapshot, the
+//! client-id registry, the retained store, each worker's inboxes, and what
+//! the health endpoints and `$SYS` read.
 
 use crate::registry::Registry;
 use crate::route_writer::RouteRequest;
@@ -14,8 +15,7 @@ use std::time::Duration;
 use tern_codec::{Connect, Publish};
 use tern_config::Config;
 use tern_routing::{RetainedStore, RouteTable};
-use tern_session::SessionConfig;
-use tern_transport::{Accepted, ConnectionPermit};
+use tern_transport::{Accepted, ConnectionLimiter, ConnectionPermit};
 use tokio::sync::mpsc;
 
 /// A message routed to another worker.
@@ -92,8 +92,15 @@ pub(crate) struct WorkerLink {
 
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// The configuration the broker started with (what a reload cannot change).
     pub(crate) config: Config,
-    pub(crate) session_cfg: SessionConfig,
+    /// The configuration in force (see `live`); workers read their copy.
+    pub(crate) live: crate::live::Live,
+    /// The connection caps; a reload changes them in place.
+    pub(crate) limiter: ConnectionLimiter,
+    pub(crate) health: crate::health::Health,
+    /// Worker 0's `$SYS` publisher state.
+    pub(crate) sys: Mutex<crate::sys::SysState>,
     pub(crate) routes: Arc<RouteTable>,
     pub(crate) route_tx: std_mpsc::Sender<RouteRequest>,
     pub(crate) registry: Registry,

@@ -70,6 +70,7 @@ worker_stats!(
     dropped_qos0_offline,
     dropped_expired,
     dropped_too_large,
+    dropped_sys_topic,
     queued_offline,
     shared_deliveries,
     shared_redeliveries,

@@ -313,6 +313,9 @@ pub(crate) struct Blocked {
     congested: Vec<Rc<ConnCell>>,
     /// No subscriber matched the message (v5 acks say 0x10).
     pub(crate) unrouted: bool,
+    /// The message was refused, not routed (a client's PUBLISH to `$SYS`;
+    /// v5 acks say 0x87).
+    pub(crate) refused: bool,
 }
 
 impl Blocked {
@@ -384,8 +387,9 @@ pub(crate) struct Worker {
     pub(crate) marks: Watermarks,
     /// Idle connections without a task (see `conn::park`).
     pub(crate) parking: conn::park::ParkingLot,
-    /// The session limits, shared by every connection of this worker.
-    pub(crate) session_cfg: Arc<tern_session::SessionConfig>,
+    /// The settings in force (session limits for new connections, and
+    /// what else a reload can change), refreshed by the tick.
+    pub(crate) live: crate::live::WorkerLive,
     /// Round-robin state of shared subscriptions (see `share`).
     pub(crate) shares: crate::share::ShareState,
     /// When offline sessions expire and delayed wills are due (see `expiry`).
@@ -396,7 +400,7 @@ impl Worker {
     fn new(id: usize, shared: Arc<Shared>) -> Self {
         let stats = Rc::new(WorkerStats::default());
         let marks = Watermarks::from_limits(&shared.config.limits);
-        let session_cfg = Arc::new(shared.session_cfg.clone());
+        let live = crate::live::WorkerLive::new(&shared.live);
         Self {
             id,
             shared,
@@ -413,7 +417,7 @@ impl Worker {
             tasks_done: tokio::sync::Notify::new(),
             marks,
             parking: Default::default(),
-            session_cfg,
+            live,
             shares: Default::default(),
             timers: Default::default(),
         }
@@ -440,6 +444,16 @@ impl Worker {
     pub(crate) fn publish(&self, now: Instant, origin: ClientKey, publish: Publish) -> Blocked {
         let msg = Arc::new(publish);
         self.stats.publish_in(msg.qos);
+        if origin != crate::sys::SYS_ORIGIN && crate::sys::is_sys_topic(&msg.topic) {
+            // [MQTT-4.7.2-1]: `$` topics are the server's; clients (and
+            // their wills) do not publish to `$SYS`.
+            self.stats.dropped_sys_topic.inc();
+            tracing::debug!(topic = %msg.topic, "PUBLISH to $SYS from a client: not routed");
+            return Blocked {
+                refused: true,
+                ..Blocked::default()
+            };
+        }
         if msg.retain {
             self.retain(now, &msg);
         }
@@ -602,7 +616,7 @@ impl Worker {
                         qos,
                         retain,
                         &t.subscription_identifiers,
-                        &self.shared.session_cfg,
+                        &self.live.borrow().session,
                     ) {
                         EnqueueOutcome::Queued => self.stats.queued_offline.inc(),
                         EnqueueOutcome::DroppedQos0 => self.stats.dropped_qos0_offline.inc(),
@@ -669,7 +683,8 @@ impl Worker {
     /// True when a topic name or filter is longer, or has more levels, than
     /// the configured limits allow.
     pub(crate) fn exceeds_topic_limits(&self, filter: &str) -> bool {
-        let limits = &self.shared.config.limits;
+        let live = self.live.borrow();
+        let limits = &live.config.limits;
         // A name of n bytes has at most n + 1 levels: count only when that could matter.
         filter.len() > limits.max_topic_length
             || (filter.len() >= limits.max_topic_levels
@@ -968,6 +983,7 @@ pub(crate) fn spawn(
                         let now = Instant::now();
                         ticker.parking.expire(now);
                         ticker.expire(now);
+                        crate::health::tick(&ticker, now);
                         if ticks % IDLE_SWEEP_TICKS == 0 {
                             ticker.sweep_idle();
                         }

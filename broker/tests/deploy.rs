@@ -445,7 +445,8 @@ fn yaml_manifests_parse_and_agree() {
         r#""runAsNonRoot": true"#,
         r#""readOnlyRootFilesystem": true"#,
         r#""drop": ["ALL"]"#,
-        r#""tcpSocket": {"port": "mqtt"}"#,
+        r#""readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}"#,
+        r#""livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}"#,
         r#""name": "mqtt", "containerPort": 1883"#,
         r#""name": "metrics", "containerPort": 9090"#,
         r#""mountPath": "/etc/tern""#,
@@ -567,6 +568,8 @@ fn every_dashboard_metric_is_exported() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
         .args(["--bind", "127.0.0.1:0", "--workers", "2"])
         .args(["--log-level", "warn"])
+        // No $SYS topics: the retained count below is the test's message alone.
+        .args(["--sys-interval", "0"])
         .args(["--metrics-bind", &format!("127.0.0.1:{metrics_port}")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -635,6 +638,7 @@ fn systemd_unit_verifies() {
     for want in [
         "\nType=simple\n",
         "\nExecStart=/usr/local/bin/tern --config /etc/tern/tern.toml\n",
+        "\nExecReload=/bin/kill -HUP $MAINPID\n",
         "\nRestart=on-failure\n",
         "\nLimitNOFILE=1048576\n",
         "\nTimeoutStopSec=20\n",

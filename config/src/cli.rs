@@ -72,6 +72,15 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "BYTES")]
     pub(crate) socket_recv_buffer: Option<usize>,
 
+    /// Seconds between `$SYS/broker/…` topic updates; 0 = no `$SYS` topics.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) sys_interval: Option<u32>,
+
+    /// Serve `POST /admin/reload` on the metrics listener (reloads the
+    /// configuration like SIGHUP). Give the flag alone or `--admin-endpoint=false`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) admin_endpoint: Option<bool>,
+
     #[command(flatten, next_help_heading = "Limits")]
     pub(crate) limits: LimitsLayer,
 
@@ -110,6 +119,8 @@ impl Cli {
             metrics_bind,
             socket_send_buffer: self.socket_send_buffer,
             socket_recv_buffer: self.socket_recv_buffer,
+            sys_interval: self.sys_interval,
+            admin_endpoint: self.admin_endpoint,
             limits: self.limits.clone(),
             mqtt: self.mqtt.clone(),
             auth: self.auth.clone(),
@@ -126,7 +137,7 @@ pub(crate) fn command() -> clap::Command {
     let metrics = defaults
         .metrics_bind
         .map_or_else(|| "\"\" (disabled)".to_string(), |a| a.to_string());
-    let top: [(&str, String); 7] = [
+    let top: [(&str, String); 9] = [
         ("bind", listeners.join(",")),
         ("workers", "0 (one per core)".into()),
         ("log_level", defaults.log_level.clone()),
@@ -140,6 +151,8 @@ pub(crate) fn command() -> clap::Command {
             "socket_recv_buffer",
             defaults.socket_recv_buffer.to_string(),
         ),
+        ("sys_interval", defaults.sys_interval.to_string()),
+        ("admin_endpoint", defaults.admin_endpoint.to_string()),
     ];
     for (key, default) in top {
         let env = var_name(key);

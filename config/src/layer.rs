@@ -24,6 +24,8 @@ pub(crate) struct Layer {
     pub(crate) metrics_bind: Option<Option<SocketAddr>>,
     pub(crate) socket_send_buffer: Option<usize>,
     pub(crate) socket_recv_buffer: Option<usize>,
+    pub(crate) sys_interval: Option<u32>,
+    pub(crate) admin_endpoint: Option<bool>,
     #[serde(default)]
     pub(crate) limits: LimitsLayer,
     #[serde(default)]
@@ -42,6 +44,8 @@ pub(crate) const KEYS: &[&str] = &[
     "metrics_bind",
     "socket_send_buffer",
     "socket_recv_buffer",
+    "sys_interval",
+    "admin_endpoint",
 ];
 
 impl Layer {
@@ -55,6 +59,8 @@ impl Layer {
             metrics_bind: env::metrics_bind(env)?,
             socket_send_buffer: env::get(env, "socket_send_buffer")?,
             socket_recv_buffer: env::get(env, "socket_recv_buffer")?,
+            sys_interval: env::get(env, "sys_interval")?,
+            admin_endpoint: env::get(env, "admin_endpoint")?,
             limits: LimitsLayer::from_env(env)?,
             mqtt: MqttLayer::from_env(env)?,
             auth: AuthLayer::from_env(env)?,
@@ -77,6 +83,8 @@ impl Layer {
             metrics_bind: self.metrics_bind.or(lower.metrics_bind),
             socket_send_buffer: self.socket_send_buffer.or(lower.socket_send_buffer),
             socket_recv_buffer: self.socket_recv_buffer.or(lower.socket_recv_buffer),
+            sys_interval: self.sys_interval.or(lower.sys_interval),
+            admin_endpoint: self.admin_endpoint.or(lower.admin_endpoint),
             limits: self.limits.or(lower.limits),
             mqtt: self.mqtt.or(lower.mqtt),
             auth: self.auth.or(lower.auth),
@@ -107,6 +115,12 @@ impl Layer {
         if let Some(size) = self.socket_recv_buffer {
             config.socket_recv_buffer = size;
         }
+        if let Some(secs) = self.sys_interval {
+            config.sys_interval = secs;
+        }
+        if let Some(on) = self.admin_endpoint {
+            config.admin_endpoint = on;
+        }
         self.limits.apply(&mut config.limits);
         self.mqtt.apply(&mut config.mqtt);
         self.auth.apply(&mut config.auth);
@@ -125,6 +139,8 @@ impl Layer {
             self.metrics_bind.is_some(),
             self.socket_send_buffer.is_some(),
             self.socket_recv_buffer.is_some(),
+            self.sys_interval.is_some(),
+            self.admin_endpoint.is_some(),
         ];
         let top = KEYS.iter().zip(given).filter(|(_, g)| !g);
         let limits = self

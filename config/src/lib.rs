@@ -25,6 +25,7 @@
 
 mod auth;
 mod cli;
+mod diff;
 mod env;
 mod error;
 mod layer;
@@ -41,6 +42,7 @@ use std::str::FromStr;
 use clap::FromArgMatches;
 
 pub use auth::{AuthConfig, User, MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS};
+pub use diff::Change;
 pub use error::ConfigError;
 pub use limits::{Limits, MAX_PACKET_SIZE_CAP};
 pub use mqtt::Mqtt;
@@ -73,6 +75,12 @@ pub struct Config {
     /// `SO_RCVBUF` for client sockets in bytes, 0 = OS default
     /// (`socket_recv_buffer`, `--socket-recv-buffer`).
     pub socket_recv_buffer: usize,
+    /// Seconds between `$SYS/broker/…` updates, 0 = no `$SYS` topics
+    /// (`sys_interval`, `--sys-interval`). Default 10.
+    pub sys_interval: u32,
+    /// Serve `POST /admin/reload` on the metrics listener (`admin_endpoint`,
+    /// `--admin-endpoint`). Default false.
+    pub admin_endpoint: bool,
     /// Resource limits (`[limits]`, `--max-…`).
     pub limits: Limits,
     /// MQTT protocol options (`[mqtt]`).
@@ -92,6 +100,8 @@ impl Default for Config {
             metrics_bind: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 9090))),
             socket_send_buffer: 0,
             socket_recv_buffer: 0,
+            sys_interval: 10,
+            admin_endpoint: false,
             limits: Limits::default(),
             mqtt: Mqtt::default(),
             auth: AuthConfig::default(),

@@ -399,6 +399,38 @@ impl Connection {
         }));
     }
 
+    /// The broker refused the client's QoS 1/2 PUBLISH `pid` (did not
+    /// route it): a v5 PUBACK or PUBREC for it that is still queued carries
+    /// `reason` (an error code, >= 0x80) instead of Success. A refused QoS 2
+    /// id is released at once, as the client sends no PUBREL after an error
+    /// PUBREC, and a later PUBLISH with it is a new message ([MQTT5-4.3.3-9]).
+    /// v3 acks have no reason code and stay as they are (and QoS 2 goes on
+    /// with PUBREL/PUBCOMP).
+    pub fn refuse_publish(&mut self, pid: PacketId, reason: ReasonCode) {
+        if !self.version.is_v5() {
+            return;
+        }
+        let Some(q) = self
+            .transmits
+            .iter_mut()
+            .rev()
+            .find(|q| matches!(q, Queued::Ack(AckKind::Ack | AckKind::Rec, id) if *id == pid))
+        else {
+            return;
+        };
+        let mut resp = PubResp::new(pid);
+        resp.reason = reason;
+        let rec = matches!(q, Queued::Ack(AckKind::Rec, _));
+        *q = Queued::Other(Box::new(if rec {
+            Packet::PubRec(resp)
+        } else {
+            Packet::PubAck(resp)
+        }));
+        if rec {
+            self.session.incoming_qos2.remove(&pid);
+        }
+    }
+
     /// Session takeover: hand the session to a new connection, whatever its persistence.
     pub fn into_session(self) -> Session {
         self.session

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Caps live connections in total and per source IP. Cheap to clone (an
 /// `Arc`), shared by the acceptor and the workers; touched only on accept and
-/// close. IPv4-mapped IPv6 peers count as their IPv4 address.
+/// close. IPv4-mapped IPv6 peers count as their IPv4 address. The caps can
+/// be changed while connections are live ([`ConnectionLimiter::set_limits`]).
 #[derive(Debug, Clone)]
 pub struct ConnectionLimiter {
     inner: Arc<Inner>,
@@ -16,9 +17,9 @@ pub struct ConnectionLimiter {
 #[derive(Debug)]
 struct Inner {
     /// 0 = unlimited.
-    max_total: usize,
-    /// 0 = unlimited (and no per-IP table is kept).
-    max_per_ip: usize,
+    max_total: AtomicUsize,
+    /// 0 = unlimited (and connections accepted meanwhile are not counted per IP).
+    max_per_ip: AtomicUsize,
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
 }
@@ -50,8 +51,8 @@ impl ConnectionLimiter {
     pub fn new(max_total: usize, max_per_ip: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
-                max_total,
-                max_per_ip,
+                max_total: AtomicUsize::new(max_total),
+                max_per_ip: AtomicUsize::new(max_per_ip),
                 total: AtomicUsize::new(0),
                 per_ip: Mutex::new(HashMap::new()),
             }),
@@ -69,17 +70,19 @@ impl ConnectionLimiter {
         let ip = ip.to_canonical();
         // Hold the per-IP table (if any) across both checks so a refusal by
         // one cap never leaves the other incremented.
-        let mut table = (inner.max_per_ip > 0).then(|| inner.table());
+        let max_per_ip = inner.max_per_ip.load(Ordering::Relaxed);
+        let max_total = inner.max_total.load(Ordering::Relaxed);
+        let mut table = (max_per_ip > 0).then(|| inner.table());
         if let Some(table) = &table {
             let count = table.get(&ip).copied().unwrap_or(0);
-            if count as usize >= inner.max_per_ip {
+            if count as usize >= max_per_ip {
                 return Err(LimitExceeded::PerIp);
             }
         }
         inner
             .total
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (inner.max_total == 0 || n < inner.max_total).then_some(n + 1)
+                (max_total == 0 || n < max_total).then_some(n + 1)
             })
             .map_err(|_| LimitExceeded::Total)?;
         let counted = table.as_mut().map(|table| {
@@ -107,12 +110,21 @@ impl ConnectionLimiter {
 
     /// The global cap (0 = unlimited).
     pub fn max_total(&self) -> usize {
-        self.inner.max_total
+        self.inner.max_total.load(Ordering::Relaxed)
     }
 
     /// The per-IP cap (0 = unlimited).
     pub fn max_per_ip(&self) -> usize {
-        self.inner.max_per_ip
+        self.inner.max_per_ip.load(Ordering::Relaxed)
+    }
+
+    /// Changes both caps (0 = unlimited) for later acquisitions. Live
+    /// connections are never closed: a lower cap refuses new ones until
+    /// enough have closed. Connections accepted while per-IP limiting was off
+    /// are not counted against a per-IP cap turned on later.
+    pub fn set_limits(&self, max_total: usize, max_per_ip: usize) {
+        self.inner.max_total.store(max_total, Ordering::Relaxed);
+        self.inner.max_per_ip.store(max_per_ip, Ordering::Relaxed);
     }
 }
 
@@ -214,6 +226,29 @@ mod tests {
         assert!(limiter
             .try_acquire(IpAddr::V6(Ipv6Addr::LOCALHOST))
             .is_some());
+    }
+
+    #[test]
+    fn limits_change_while_connections_live() {
+        let limiter = ConnectionLimiter::new(3, 0);
+        let held: Vec<_> = (0..3).map(|_| limiter.try_acquire(A).unwrap()).collect();
+        limiter.set_limits(2, 0);
+        assert_eq!(limiter.max_total(), 2);
+        assert_eq!(limiter.current(), 3, "live connections are kept");
+        assert_eq!(limiter.acquire(B).unwrap_err(), LimitExceeded::Total);
+        drop(held);
+        let _b = limiter.try_acquire(B).unwrap();
+        limiter.set_limits(0, 1);
+        assert_eq!(limiter.max_per_ip(), 1);
+        let a = limiter.try_acquire(A).unwrap();
+        assert_eq!(a.ip(), Some(A), "counted per IP from now on");
+        assert_eq!(limiter.acquire(A).unwrap_err(), LimitExceeded::PerIp);
+        let _b2 = limiter.try_acquire(B).unwrap();
+        assert!(limiter.try_acquire(B).is_none());
+        limiter.set_limits(0, 0);
+        let _b3 = limiter.try_acquire(B).unwrap();
+        drop(a);
+        assert_eq!(limiter.current_for(A), 0);
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub(super) async fn authenticate(
     link: &mut Link,
     connect: &Connect,
 ) -> AuthOutcome {
-    let cfg = &worker.shared.session_cfg;
+    let live = worker.live.runtime();
+    let cfg = &live.session;
     let Some(started) = AuthExchange::for_connect(connect, cfg) else {
         return AuthOutcome::NotRequested;
     };

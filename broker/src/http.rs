@@ -1,0 +1,137 @@
+//! The HTTP endpoints on `metrics_bind`, served by hyper (HTTP/1.1) on a
+//! current-thread runtime of their own thread (`tern-http`):
+//!
+//! * `GET /metrics`: Prometheus text format.
+//! * `GET /healthz`: 200 while the process runs.
+//! * `GET /readyz`: 200 when every MQTT listener accepts and every worker
+//!   ticked within [`HEARTBEAT_DEADLINE`](crate::health::HEARTBEAT_DEADLINE),
+//!   else 503 with the reason on one line.
+//! * `POST /admin/reload`: reloads the configuration like SIGHUP, when
+//!   `admin_endpoint` is on (404 otherwise): 200 with one line per changed
+//!   key, or 500 with why the configuration was rejected.
+
+use crate::reload::Reloader;
+use crate::shared::Shared;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The longest a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one HTTP connection may stay open.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the endpoints read.
+#[derive(Debug)]
+pub(crate) struct Endpoints {
+    pub(crate) metrics: PrometheusHandle,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) reloader: Arc<Reloader>,
+}
+
+/// Serves `listener` on a thread of its own until the process ends.
+pub(crate) fn start(listener: std::net::TcpListener, endpoints: Endpoints) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let endpoints = Arc::new(endpoints);
+    std::thread::Builder::new()
+        .name("tern-http".into())
+        .spawn(move || {
+            let Some(rt) = crate::current_thread_runtime("http") else {
+                return;
+            };
+            rt.block_on(serve(listener, endpoints));
+        })?;
+    Ok(())
+}
+
+async fn serve(listener: std::net::TcpListener, endpoints: Arc<Endpoints>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register the HTTP listener");
+            return;
+        }
+    };
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let endpoints = Arc::clone(&endpoints);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let response = respond(&endpoints, req.method(), req.uri().path());
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            // A timeout just closes the connection.
+            if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                tracing::debug!(error = %e, "HTTP connection failed");
+            }
+        });
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+fn respond(endpoints: &Endpoints, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    let read = method == Method::GET || method == Method::HEAD;
+    match path {
+        "/metrics" if read => {
+            let mut r = text(StatusCode::OK, endpoints.metrics.render());
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        "/healthz" if read => text(StatusCode::OK, "ok\n"),
+        "/readyz" if read => match endpoints.shared.health.ready(Instant::now()) {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+        },
+        "/metrics" | "/healthz" | "/readyz" => not_allowed("GET, HEAD"),
+        "/admin/reload" if endpoints.shared.live.load().config.admin_endpoint => {
+            if method != Method::POST {
+                return not_allowed("POST");
+            }
+            match endpoints.reloader.reload("POST /admin/reload") {
+                Ok(report) => text(StatusCode::OK, report.to_string()),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}

@@ -1,0 +1,135 @@
+//! The configuration in force, swappable by a reload (see `reload`).
+//!
+//! [`Live`] is shared by every thread: one `ArcSwap` of the [`Runtime`]
+//! settings and a version counter. Workers do not read it on the message
+//! path: each keeps a [`WorkerLive`] copy that its 500 ms tick refreshes
+//! when the version moved (one atomic load per tick), and reads it with a
+//! `RefCell` borrow. Connections take the settings in force when they
+//! connect and keep them for their life.
+
+use arc_swap::ArcSwap;
+use std::cell::{Cell, Ref, RefCell};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tern_config::Config;
+use tern_session::SessionConfig;
+
+/// The settings in force: the effective configuration (values that need a
+/// restart stay at their startup value) and the session limits it implies.
+#[derive(Debug)]
+pub(crate) struct Runtime {
+    pub(crate) config: Config,
+    pub(crate) session: Arc<SessionConfig>,
+}
+
+impl Runtime {
+    /// Fails when the `[auth]` users cannot be turned into credentials.
+    pub(crate) fn new(config: Config) -> Result<Self, crate::BrokerError> {
+        let session = Arc::new(crate::session_config(&config)?);
+        Ok(Self { config, session })
+    }
+}
+
+/// The shared, swappable [`Runtime`].
+#[derive(Debug)]
+pub(crate) struct Live {
+    current: ArcSwap<Runtime>,
+    version: AtomicU64,
+}
+
+impl Live {
+    pub(crate) fn new(config: Config) -> Result<Self, crate::BrokerError> {
+        Ok(Self {
+            current: ArcSwap::from_pointee(Runtime::new(config)?),
+            version: AtomicU64::new(0),
+        })
+    }
+
+    /// The settings in force now.
+    pub(crate) fn load(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// Puts `runtime` in force.
+    pub(crate) fn store(&self, runtime: Runtime) {
+        self.current.store(Arc::new(runtime));
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+}
+
+/// A worker's copy of the [`Runtime`], refreshed by its tick.
+#[derive(Debug)]
+pub(crate) struct WorkerLive {
+    current: RefCell<Arc<Runtime>>,
+    version: Cell<u64>,
+}
+
+impl WorkerLive {
+    pub(crate) fn new(live: &Live) -> Self {
+        // Version first: a store in between is seen at the next refresh.
+        let version = live.version();
+        Self {
+            current: RefCell::new(live.load()),
+            version: Cell::new(version),
+        }
+    }
+
+    /// Takes the shared settings if they changed since the last call.
+    /// Returns true when they did.
+    pub(crate) fn refresh(&self, live: &Live) -> bool {
+        let version = live.version();
+        if version == self.version.get() {
+            return false;
+        }
+        let Ok(mut current) = self.current.try_borrow_mut() else {
+            return false; // borrowed right now: next tick
+        };
+        *current = live.load();
+        self.version.set(version);
+        true
+    }
+
+    /// The settings in force (hold it only briefly: never across an await).
+    pub(crate) fn borrow(&self) -> Ref<'_, Arc<Runtime>> {
+        self.current.borrow()
+    }
+
+    /// The settings in force, to keep.
+    pub(crate) fn runtime(&self) -> Arc<Runtime> {
+        Arc::clone(&self.current.borrow())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_see_a_store_at_their_next_refresh() {
+        let live = Live::new(Config::default()).unwrap();
+        let worker = WorkerLive::new(&live);
+        assert!(!worker.refresh(&live), "nothing changed");
+        let mut config = Config::default();
+        config.limits.max_inflight = 3;
+        config.limits.max_packet_size = 1000;
+        live.store(Runtime::new(config).unwrap());
+        assert_eq!(
+            worker.runtime().session.max_inflight,
+            32,
+            "not before the refresh"
+        );
+        {
+            let _held = worker.borrow();
+            assert!(!worker.refresh(&live), "a borrowed copy is left alone");
+        }
+        assert!(worker.refresh(&live));
+        assert_eq!(worker.runtime().session.max_inflight, 3);
+        assert_eq!(worker.runtime().session.max_packet_size, 1000);
+        assert_eq!(worker.runtime().config.limits.max_inflight, 3);
+        assert!(!worker.refresh(&live));
+    }
+}

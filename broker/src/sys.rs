@@ -1,0 +1,319 @@
+//! `$SYS/broker/…` topics with Mosquitto's names, published retained every
+//! `sys_interval` seconds by worker 0's tick through the normal publish path
+//! (so they are routed, retained and counted as sent like any message).
+//!
+//! Values come from what the metrics read: the workers' shared counters
+//! (copied at each tick, so up to 500 ms old), the client-id registry, the
+//! retained store, the workers' subscription counts and `/proc/self/statm`.
+//! Clients may not publish to `$SYS` (see [`is_sys_topic`]).
+
+use crate::shared::Shared;
+use crate::worker::{ClientKey, Worker};
+use bytestring::ByteString;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tern_codec::{Publish, QoS};
+
+/// The client key `$SYS` messages are published under; no client has it
+/// (workers number their clients from 1).
+pub(crate) const SYS_ORIGIN: ClientKey = ClientKey(0);
+
+/// The `[MQTT-4.7.2-1]` family: topic names starting with `$` are the
+/// server's. Tern keeps `$SYS` (the topic and everything under it) for
+/// itself: a client's PUBLISH there is not routed or retained (v5 QoS 1/2:
+/// PUBACK/PUBREC 0x87 Not authorized), nor is a will there.
+pub(crate) fn is_sys_topic(topic: &str) -> bool {
+    topic
+        .strip_prefix("$SYS")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The moving-average windows of the load topics, in seconds.
+const WINDOWS: [(f64, &str); 3] = [(60.0, "1min"), (300.0, "5min"), (900.0, "15min")];
+
+/// Broker-wide totals at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) connected: u64,
+    pub(crate) sessions: u64,
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) subscriptions: u64,
+    pub(crate) retained: u64,
+    /// Resident set size in bytes, where `/proc/self/statm` exists.
+    pub(crate) rss: Option<u64>,
+}
+
+impl Totals {
+    fn gather(shared: &Shared) -> Self {
+        let mut t = Self::default();
+        for ws in &shared.worker_stats {
+            t.connected += ws.connections_current.load(Relaxed);
+            t.received += ws.publish_in_qos0.load(Relaxed)
+                + ws.publish_in_qos1.load(Relaxed)
+                + ws.publish_in_qos2.load(Relaxed);
+            t.sent += ws.publish_out.load(Relaxed);
+            t.bytes_received += ws.bytes_in.load(Relaxed);
+            t.bytes_sent += ws.bytes_out.load(Relaxed);
+        }
+        t.subscriptions = shared
+            .health
+            .subscriptions
+            .iter()
+            .map(|s| s.load(Relaxed))
+            .sum();
+        t.sessions = shared.registry.len() as u64;
+        t.retained = shared
+            .retained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as u64;
+        t.rss = resident_bytes();
+        t
+    }
+}
+
+/// The resident set size from `/proc/self/statm` (pages) in bytes.
+pub(crate) fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf takes an integer and reads no memory of ours.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok().filter(|&p| p > 0)?)
+}
+
+/// What the `$SYS` publisher remembers between updates.
+#[derive(Debug, Default)]
+pub(crate) struct SysState {
+    last_publish: Option<Instant>,
+    /// When and at what totals the load averages were last updated.
+    last_sample: Option<(Instant, u64, u64)>,
+    /// Messages per minute received and sent, per window of [`WINDOWS`].
+    load_received: [f64; 3],
+    load_sent: [f64; 3],
+    max_connected: u64,
+}
+
+impl SysState {
+    /// Whether an update is due at `now` with `interval` seconds between
+    /// updates (within a quarter tick, as the tick is 500 ms).
+    fn due(&self, now: Instant, interval: u32) -> bool {
+        let every = Duration::from_secs(interval.into());
+        self.last_publish
+            .is_none_or(|t| now.saturating_duration_since(t) + Duration::from_millis(250) >= every)
+    }
+
+    /// Folds `t` into the maximum and the load averages (Mosquitto's: an
+    /// exponentially weighted average of the per-minute rate).
+    pub(crate) fn update(&mut self, now: Instant, t: &Totals) {
+        self.max_connected = self.max_connected.max(t.connected);
+        if let Some((then, received, sent)) = self.last_sample {
+            let dt = now.saturating_duration_since(then).as_secs_f64();
+            if dt > 0.0 {
+                let per_min = |n: u64| n as f64 * 60.0 / dt;
+                let rate_in = per_min(t.received.saturating_sub(received));
+                let rate_out = per_min(t.sent.saturating_sub(sent));
+                for (i, (window, _)) in WINDOWS.iter().enumerate() {
+                    let e = (-dt / window).exp();
+                    self.load_received[i] = self.load_received[i] * e + rate_in * (1.0 - e);
+                    self.load_sent[i] = self.load_sent[i] * e + rate_out * (1.0 - e);
+                }
+            }
+        }
+        self.last_sample = Some((now, t.received, t.sent));
+    }
+
+    /// Every `$SYS` topic and its payload.
+    pub(crate) fn topics(&self, uptime: Duration, t: &Totals) -> Vec<(String, String)> {
+        let mut out = vec![
+            (
+                "version".to_string(),
+                format!("tern version {}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("uptime".into(), format!("{} seconds", uptime.as_secs())),
+            ("clients/connected".into(), t.connected.to_string()),
+            ("clients/total".into(), t.sessions.to_string()),
+            ("clients/maximum".into(), self.max_connected.to_string()),
+            ("messages/received".into(), t.received.to_string()),
+            ("messages/sent".into(), t.sent.to_string()),
+            ("bytes/received".into(), t.bytes_received.to_string()),
+            ("bytes/sent".into(), t.bytes_sent.to_string()),
+        ];
+        for (dir, loads) in [("received", &self.load_received), ("sent", &self.load_sent)] {
+            for (i, (_, name)) in WINDOWS.iter().enumerate() {
+                out.push((
+                    format!("load/messages/{dir}/{name}"),
+                    format!("{:.2}", loads[i]),
+                ));
+            }
+        }
+        out.push(("subscriptions/count".into(), t.subscriptions.to_string()));
+        out.push(("retained messages/count".into(), t.retained.to_string()));
+        if let Some(rss) = t.rss {
+            out.push(("heap/current".into(), rss.to_string()));
+        }
+        for (topic, _) in &mut out {
+            topic.insert_str(0, "$SYS/broker/");
+        }
+        out
+    }
+}
+
+/// Worker 0's part of the tick: publishes the `$SYS` topics when due.
+pub(crate) fn tick(worker: &Worker, now: Instant) {
+    let interval = worker.live.borrow().config.sys_interval;
+    if interval == 0 {
+        return;
+    }
+    let shared = &worker.shared;
+    let topics = {
+        let mut state = shared.sys.lock().unwrap_or_else(|e| e.into_inner());
+        if !state.due(now, interval) {
+            return;
+        }
+        state.last_publish = Some(now);
+        let totals = Totals::gather(shared);
+        state.update(now, &totals);
+        let uptime = now.saturating_duration_since(shared.health.started());
+        state.topics(uptime, &totals)
+    };
+    // The broker's own messages are not messages received from clients,
+    // nor dropped ones when nobody subscribes to `$SYS`: put those
+    // counters back (nothing else runs on this thread meanwhile).
+    let stats = &worker.stats;
+    let (received, unrouted) = (
+        stats.publish_in_qos0.get(),
+        stats.dropped_no_subscribers.get(),
+    );
+    for (topic, value) in topics {
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic: ByteString::from(topic),
+            packet_id: None,
+            properties: Default::default(),
+            payload: bytes::Bytes::from(value),
+        };
+        worker.publish_detached(now, SYS_ORIGIN, publish);
+    }
+    stats.publish_in_qos0.set(received);
+    stats.dropped_no_subscribers.set(unrouted);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sys_topic_names() {
+        for (topic, sys) in [
+            ("$SYS", true),
+            ("$SYS/broker/uptime", true),
+            ("$SYS/", true),
+            ("$SYSTEM/x", false),
+            ("$sys/x", false),
+            ("a/$SYS/x", false),
+            ("$share/g/x", false),
+        ] {
+            assert_eq!(is_sys_topic(topic), sys, "{topic}");
+        }
+    }
+
+    #[test]
+    fn topics_and_payloads() {
+        let mut state = SysState::default();
+        let t = Totals {
+            connected: 3,
+            sessions: 5,
+            received: 10,
+            sent: 20,
+            bytes_received: 300,
+            bytes_sent: 400,
+            subscriptions: 7,
+            retained: 2,
+            rss: Some(4096),
+        };
+        let t0 = Instant::now();
+        state.update(t0, &t);
+        let topics = state.topics(Duration::from_millis(61_900), &t);
+        let get = |name: &str| {
+            topics
+                .iter()
+                .find(|(k, _)| k == &format!("$SYS/broker/{name}"))
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("no {name} in {topics:?}"))
+        };
+        assert_eq!(
+            get("version"),
+            format!("tern version {}", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(get("uptime"), "61 seconds");
+        assert_eq!(get("clients/connected"), "3");
+        assert_eq!(get("clients/total"), "5");
+        assert_eq!(get("clients/maximum"), "3");
+        assert_eq!(get("messages/received"), "10");
+        assert_eq!(get("messages/sent"), "20");
+        assert_eq!(get("bytes/received"), "300");
+        assert_eq!(get("bytes/sent"), "400");
+        assert_eq!(get("subscriptions/count"), "7");
+        assert_eq!(get("retained messages/count"), "2");
+        assert_eq!(get("heap/current"), "4096");
+        assert_eq!(get("load/messages/received/1min"), "0.00");
+        assert_eq!(topics.len(), 18);
+        let without_rss = state.topics(Duration::ZERO, &Totals { rss: None, ..t });
+        assert_eq!(without_rss.len(), 17, "no heap topic without /proc");
+    }
+
+    #[test]
+    fn load_averages_and_maximum() {
+        let mut state = SysState::default();
+        let t0 = Instant::now();
+        let mut t = Totals {
+            connected: 4,
+            ..Totals::default()
+        };
+        state.update(t0, &t);
+        // 600 messages in 60 s: 600 a minute, of which a 1-minute average
+        // takes 1 - 1/e after one minute.
+        t.received = 600;
+        t.sent = 60;
+        t.connected = 1;
+        state.update(t0 + Duration::from_secs(60), &t);
+        let topics = state.topics(Duration::ZERO, &t);
+        let get = |name: &str| {
+            topics
+                .iter()
+                .find(|(k, _)| k.ends_with(name))
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        let one = 600.0 * (1.0 - (-1.0f64).exp());
+        assert_eq!(get("received/1min"), format!("{one:.2}"));
+        let five = 600.0 * (1.0 - (-60.0f64 / 300.0).exp());
+        assert_eq!(get("received/5min"), format!("{five:.2}"));
+        let sent15 = 60.0 * (1.0 - (-60.0f64 / 900.0).exp());
+        assert_eq!(get("sent/15min"), format!("{sent15:.2}"));
+        assert_eq!(get("clients/maximum"), "4", "the maximum stays");
+        assert_eq!(get("clients/connected"), "1");
+    }
+
+    #[test]
+    fn due_every_interval_within_a_quarter_tick() {
+        let mut state = SysState::default();
+        let t0 = Instant::now();
+        assert!(state.due(t0, 10), "the first tick publishes");
+        state.last_publish = Some(t0);
+        assert!(!state.due(t0 + Duration::from_millis(9_500), 10));
+        assert!(state.due(t0 + Duration::from_millis(9_800), 10));
+        assert!(state.due(t0 + Duration::from_secs(11), 10));
+    }
+
+    #[test]
+    fn resident_size_is_read() {
+        let rss = resident_bytes().expect("/proc/self/statm on Linux");
+        assert!(rss > 1024 * 1024, "{rss} bytes");
+    }
+}

@@ -1,0 +1,394 @@
+//! Operating the real `tern` binary started with a config file: the HTTP
+//! endpoints (`/healthz`, `/readyz`, `/metrics`, `/admin/reload`), the
+//! `$SYS` topics as Mosquitto's `mosquitto_sub` sees them (Debian package
+//! `mosquitto-clients`; the test fails naming it when it is missing), and
+//! reloading the configuration with SIGHUP while 100 clients stay connected.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    missing_debug_implementations
+)]
+
+mod common;
+
+use common::*;
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A `tern --config FILE` process; SIGTERM then SIGKILL on drop, and the
+/// file removed.
+struct Daemon {
+    child: Child,
+    file: PathBuf,
+    mqtt: SocketAddr,
+    http: SocketAddr,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Daemon {
+    fn start(config: &str) -> Self {
+        let file = std::env::temp_dir().join(format!("tern-ops-{}.toml", client_id()));
+        std::fs::write(&file, config).expect("write the config file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+            .arg("--config")
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tern");
+        let log: Arc<Mutex<VecDeque<String>>> = Arc::default();
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        for (pipe, tx) in [
+            (Box::new(stdout) as Box<dyn Read + Send>, Some(tx)),
+            (Box::new(stderr), None),
+        ] {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(tx) = &tx {
+                        let _ = tx.send(line.clone());
+                    }
+                    let mut log = log.lock().unwrap();
+                    if log.len() == 5000 {
+                        log.pop_front();
+                    }
+                    log.push_back(strip_ansi(&line));
+                }
+            });
+        }
+        let mut mqtt = None;
+        let mut http = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while mqtt.is_none() || http.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "tern did not print its addresses: {:?}",
+                    log.lock().unwrap()
+                )
+            });
+            if let Some(a) = line.strip_prefix("tern: listening on ") {
+                mqtt = a.trim().parse().ok();
+            } else if let Some(a) = line.strip_prefix("tern: http on ") {
+                http = a.trim().parse().ok();
+            }
+        }
+        Self {
+            child,
+            file,
+            mqtt: mqtt.unwrap(),
+            http: http.unwrap(),
+            log,
+        }
+    }
+
+    /// Replaces the config file and sends SIGHUP.
+    fn reload_with(&self, config: &str) {
+        std::fs::write(&self.file, config).expect("rewrite the config file");
+        signal(self.child.id(), libc::SIGHUP);
+    }
+
+    fn log_has(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    fn log_count(&self, needle: &str) -> usize {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    fn wait_log(&self, needle: &str) {
+        wait_for(WAIT, &format!("`{needle}` in the log"), || {
+            self.log_has(needle).then_some(())
+        });
+    }
+
+    /// One HTTP/1.1 request: (status, body).
+    fn http(&self, method: &str, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect_timeout(&self.http, WAIT).expect("connect to HTTP");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: tern\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        let _ = s.read_to_string(&mut response);
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// The value of a counter or gauge sample line starting with `series`.
+    fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = self.http("GET", "/metrics");
+        body.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    fn wait_ready(&self) {
+        wait_for(WAIT, "/readyz to say 200", || {
+            (self.http("GET", "/readyz").0 == 200).then_some(())
+        });
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        signal(self.child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.file);
+        if std::thread::panicking() {
+            let log = self.log.lock().unwrap();
+            eprintln!("---- last {} lines of tern's output ----", log.len());
+            for l in log
+                .iter()
+                .rev()
+                .take(200)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// `line` without terminal colour sequences (`ESC [ … m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn config(admin: bool, log_level: &str, max_connections: usize) -> String {
+    format!(
+        "bind = [\"127.0.0.1:0\"]\nworkers = 2\nlog_level = \"{log_level}\"\n\
+         metrics_bind = \"127.0.0.1:0\"\nsys_interval = 1\nadmin_endpoint = {admin}\n\
+         [limits]\nmax_connections = {max_connections}\n"
+    )
+}
+
+/// Asserts that the broker closes a new connection without a CONNACK (a
+/// connection over `max_connections` is closed right after accept).
+fn expect_refused(addr: SocketAddr) {
+    let mut c = Client::tcp(addr);
+    let _ = c.send_lossy(&Connect::v311(&client_id()).bytes());
+    c.closed_silently_within(WAIT)
+        .unwrap_or_else(|e| panic!("a connection over the limit was served: {e}"));
+}
+
+/// Fails, naming the package, when `tool` is missing.
+fn require(tool: &str, package: &str) {
+    if let Err(e) = Command::new(tool)
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        panic!("`{tool}` cannot be run ({e}): install the Debian package `{package}`");
+    }
+}
+
+// /healthz, /readyz and /metrics answer; /admin/reload is 404 when off; the
+// $SYS topics reach `mosquitto_sub -t '$SYS/#'` within two sys_intervals
+// ([MQTT-4.7.2-1]: `$SYS/#` matches them); a client's PUBLISH to $SYS is
+// refused (v5 PUBACK 0x87 [MQTT5-3.4.2-1]) and not retained.
+#[test]
+fn endpoints_and_sys_topics() {
+    if Broker::is_external() {
+        println!("SKIPPED: spawns its own tern");
+        return;
+    }
+    require("mosquitto_sub", "mosquitto-clients");
+    let d = Daemon::start(&config(false, "info", 1000));
+    assert_eq!(d.http("GET", "/healthz"), (200, "ok\n".into()));
+    d.wait_ready();
+    assert_eq!(d.http("GET", "/readyz"), (200, "ready\n".into()));
+    let (status, body) = d.http("GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("tern_connections_current"), "{body}");
+    assert_eq!(d.http("GET", "/nope").0, 404);
+    assert_eq!(d.http("POST", "/healthz").0, 405);
+    assert_eq!(
+        d.http("POST", "/admin/reload").0,
+        404,
+        "the admin endpoint is off by default"
+    );
+    assert!(!d.log_has("reload"), "nothing was reloaded");
+
+    // $SYS through a real client: two sys_intervals at most, plus slack.
+    let started = Instant::now();
+    let mut sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &d.mqtt.port().to_string()])
+        .args(["-t", "$SYS/#", "-v", "-W", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mosquitto_sub");
+    let (tx, rx) = mpsc::channel();
+    let out = sub.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut version, mut uptimes) = (None, Vec::new());
+    while version.is_none() || uptimes.len() < 2 {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(3)) else {
+            break;
+        };
+        if let Some(v) = line.strip_prefix("$SYS/broker/version ") {
+            version = Some(v.to_string());
+        } else if let Some(u) = line.strip_prefix("$SYS/broker/uptime ") {
+            uptimes.push(u.to_string());
+        }
+    }
+    let _ = sub.kill();
+    let _ = sub.wait();
+    assert_eq!(
+        version.as_deref(),
+        Some(format!("tern version {}", env!("CARGO_PKG_VERSION")).as_str())
+    );
+    assert!(
+        uptimes.len() >= 2 && uptimes.iter().all(|u| u.ends_with(" seconds")),
+        "uptime retained, then updated every second: {uptimes:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+
+    // A v5 client may not publish to $SYS, retained or not.
+    let (mut v5, _) = Client::accepted(d.mqtt, &Connect::v5(&client_id()));
+    v5.send(
+        &Message::new("$SYS/broker/uptime", b"hijacked")
+            .qos(1, 7)
+            .retain(true)
+            .encode(V5),
+    );
+    let puback = v5.read_until("PUBACK", |p| p.kind() == PUBACK);
+    assert_eq!(puback.body[..3], [0, 7, 0x87], "PUBACK 0x87 Not authorized");
+    let mut reader = Client::v311(d.mqtt);
+    reader.sub("$SYS/broker/uptime", 0);
+    let retained = reader.recv();
+    assert!(
+        retained.payload.ends_with(b" seconds"),
+        "the broker's value stays: {retained:?}"
+    );
+}
+
+// SIGHUP re-reads the file: a lower max_connections and the log level apply
+// while 100 clients stay connected; an invalid file changes nothing; the
+// admin endpoint answers 200 once it is turned on.
+#[test]
+fn sighup_reload_keeps_clients_and_applies_limits() {
+    if Broker::is_external() {
+        println!("SKIPPED: spawns its own tern");
+        return;
+    }
+    let d = Daemon::start(&config(false, "info", 1000));
+    d.wait_ready();
+    let mut clients: Vec<Client> = (0..100).map(|_| Client::v311(d.mqtt)).collect();
+    let sys_refusal = "PUBLISH to $SYS from a client";
+    clients[0].publish0("$SYS/x", b"at info");
+    clients[0].ping();
+
+    d.reload_with(&config(false, "debug", 101));
+    d.wait_log("reload (SIGHUP) done");
+    assert!(d.log_has("key=limits.max_connections old=1000 new=101"));
+    assert!(d.log_has("key=log_level old=info new=debug"));
+    assert!(!d.log_has(sys_refusal), "a debug line, not shown at info");
+    clients[0].publish0("$SYS/x", b"at debug");
+    clients[0].ping();
+    d.wait_log(sys_refusal);
+
+    let extra = Client::v311(d.mqtt);
+    expect_refused(d.mqtt);
+    for c in &mut clients {
+        c.ping();
+    }
+
+    // Invalid: a higher limit, but an unknown key: rejected whole.
+    let invalid = format!("{}bogus = 1\n", config(true, "info", 1000));
+    d.reload_with(&invalid);
+    d.wait_log("reload (SIGHUP) rejected");
+    assert!(d.log_has("unknown field `bogus`"));
+    expect_refused(d.mqtt);
+    assert_eq!(d.http("POST", "/admin/reload").0, 404, "still off");
+    clients[0].publish0("$SYS/x", b"still debug");
+    clients[0].ping();
+    wait_for(WAIT, "still at debug", || {
+        (d.log_count(sys_refusal) == 2).then_some(())
+    });
+    wait_for(WAIT, "the reload counters", || {
+        let ok = d.metric("tern_config_reloads_total{result=\"ok\"}")?;
+        let rejected = d.metric("tern_config_reloads_total{result=\"rejected\"}")?;
+        (ok == 1.0 && rejected == 1.0).then_some(())
+    });
+
+    // The admin endpoint, turned on by a reload, reloads too.
+    d.reload_with(&config(true, "debug", 101));
+    wait_for(WAIT, "the second SIGHUP reload", || {
+        (d.log_count("reload (SIGHUP) done") == 2).then_some(())
+    });
+    let (status, body) = d.http("POST", "/admin/reload");
+    assert_eq!((status, body.as_str()), (200, "no change\n"));
+    assert_eq!(d.http("GET", "/admin/reload").0, 405);
+    std::fs::write(&d.file, config(true, "info", 102)).unwrap();
+    let (status, body) = d.http("POST", "/admin/reload");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        "applied log_level: debug -> info\napplied limits.max_connections: 101 -> 102\n"
+    );
+    let _one_more = Client::v311(d.mqtt);
+    expect_refused(d.mqtt);
+    std::fs::write(&d.file, "workers = \"many\"\n").unwrap();
+    let (status, body) = d.http("POST", "/admin/reload");
+    assert_eq!(status, 500);
+    assert!(body.starts_with("configuration rejected: "), "{body}");
+
+    for c in &mut clients {
+        c.ping();
+    }
+    drop(extra);
+}

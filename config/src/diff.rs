@@ -1,0 +1,149 @@
+//! What differs between two configurations, key by key (for reload).
+
+use crate::Config;
+
+/// One key whose value differs between two configurations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The config file key, e.g. `log_level` or `limits.max_connections`.
+    pub key: String,
+    /// The value before, as the file would spell it.
+    pub old: String,
+    /// The value after.
+    pub new: String,
+}
+
+impl Config {
+    /// `(key, value)` of every key, top level then `limits.*` then `mqtt.*`,
+    /// values written as in the file (`bind` comma-separated, a disabled
+    /// `metrics_bind` as `""`).
+    pub fn entries(&self) -> Vec<(String, String)> {
+        let bind: Vec<String> = self.listeners.iter().map(ToString::to_string).collect();
+        let top = [
+            ("bind", bind.join(",")),
+            ("workers", self.workers.to_string()),
+            ("log_level", self.log_level.clone()),
+            ("log_format", self.log_format.to_string()),
+            (
+                "metrics_bind",
+                self.metrics_bind
+                    .map_or_else(|| "\"\"".to_string(), |a| a.to_string()),
+            ),
+            ("socket_send_buffer", self.socket_send_buffer.to_string()),
+            ("socket_recv_buffer", self.socket_recv_buffer.to_string()),
+            ("sys_interval", self.sys_interval.to_string()),
+            ("admin_endpoint", self.admin_endpoint.to_string()),
+        ];
+        let top = top.into_iter().map(|(k, v)| (k.to_string(), v));
+        let limits = self
+            .limits
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (format!("limits.{k}"), v));
+        let mqtt = self
+            .mqtt
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (format!("mqtt.{k}"), v));
+        // User names only: passwords never appear in a report or a log.
+        let users: Vec<&str> = self
+            .auth
+            .users
+            .iter()
+            .map(|u| u.username.as_str())
+            .collect();
+        let auth = [
+            (
+                "auth.allow_anonymous",
+                self.auth.allow_anonymous.to_string(),
+            ),
+            ("auth.users", format!("[{}]", users.join(", "))),
+            (
+                "auth.scram_iterations",
+                self.auth.scram_iterations.to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v));
+        top.chain(limits).chain(mqtt).chain(auth).collect()
+    }
+
+    /// The keys whose value in `new` differs from `self`, in [`Config::entries`] order.
+    pub fn changes(&self, new: &Self) -> Vec<Change> {
+        self.entries()
+            .into_iter()
+            .zip(new.entries())
+            .filter(|((_, old), (_, new))| old != new)
+            .map(|((key, old), (_, new))| Change { key, old, new })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_change_no_entry() {
+        let c = Config::default();
+        assert!(c.changes(&c.clone()).is_empty());
+    }
+
+    #[test]
+    fn every_changed_key_is_named_once() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.log_level = "debug".into();
+        new.limits.max_connections = 7;
+        new.mqtt.max_qos = 1;
+        new.metrics_bind = None;
+        new.sys_interval = 0;
+        let changes = old.changes(&new);
+        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "log_level",
+                "metrics_bind",
+                "sys_interval",
+                "limits.max_connections",
+                "mqtt.max_qos"
+            ]
+        );
+        assert_eq!(
+            changes[3],
+            Change {
+                key: "limits.max_connections".into(),
+                old: "100000".into(),
+                new: "7".into()
+            }
+        );
+        assert_eq!(changes[1].new, "\"\"");
+    }
+
+    #[test]
+    fn entries_cover_every_file_key() {
+        let keys: Vec<String> = Config::default()
+            .entries()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut want: Vec<String> = crate::layer::KEYS.iter().map(|k| k.to_string()).collect();
+        want.extend(
+            crate::limits::LimitsLayer::KEYS
+                .iter()
+                .map(|k| format!("limits.{k}")),
+        );
+        want.extend(
+            crate::mqtt::MqttLayer::KEYS
+                .iter()
+                .map(|k| format!("mqtt.{k}")),
+        );
+        want.extend(
+            crate::auth::AuthLayer::KEYS
+                .iter()
+                .map(|k| format!("auth.{k}")),
+        );
+        assert_eq!(keys, want);
+    }
+}
