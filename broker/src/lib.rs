@@ -175,6 +175,8 @@ pub(crate) fn session_config(config: &Config) -> Result<SessionConfig, BrokerErr
         outbound_topic_alias_maximum: m.outbound_topic_alias_maximum,
         server_reference: m.server_reference.as_str().into(),
         server_moved: m.server_moved,
+        max_topic_length: l.max_topic_length,
+        max_topic_levels: l.max_topic_levels,
         auth: AuthPolicy {
             allow_anonymous: a.allow_anonymous,
             store,

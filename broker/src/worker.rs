@@ -683,12 +683,7 @@ impl Worker {
     /// True when a topic name or filter is longer, or has more levels, than
     /// the configured limits allow.
     pub(crate) fn exceeds_topic_limits(&self, filter: &str) -> bool {
-        let live = self.live.borrow();
-        let limits = &live.config.limits;
-        // A name of n bytes has at most n + 1 levels: count only when that could matter.
-        filter.len() > limits.max_topic_length
-            || (filter.len() >= limits.max_topic_levels
-                && filter.bytes().filter(|&b| b == b'/').count() + 1 > limits.max_topic_levels)
+        self.live.borrow().session.exceeds_topic_limits(filter)
     }
 
     fn route_id(&self) -> u16 {

@@ -50,6 +50,10 @@ pub struct SessionConfig {
     pub server_reference: ByteString,
     /// The move is permanent: 0x9D (Server moved) instead of 0x9C.
     pub server_moved: bool,
+    /// Bytes in a topic name or filter; a longer filter is refused (0x8F).
+    pub max_topic_length: usize,
+    /// Levels in a topic name or filter; a deeper filter is refused (0x8F).
+    pub max_topic_levels: usize,
     /// Who may connect: credential store and anonymous access.
     pub auth: AuthPolicy,
 }
@@ -73,12 +77,22 @@ impl Default for SessionConfig {
             outbound_topic_alias_maximum: 16,
             server_reference: ByteString::new(),
             server_moved: false,
+            max_topic_length: 65535,
+            max_topic_levels: 128,
             auth: AuthPolicy::default(),
         }
     }
 }
 
 impl SessionConfig {
+    /// Whether a topic name or filter is longer or deeper than the limits.
+    pub fn exceeds_topic_limits(&self, topic: &str) -> bool {
+        // A name of n bytes has at most n + 1 levels: count only when that could matter.
+        topic.len() > self.max_topic_length
+            || (topic.len() >= self.max_topic_levels
+                && topic.bytes().filter(|&b| b == b'/').count() + 1 > self.max_topic_levels)
+    }
+
     /// The Receive Maximum advertised to v5 clients (never 0).
     pub fn receive_maximum(&self) -> u16 {
         self.max_incoming_inflight.max(1)

@@ -256,6 +256,12 @@ impl Connection {
         let mut filters = Vec::with_capacity(s.filters.len());
         let mut existed = Vec::with_capacity(s.filters.len());
         for (filter, mut options) in s.filters {
+            if self.cfg.exceeds_topic_limits(&filter) {
+                // Refused before the quota counts it ([MQTT5-3.8.4-5]: each
+                // filter is handled as if in a SUBSCRIBE of its own).
+                slots.push(Some(ReasonCode::TOPIC_FILTER_INVALID));
+                continue;
+            }
             // Granted at most the server's Maximum QoS ([MQTT5-3.2.2-10]).
             options.qos = options.qos.min(self.cfg.max_qos);
             let subs = &mut self.session.subscriptions;

@@ -479,3 +479,107 @@ fn acks_say_when_no_subscriber_matched() {
     );
     v3.expect_bytes(&ack(PUBACK, 4));
 }
+
+// [MQTT5-3.4.2-2] [MQTT5-3.5.2-2]: the Reason String of a PUBACK/PUBREC is
+// left out when it would exceed the client's Maximum Packet Size.
+#[test]
+fn ack_reason_string_respects_the_client_maximum_packet_size() {
+    let Some(broker) = Broker::spawn_only(&["--validate-payload-format"]) else {
+        return;
+    };
+    let t = topic("pfi-small");
+    let mut small = vec![0x27];
+    small.extend(32u32.to_be_bytes());
+    let (mut c, _) = open(&broker, "pfi-small", &small);
+    for (qos, kind) in [(1, PUBACK), (2, PUBREC)] {
+        c.send(&publish_v5(&t, qos, 5, false, &[0x01, 1], &[0xFF]));
+        let a = c.read();
+        assert_eq!((a.kind(), a.body[2]), (kind, 0x99), "{a:?}");
+        assert!(a.bytes().len() <= 32, "{a:?}");
+        assert_eq!(props_at(&a.body, 3), vec![], "no Reason String: {a:?}");
+    }
+    // The same client with room for it gets one.
+    let (mut roomy, _) = open(&broker, "pfi-roomy", &[]);
+    roomy.send(&publish_v5(&t, 1, 6, false, &[0x01, 1], &[0xFF]));
+    let a = roomy.read();
+    assert!(prop(&props_at(&a.body, 3), 0x1F).is_some(), "{a:?}");
+}
+
+/// A v5 SUBSCRIBE of one filter with a Subscription Identifier.
+fn subscribe_with_id(pid: u16, filter: &str, options: u8, id: u8) -> Vec<u8> {
+    let mut body = pid.to_be_bytes().to_vec();
+    body.extend([2, 0x0B, id]);
+    body.extend(string(filter));
+    body.push(options);
+    packet((SUBSCRIBE << 4) | 2, &body)
+}
+
+// [MQTT5-3.3.4-5] [MQTT5-3.3.4-3]: a client with a shared and an ordinary
+// subscription matching one message gets two PUBLISH packets, each with the
+// identifier of its own subscription only.
+#[test]
+fn separate_copies_carry_their_own_subscription_identifier() {
+    let broker = Broker::start();
+    let t = topic("two-copies");
+    let (mut c, _) = open(&broker, "two-copies", &[]);
+    c.send(&subscribe_with_id(1, &format!("$share/g/{t}"), 1, 7));
+    assert_eq!(c.read_until("SUBACK", |p| p.kind() == SUBACK).pid(), 1);
+    c.send(&subscribe_with_id(2, &t, 1, 9));
+    assert_eq!(c.read_until("SUBACK", |p| p.kind() == SUBACK).pid(), 2);
+    let (mut publisher, _) = open(&broker, "two-copies-pub", &[]);
+    publisher.send(&publish_v5(&t, 0, 0, false, &[], b"both"));
+    let mut ids: Vec<Vec<u8>> = (0..2)
+        .map(|_| {
+            let (_, _, props, payload) = parse_publish(&c.read());
+            assert_eq!(payload, b"both");
+            props
+                .iter()
+                .filter(|(id, _)| *id == 0x0B)
+                .map(|(_, v)| v[0])
+                .collect()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![vec![7], vec![9]]);
+    c.expect_nothing(QUIET);
+}
+
+// [MQTT5-3.15.1-1]: AUTH with reserved flag bits set is malformed.
+#[test]
+fn auth_with_reserved_flags_is_malformed() {
+    let broker = Broker::start();
+    let (mut c, _) = open(&broker, "auth-flags", &[]);
+    c.send(&[0xF1, 0x00]);
+    expect_disconnect(&mut c, 0x81);
+}
+
+// [MQTT5-4.8.2-6]: a shared-subscription member that answers a PUBLISH
+// with PUBACK 0x80 has it discarded: when that member then leaves, the
+// message is not handed to the other member.
+#[test]
+fn a_refused_shared_message_is_not_sent_to_another_member() {
+    let broker = Broker::start();
+    let t = topic("refused-share");
+    let group = format!("$share/r/{t}");
+    let (mut a, _) = open(&broker, "share-a", &[]);
+    subscribe_v5(&mut a, &group, 1);
+    let (mut b, _) = open(&broker, "share-b", &[]);
+    subscribe_v5(&mut b, &group, 1);
+    let (mut publisher, _) = open(&broker, "share-pub", &[]);
+    publisher.send(&publish_v5(&t, 1, 1, false, &[], b"refuse me"));
+    let (mut taker, mut other, first) = match a.try_read(std::time::Duration::from_secs(1)) {
+        Ok(p) => (a, b, p),
+        Err(_) => {
+            let p = b.read();
+            (b, a, p)
+        }
+    };
+    let (_, pid, _, payload) = parse_publish(&first);
+    assert_eq!(payload, b"refuse me");
+    let mut refusal = pid.unwrap().to_be_bytes().to_vec();
+    refusal.push(0x80);
+    taker.send(&packet(PUBACK << 4, &refusal));
+    taker.ping();
+    taker.disconnect();
+    other.expect_nothing(QUIET);
+}
