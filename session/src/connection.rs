@@ -380,23 +380,7 @@ impl Connection {
     /// (No matching subscribers, 3.4.2.1) instead of Success. v3 acks have
     /// no reason code and stay as they are.
     pub fn no_matching_subscribers(&mut self, pid: PacketId) {
-        if !self.version.is_v5() {
-            return;
-        }
-        let Some(q) = self
-            .transmits
-            .iter_mut()
-            .rev()
-            .find(|q| matches!(q, Queued::Ack(AckKind::Ack | AckKind::Rec, id) if *id == pid))
-        else {
-            return;
-        };
-        let mut resp = PubResp::new(pid);
-        resp.reason = ReasonCode::NO_MATCHING_SUBSCRIBERS;
-        *q = Queued::Other(Box::new(match q {
-            Queued::Ack(AckKind::Rec, _) => Packet::PubRec(resp),
-            _ => Packet::PubAck(resp),
-        }));
+        self.set_ack_reason(pid, ReasonCode::NO_MATCHING_SUBSCRIBERS);
     }
 
     /// The broker refused the client's QoS 1/2 PUBLISH `pid` (did not
@@ -407,28 +391,29 @@ impl Connection {
     /// v3 acks have no reason code and stay as they are (and QoS 2 goes on
     /// with PUBREL/PUBCOMP).
     pub fn refuse_publish(&mut self, pid: PacketId, reason: ReasonCode) {
-        if !self.version.is_v5() {
-            return;
-        }
-        let Some(q) = self
-            .transmits
-            .iter_mut()
-            .rev()
-            .find(|q| matches!(q, Queued::Ack(AckKind::Ack | AckKind::Rec, id) if *id == pid))
-        else {
-            return;
-        };
-        let mut resp = PubResp::new(pid);
-        resp.reason = reason;
-        let rec = matches!(q, Queued::Ack(AckKind::Rec, _));
-        *q = Queued::Other(Box::new(if rec {
-            Packet::PubRec(resp)
-        } else {
-            Packet::PubAck(resp)
-        }));
-        if rec {
+        if self.set_ack_reason(pid, reason) == Some(AckKind::Rec) {
             self.session.incoming_qos2.remove(&pid);
         }
+    }
+
+    /// Gives the v5 PUBACK or PUBREC for `pid` still queued the code
+    /// `reason`; returns which ack it was (`None`: v3, or none queued).
+    fn set_ack_reason(&mut self, pid: PacketId, reason: ReasonCode) -> Option<AckKind> {
+        if !self.version.is_v5() {
+            return None;
+        }
+        let q =
+            self.transmits.iter_mut().rev().find(
+                |q| matches!(q, Queued::Ack(AckKind::Ack | AckKind::Rec, id) if *id == pid),
+            )?;
+        let mut resp = PubResp::new(pid);
+        resp.reason = reason;
+        let (kind, packet) = match q {
+            Queued::Ack(AckKind::Rec, _) => (AckKind::Rec, Packet::PubRec(resp)),
+            _ => (AckKind::Ack, Packet::PubAck(resp)),
+        };
+        *q = Queued::Other(Box::new(packet));
+        Some(kind)
     }
 
     /// Session takeover: hand the session to a new connection, whatever its persistence.

@@ -33,7 +33,7 @@ pub(crate) enum Queued {
 }
 
 /// Which acknowledgement a [`Queued::Ack`] is.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AckKind {
     /// PUBACK.
     Ack,
