@@ -302,11 +302,13 @@ fn metrics_move_with_traffic_and_sigterm_exits_cleanly() {
 // issue 5, graceful shutdown).
 #[test]
 fn shutdown_grace_is_configured_and_reloads() {
-    let mut config = tern_config::Config::default();
-    config.listeners = vec!["127.0.0.1:0".parse().expect("addr")];
-    config.metrics_bind = None;
-    config.workers = 1;
-    config.shutdown_grace = 7;
+    let config = tern_config::Config {
+        listeners: vec!["127.0.0.1:0".parse().expect("addr")],
+        metrics_bind: None,
+        workers: 1,
+        shutdown_grace: 7,
+        ..Default::default()
+    };
     let mut reloaded = config.clone();
     reloaded.shutdown_grace = 1;
     let source = tern_broker::ReloadSource {
