@@ -77,6 +77,18 @@ impl Drop for TempConfig {
     }
 }
 
+/// The spawned broker; killed on drop if a failed assertion left it running.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A CONNECT as user `alice` with the wrong password.
 fn wrong_password(version: u8) -> Connect {
     Connect {
@@ -104,26 +116,29 @@ fn metrics_move_with_traffic_and_sigterm_exits_cleanly() {
         TempConfig::new("[auth]\nusers = [{ username = \"alice\", password = \"secret\" }]\n");
     let metrics_port = free_port();
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--log-level",
-            "warn",
-        ])
-        .args(["--metrics-bind", &format!("127.0.0.1:{metrics_port}")])
-        .args(["--config", config.path()])
-        // Four clients below, and one too many.
-        .args(["--max-connections", "4"])
-        // The second subscriber's window: 2 in flight, the rest queued.
-        .args(["--max-inflight", "2"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tern");
+    let mut tern = Reap(
+        Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--workers",
+                "2",
+                "--log-level",
+                "warn",
+            ])
+            .args(["--metrics-bind", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--config", config.path()])
+            // Four clients below, and one too many.
+            .args(["--max-connections", "4"])
+            // The second subscriber's window: 2 in flight, the rest queued.
+            .args(["--max-inflight", "2"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tern"),
+    );
+    let child = &mut tern.0;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
