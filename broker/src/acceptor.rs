@@ -38,6 +38,7 @@ pub(crate) async fn run(
             loop {
                 let accepted = listener.accept().await;
                 let Some(permit) = limiter.try_acquire(accepted.peer.ip()) else {
+                    shared.rejected_limit.fetch_add(1, Relaxed);
                     tracing::warn!(peer = %accepted.peer, "connection limit reached; refusing connection");
                     continue;
                 };

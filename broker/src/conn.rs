@@ -17,7 +17,7 @@ pub(crate) mod park;
 use crate::outbuf::{OutBuf, MAX_IOVECS};
 use crate::registry::Claim;
 use crate::shared::{Adopted, Control};
-use crate::stats::WorkerStats;
+use crate::stats::{RejectReason, WorkerStats};
 use crate::worker::{ClientKey, TemplateCache, Worker};
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -90,29 +90,13 @@ impl ConnShared {
     }
 }
 
-/// Offers one message to a connection: encodes it into its writer, or lets
-/// the session queue it when the inflight window is full. Returns true when
-/// the connection's backlog is now over its high-water mark, so the
+/// Offers one message the broker received at `received_at` (on this worker
+/// or another) to a connection: encodes it into its writer, or lets the
+/// session queue it when the inflight window is full. Its v5 Message Expiry
+/// Interval counts from `received_at` ([MQTT5-3.3.2-5/6]); a message
+/// written at once counts in the delivery latency histogram. Returns true
+/// when the connection's backlog is now over its high-water mark, so the
 /// publisher should wait for it (see `backpressure`).
-#[allow(clippy::too_many_arguments)]
-#[must_use]
-pub(crate) fn deliver(
-    worker: &Worker,
-    cell: &ConnCell,
-    templates: &mut TemplateCache,
-    now: Instant,
-    msg: &Arc<Publish>,
-    qos: QoS,
-    retain: bool,
-    subscription_identifiers: &[u32],
-) -> bool {
-    let ids = subscription_identifiers;
-    deliver_at(worker, cell, templates, now, msg, now, qos, retain, ids)
-}
-
-/// [`deliver`] of a message the broker received at `received_at` (on this
-/// worker or another, or a retained message): its v5 Message Expiry
-/// Interval counts from there ([MQTT5-3.3.2-5/6]).
 #[allow(clippy::too_many_arguments)]
 #[must_use]
 pub(crate) fn deliver_at(
@@ -126,6 +110,54 @@ pub(crate) fn deliver_at(
     retain: bool,
     subscription_identifiers: &[u32],
 ) -> bool {
+    let ids = subscription_identifiers;
+    let at = Received::Live(received_at);
+    offer(worker, cell, templates, now, msg, at, qos, retain, ids)
+}
+
+/// [`deliver_at`] of a retained message (stored at `stored_at`, when it
+/// has an expiry) on a subscribe: not a publish→deliver latency.
+#[allow(clippy::too_many_arguments)]
+#[must_use]
+pub(crate) fn deliver_retained(
+    worker: &Worker,
+    cell: &ConnCell,
+    templates: &mut TemplateCache,
+    now: Instant,
+    msg: &Arc<Publish>,
+    stored_at: Option<Instant>,
+    qos: QoS,
+    subscription_identifiers: &[u32],
+) -> bool {
+    let ids = subscription_identifiers;
+    let at = Received::Retained(stored_at.unwrap_or(now));
+    offer(worker, cell, templates, now, msg, at, qos, true, ids)
+}
+
+/// When a delivered message was received.
+#[derive(Clone, Copy)]
+enum Received {
+    /// Published at this instant: its delivery is timed.
+    Live(Instant),
+    /// A retained message stored at this instant.
+    Retained(Instant),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn offer(
+    worker: &Worker,
+    cell: &ConnCell,
+    templates: &mut TemplateCache,
+    now: Instant,
+    msg: &Arc<Publish>,
+    received: Received,
+    qos: QoS,
+    retain: bool,
+    subscription_identifiers: &[u32],
+) -> bool {
+    let received_at = match received {
+        Received::Live(at) | Received::Retained(at) => at,
+    };
     let Ok(mut cs) = cell.try_borrow_mut() else {
         tracing::error!("connection state busy during delivery; message dropped");
         worker.stats.dropped_writer_full.inc();
@@ -149,7 +181,14 @@ pub(crate) fn deliver_at(
         DeliverOutcome::Dropped(DropReason::Expired) => {
             worker.stats.dropped_expired.inc();
         }
-        DeliverOutcome::Sent | DeliverOutcome::Queued => {}
+        DeliverOutcome::Sent => {
+            if let Received::Live(at) = received {
+                worker
+                    .stats
+                    .delivered_after(now.saturating_duration_since(at));
+            }
+        }
+        DeliverOutcome::Queued => {}
     }
     flush_transmits(&mut cs, templates, &worker.stats);
     worker.marks.congested(&cs)
@@ -179,7 +218,7 @@ pub(crate) fn flush_transmits(
                 if !version.is_v5() && o.qos == QoS::AtMostOnce && !o.retain && !o.dup {
                     if let Some(frame) = cached.shared_qos0_frame(&o.msg) {
                         out.push_frame(frame);
-                        stats.publish_out.inc();
+                        stats.publish_out(QoS::AtMostOnce);
                         continue;
                     }
                 }
@@ -207,7 +246,7 @@ pub(crate) fn flush_transmits(
                     Ok(_) => {
                         conn.commit_topic_alias(&o.msg.topic, alias);
                         out.push_payload(o.msg.payload.clone());
-                        stats.publish_out.inc();
+                        stats.publish_out(o.qos);
                     }
                     Err(e) => tracing::error!(error = %e, "cannot encode PUBLISH"),
                 }
@@ -523,7 +562,7 @@ async fn attach(
     let version = connect.protocol;
     if let Some(ack) = tern_session::redirect_connack(&live.session) {
         tracing::info!(%peer, client_id = %connect.client_id, code = ?ack.code, "connection redirected");
-        worker.stats.connections_rejected.inc();
+        worker.stats.rejected(RejectReason::Redirected);
         let _ = write_packet(&mut link.stream, version, &Packet::ConnAck(ack)).await;
         return Attach::Done;
     }
@@ -531,7 +570,7 @@ async fn attach(
         Ok(check) => check,
         Err(code) => {
             tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection refused");
-            worker.stats.connections_rejected.inc();
+            worker.stats.refused(code);
             let ack = Packet::ConnAck(ConnAck {
                 session_present: false,
                 code,
@@ -626,11 +665,13 @@ async fn read_connect(
                     "[MQTT-3.1.0-1] first packet is not CONNECT"
                 );
                 stats.protocol_errors.inc();
+                stats.rejected(RejectReason::Protocol);
                 return None;
             }
             Ok(None) => {}
             Err(e) => {
-                stats.malformed_packets.inc();
+                stats.malformed(&e);
+                stats.rejected(RejectReason::Protocol);
                 tracing::debug!(error = %e, "bad CONNECT");
                 if let DecodeError::UnsupportedProtocol { name_ok: true, .. } = e {
                     // [MQTT-3.1.2-2] a known protocol name at an unsupported
@@ -684,6 +725,7 @@ async fn hand_over(
     };
     if hops >= MAX_HOPS {
         tracing::warn!(%peer, client_id = %connect.client_id, "session home keeps moving; refusing");
+        worker.stats.rejected(RejectReason::Other);
         let _ = write_packet(
             &mut stream,
             version,
@@ -824,6 +866,10 @@ async fn serve(
             if let Err(e) = result {
                 flush();
                 worker.stats.protocol_errors.inc();
+                if let tern_session::ProtocolError::AuthenticationFailed(_) = e {
+                    // A failed re-authentication ([MQTT5-4.12.1-2]).
+                    worker.stats.auth_failures.inc();
+                }
                 tracing::debug!(error = %e, "protocol error");
                 events.clear();
                 return Served::Close(CloseReason::ProtocolError(e.reason_code()));
@@ -841,7 +887,7 @@ async fn serve(
 }
 
 fn malformed(worker: &Worker, cell: &ConnCell, e: &DecodeError) -> CloseReason {
-    worker.stats.malformed_packets.inc();
+    worker.stats.malformed(e);
     tracing::debug!(error = %e, "malformed packet; closing");
     let code = e.reason_code();
     cell.borrow_mut().queue_disconnect(code);

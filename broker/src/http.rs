@@ -107,7 +107,9 @@ fn respond(endpoints: &Endpoints, method: &Method, path: &str) -> Response<Full<
     let read = method == Method::GET || method == Method::HEAD;
     match path {
         "/metrics" if read => {
-            let mut r = text(StatusCode::OK, endpoints.metrics.render());
+            let mut body = endpoints.metrics.render();
+            crate::prom::render_direct(&endpoints.shared, &mut body);
+            let mut r = text(StatusCode::OK, body);
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

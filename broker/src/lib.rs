@@ -85,6 +85,13 @@ impl BrokerHandle {
         self.reloader.reload("SIGHUP")
     }
 
+    /// The grace period a shutdown should give connections to close: the
+    /// `shutdown_grace` in force (a reload may have changed it).
+    pub fn shutdown_grace(&self) -> Duration {
+        let secs = self.shared.live.load().config.shutdown_grace;
+        Duration::from_secs(u64::from(secs))
+    }
+
     /// Stops accepting, closes every connection and waits for the workers.
     pub fn shutdown(mut self, grace: Duration) {
         let _ = self.stop_accepting.send(true);
@@ -260,6 +267,7 @@ fn start_with(config: Config, source: Option<ReloadSource>) -> Result<BrokerHand
         workers: links,
         worker_stats: (0..n).map(|_| Default::default()).collect(),
         route_stats: Default::default(),
+        rejected_limit: Default::default(),
     });
 
     let route_stats = Arc::clone(&shared.route_stats);

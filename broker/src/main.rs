@@ -155,8 +155,8 @@ fn main() -> ExitCode {
         let _ = handle.reload();
     }
     // A second SIGTERM/SIGINT during shutdown, or a shutdown that overruns
-    // its grace period by 5 s, ends the process at once.
-    let grace = Duration::from_secs(5);
+    // its grace period (`shutdown_grace`) by 5 s, ends the process at once.
+    let grace = handle.shutdown_grace();
     std::thread::spawn(move || {
         signals.wait_stop();
         tracing::warn!("second signal during shutdown: exiting now");

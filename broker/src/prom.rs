@@ -2,11 +2,15 @@
 //! copy them to shared atomics twice a second (see `stats`); this thread turns
 //! those into Prometheus series once a second, so recording adds no lock and
 //! no allocation to the message path. Labels are bounded: worker index, QoS,
-//! drop reason — never client ids or topics. `http` serves the rendering.
+//! reason, session state — never client ids or topics. `http` serves the
+//! rendering, with [`render_direct`] appending the histograms and the
+//! fractional counters the `metrics` recorder cannot hold.
 
 use crate::shared::Shared;
+use crate::stats::{SharedHistogram, SharedWorkerStats};
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::PrometheusHandle;
+use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,84 +32,101 @@ pub(crate) fn start(shared: Arc<Shared>) -> Result<PrometheusHandle, crate::Brok
     Ok(handle)
 }
 
+/// One worker value under its Prometheus name and labels; false for a
+/// counter no metric exports.
+fn record_worker_value(worker: &str, name: &'static str, value: u64) -> bool {
+    let w = worker.to_string();
+    if let Some(reason) = name.strip_prefix("rejected_") {
+        counter!("tern_connections_rejected_total", "worker" => w, "reason" => reason)
+            .absolute(value);
+        return true;
+    }
+    if let Some(reason) = name.strip_prefix("malformed_") {
+        counter!("tern_malformed_packets_total", "worker" => w, "reason" => reason).absolute(value);
+        return true;
+    }
+    if let Some(reason) = name.strip_prefix("dropped_") {
+        counter!("tern_messages_dropped_total", "worker" => w, "reason" => reason).absolute(value);
+        return true;
+    }
+    if let Some(qos) = name.strip_prefix("publish_in_qos") {
+        counter!("tern_messages_received_total", "worker" => w, "qos" => qos).absolute(value);
+        return true;
+    }
+    if let Some(qos) = name.strip_prefix("publish_out_qos") {
+        counter!("tern_messages_sent_total", "worker" => w, "qos" => qos).absolute(value);
+        return true;
+    }
+    match name {
+        "connections_current" => {
+            gauge!("tern_connections_current", "worker" => w).set(value as f64)
+        }
+        "connections_accepted" => {
+            counter!("tern_connections_accepted_total", "worker" => w).absolute(value)
+        }
+        "auth_failures" => counter!("tern_auth_failures_total", "worker" => w).absolute(value),
+        "events" => counter!("tern_worker_events_total", "worker" => w).absolute(value),
+        "bytes_in" => counter!("tern_bytes_received_total", "worker" => w).absolute(value),
+        "bytes_out" => counter!("tern_bytes_sent_total", "worker" => w).absolute(value),
+        "queued_offline" => {
+            counter!("tern_messages_queued_offline_total", "worker" => w).absolute(value)
+        }
+        "shared_deliveries" => {
+            counter!("tern_shared_deliveries_total", "worker" => w).absolute(value)
+        }
+        "shared_redeliveries" => {
+            counter!("tern_shared_redeliveries_total", "worker" => w).absolute(value)
+        }
+        "shared_passed_on" => {
+            counter!("tern_shared_passed_on_total", "worker" => w).absolute(value)
+        }
+        "protocol_errors" => counter!("tern_protocol_errors_total", "worker" => w).absolute(value),
+        "worker_queue_waits" => {
+            counter!("tern_worker_queue_waits_total", "worker" => w).absolute(value)
+        }
+        "publisher_pauses" => {
+            counter!("tern_publisher_pauses_total", "worker" => w).absolute(value)
+        }
+        "slow_subscribers" => {
+            counter!("tern_slow_subscribers_total", "worker" => w).absolute(value)
+        }
+        "sessions_expired" => {
+            counter!("tern_sessions_expired_total", "worker" => w).absolute(value)
+        }
+        "retained_rejected" => {
+            counter!("tern_retained_rejected_total", "worker" => w).absolute(value)
+        }
+        "sessions_online" => {
+            gauge!("tern_sessions", "worker" => w, "state" => "online").set(value as f64)
+        }
+        "sessions_offline" => {
+            gauge!("tern_sessions", "worker" => w, "state" => "offline").set(value as f64)
+        }
+        "inflight" => gauge!("tern_inflight_messages", "worker" => w).set(value as f64),
+        // Seconds with a fraction: written by `render_direct`.
+        "busy_nanos" => {}
+        _ => return false,
+    }
+    true
+}
+
 fn record(shared: &Shared) {
     for (i, ws) in shared.worker_stats.iter().enumerate() {
         let worker = i.to_string();
         for (name, value) in ws.values() {
-            let w = worker.clone();
-            match name {
-                "connections_current" => {
-                    gauge!("tern_connections_current", "worker" => w).set(value as f64)
-                }
-                "connections_accepted" => {
-                    counter!("tern_connections_accepted_total", "worker" => w).absolute(value)
-                }
-                "connections_rejected" => {
-                    counter!("tern_connections_rejected_total", "worker" => w).absolute(value)
-                }
-                "events" => counter!("tern_worker_events_total", "worker" => w).absolute(value),
-                "publish_in_qos0" => {
-                    counter!("tern_messages_received_total", "worker" => w, "qos" => "0")
-                        .absolute(value)
-                }
-                "publish_in_qos1" => {
-                    counter!("tern_messages_received_total", "worker" => w, "qos" => "1")
-                        .absolute(value)
-                }
-                "publish_in_qos2" => {
-                    counter!("tern_messages_received_total", "worker" => w, "qos" => "2")
-                        .absolute(value)
-                }
-                "publish_out" => {
-                    counter!("tern_messages_sent_total", "worker" => w).absolute(value)
-                }
-                "bytes_in" => counter!("tern_bytes_received_total", "worker" => w).absolute(value),
-                "bytes_out" => counter!("tern_bytes_sent_total", "worker" => w).absolute(value),
-                "queued_offline" => {
-                    counter!("tern_messages_queued_offline_total", "worker" => w).absolute(value)
-                }
-                "shared_deliveries" => {
-                    counter!("tern_shared_deliveries_total", "worker" => w).absolute(value)
-                }
-                "shared_redeliveries" => {
-                    counter!("tern_shared_redeliveries_total", "worker" => w).absolute(value)
-                }
-                "shared_passed_on" => {
-                    counter!("tern_shared_passed_on_total", "worker" => w).absolute(value)
-                }
-                "malformed_packets" => {
-                    counter!("tern_malformed_packets_total", "worker" => w).absolute(value)
-                }
-                "protocol_errors" => {
-                    counter!("tern_protocol_errors_total", "worker" => w).absolute(value)
-                }
-                "worker_queue_waits" => {
-                    counter!("tern_worker_queue_waits_total", "worker" => w).absolute(value)
-                }
-                "publisher_pauses" => {
-                    counter!("tern_publisher_pauses_total", "worker" => w).absolute(value)
-                }
-                "slow_subscribers" => {
-                    counter!("tern_slow_subscribers_total", "worker" => w).absolute(value)
-                }
-                "sessions_expired" => {
-                    counter!("tern_sessions_expired_total", "worker" => w).absolute(value)
-                }
-                "retained_rejected" => {
-                    counter!("tern_retained_rejected_total", "worker" => w).absolute(value)
-                }
-                dropped => {
-                    let reason = dropped.trim_start_matches("dropped_");
-                    counter!("tern_messages_dropped_total", "worker" => w, "reason" => reason.to_string()).absolute(value)
-                }
+            if !record_worker_value(&worker, name, value) {
+                tracing::error!(counter = name, "worker counter without a metric");
             }
         }
     }
+    // Refused by the acceptor (max_connections, max_connections_per_ip),
+    // before any worker sees the connection.
+    counter!("tern_connections_rejected_total", "worker" => "acceptor", "reason" => "limit")
+        .absolute(shared.rejected_limit.load(Relaxed));
     let retained = shared.retained.lock().unwrap_or_else(|e| e.into_inner());
     gauge!("tern_retained_messages").set(retained.len() as f64);
     gauge!("tern_retained_bytes").set(retained.bytes() as f64);
     drop(retained);
-    gauge!("tern_sessions").set(shared.registry.len() as f64);
     gauge!("tern_route_snapshot_version").set(shared.routes.load().version() as f64);
     gauge!("tern_route_filters").set(shared.routes.load().filter_count() as f64);
     for (i, subs) in shared.health.subscriptions.iter().enumerate() {
@@ -120,4 +141,141 @@ fn record(shared: &Shared) {
     counter!("tern_route_rebuilds_total").absolute(rs.rebuilds.load(Relaxed));
     gauge!("tern_route_last_rebuild_seconds")
         .set(rs.last_rebuild_micros.load(Relaxed) as f64 / 1e6);
+}
+
+/// Appends to a rendering what the `metrics` recorder cannot hold: the
+/// histograms (from per-worker bucket counts) and the worker busy time in
+/// seconds. Read from the workers' shared slots at scrape time.
+pub(crate) fn render_direct(shared: &Shared, out: &mut String) {
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    let workers = &shared.worker_stats;
+    let _ = writeln!(
+        out,
+        "# HELP tern_worker_busy_seconds_total CPU time of the worker thread.\n\
+         # TYPE tern_worker_busy_seconds_total counter"
+    );
+    for (i, ws) in workers.iter().enumerate() {
+        let secs = ws.busy_nanos.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "tern_worker_busy_seconds_total{{worker=\"{i}\"}} {secs}"
+        );
+    }
+    histogram(
+        out,
+        workers,
+        "tern_delivery_latency_seconds",
+        "Time from a PUBLISH's receipt by the broker to its delivery into a subscriber's writer.",
+        |ws| &ws.delivery_latency,
+    );
+    histogram(
+        out,
+        workers,
+        "tern_session_queue_depth",
+        "Messages queued per session, sampled every second (a distribution of the current sessions, not cumulative).",
+        |ws| &ws.queue_depth,
+    );
+}
+
+/// One histogram family, a series set per worker, in the text format.
+fn histogram(
+    out: &mut String,
+    workers: &[SharedWorkerStats],
+    name: &str,
+    help: &str,
+    of: impl Fn(&SharedWorkerStats) -> &SharedHistogram,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (i, ws) in workers.iter().enumerate() {
+        let h = of(ws);
+        let (counts, sum) = h.snapshot();
+        let per_unit = h.buckets.per_unit;
+        let mut cumulative = 0u64;
+        for (bound, count) in h.buckets.bounds.iter().zip(&counts) {
+            cumulative += count;
+            let le = *bound as f64 / per_unit;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{worker=\"{i}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        cumulative += counts.last().copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{worker=\"{i}\",le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            out,
+            "{name}_sum{{worker=\"{i}\"}} {}",
+            sum as f64 / per_unit
+        );
+        let _ = writeln!(out, "{name}_count{{worker=\"{i}\"}} {cumulative}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::WorkerStats;
+
+    #[test]
+    fn every_worker_counter_has_a_metric() {
+        for (name, _) in SharedWorkerStats::default().values() {
+            assert!(record_worker_value("0", name, 0), "{name}");
+        }
+        assert!(!record_worker_value("0", "no_such_counter", 0));
+    }
+
+    #[test]
+    fn histograms_render_cumulative_buckets_per_worker() {
+        let workers = [SharedWorkerStats::default(), SharedWorkerStats::default()];
+        let stats = WorkerStats::default();
+        for depth in [0, 0, 5, 20_000] {
+            stats.queue_depth.record(depth);
+        }
+        stats.publish_to(&workers[1]);
+        let mut out = String::new();
+        histogram(&mut out, &workers, "q", "help text", |ws| &ws.queue_depth);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "# HELP q help text");
+        assert_eq!(lines[1], "# TYPE q histogram");
+        let worker1: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains("worker=\"1\""))
+            .collect();
+        assert_eq!(
+            worker1,
+            [
+                "q_bucket{worker=\"1\",le=\"0\"} 2",
+                "q_bucket{worker=\"1\",le=\"1\"} 2",
+                "q_bucket{worker=\"1\",le=\"10\"} 3",
+                "q_bucket{worker=\"1\",le=\"100\"} 3",
+                "q_bucket{worker=\"1\",le=\"1000\"} 3",
+                "q_bucket{worker=\"1\",le=\"10000\"} 3",
+                "q_bucket{worker=\"1\",le=\"+Inf\"} 4",
+                "q_sum{worker=\"1\"} 20005",
+                "q_count{worker=\"1\"} 4",
+            ]
+        );
+        assert!(out.contains("q_count{worker=\"0\"} 0\n"));
+
+        // Latency bounds are written in seconds.
+        let mut out = String::new();
+        stats.delivered_after(Duration::from_micros(75));
+        stats.publish_to(&workers[0]);
+        histogram(&mut out, &workers, "l", "h", |ws| &ws.delivery_latency);
+        assert!(
+            out.contains("l_bucket{worker=\"0\",le=\"0.00005\"} 0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("l_bucket{worker=\"0\",le=\"0.0001\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("l_bucket{worker=\"0\",le=\"1\"} 1\n"), "{out}");
+        assert!(out.contains("l_sum{worker=\"0\"} 0.000075\n"), "{out}");
+    }
 }

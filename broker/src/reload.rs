@@ -3,7 +3,8 @@
 //! while clients stay connected, and say what needs a restart.
 //!
 //! Applied live ([`merge_live`] is the one list): `log_level`,
-//! `sys_interval`, `admin_endpoint`, `socket_send_buffer`,
+//! `sys_interval`, `admin_endpoint`, `shutdown_grace` (the next shutdown),
+//! `socket_send_buffer`,
 //! `socket_recv_buffer` (new connections), `limits.max_connections` and
 //! `limits.max_connections_per_ip` (every later accept), and for
 //! connections made after the reload `limits.max_packet_size`,
@@ -168,6 +169,7 @@ pub(crate) fn merge_live(running: &Config, new: &Config) -> Config {
     c.log_level.clone_from(&new.log_level);
     c.sys_interval = new.sys_interval;
     c.admin_endpoint = new.admin_endpoint;
+    c.shutdown_grace = new.shutdown_grace;
     c.socket_send_buffer = new.socket_send_buffer;
     c.socket_recv_buffer = new.socket_recv_buffer;
     let (l, n) = (&mut c.limits, &new.limits);
@@ -235,7 +237,7 @@ mod tests {
         let text = format!(
             "bind = [\"127.0.0.1:1\"]\nworkers = {workers}\nlog_level = \"warn\"\n\
             log_format = \"json\"\nmetrics_bind = \"\"\nsocket_send_buffer = 1\n\
-            socket_recv_buffer = 1\nsys_interval = 1\nadmin_endpoint = true\n\
+            socket_recv_buffer = 1\nsys_interval = 1\nadmin_endpoint = true\nshutdown_grace = 9\n\
             [limits]\nmax_packet_size = 2000\nmax_inflight = 5\nmax_incoming_inflight = 6\n\
             max_queued_messages = 7\nmax_queued_bytes = 8\nmax_connections = 9\n\
             max_connections_per_ip = 10\nmax_topic_levels = 11\nmax_topic_length = 12\n\

@@ -447,7 +447,7 @@ fn can_take(state: &ClientState) -> bool {
     }
 }
 
-/// `conn::deliver` for a member of a shared subscription: the session tags
+/// `conn::deliver_at` for a member of a shared subscription: the session tags
 /// the message with its group. Returns true when the member's backlog is
 /// now over its high-water mark.
 #[allow(clippy::too_many_arguments)]
@@ -484,7 +484,12 @@ fn deliver_shared(
         DeliverOutcome::Dropped(DropReason::Expired) => {
             worker.stats.dropped_expired.inc();
         }
-        DeliverOutcome::Sent | DeliverOutcome::Queued => {}
+        DeliverOutcome::Sent => {
+            worker
+                .stats
+                .delivered_after(now.saturating_duration_since(received_at));
+        }
+        DeliverOutcome::Queued => {}
     }
     conn::flush_transmits(&mut cs, templates, &worker.stats);
     worker.marks.congested(&cs)

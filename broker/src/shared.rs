@@ -108,4 +108,7 @@ pub(crate) struct Shared {
     pub(crate) workers: Vec<WorkerLink>,
     pub(crate) worker_stats: Vec<SharedWorkerStats>,
     pub(crate) route_stats: Arc<crate::route_writer::RouteWriterStats>,
+    /// Connections the acceptor refused at `max_connections` or
+    /// `max_connections_per_ip` (`tern_connections_rejected_total{reason="limit"}`).
+    pub(crate) rejected_limit: std::sync::atomic::AtomicU64,
 }

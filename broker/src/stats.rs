@@ -1,10 +1,11 @@
-//! Worker-local counters. Each worker increments plain cells on its own
-//! thread (no atomics, no locks on the message path); a snapshot is copied
-//! into the worker's shared atomic slot on a timer for readers elsewhere.
+//! Worker-local counters and histograms. Each worker increments plain cells
+//! on its own thread (no atomics, no locks, no allocation on the message
+//! path); a snapshot is copied into the worker's shared atomic slot on a
+//! timer for readers elsewhere (`prom`, `sys`).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use tern_codec::QoS;
+use tern_codec::{DecodeError, QoS, ReasonCode};
 
 /// A worker-local counter.
 #[derive(Debug, Default)]
@@ -25,18 +26,157 @@ impl Counter {
     }
 }
 
+/// The fixed buckets of a histogram: inclusive upper bounds (Prometheus
+/// `le`) in the recorded unit, and how many recorded units make one
+/// exported base unit.
+#[derive(Debug)]
+pub(crate) struct Buckets {
+    pub(crate) bounds: &'static [u64],
+    pub(crate) per_unit: f64,
+}
+
+/// Publish→deliver latency, recorded in nanoseconds, exported in seconds:
+/// 50 µs … 1 s.
+pub(crate) static LATENCY: Buckets = Buckets {
+    bounds: &[
+        50_000,
+        100_000,
+        250_000,
+        500_000,
+        1_000_000,
+        2_500_000,
+        5_000_000,
+        10_000_000,
+        25_000_000,
+        50_000_000,
+        100_000_000,
+        250_000_000,
+        500_000_000,
+        1_000_000_000,
+    ],
+    per_unit: 1e9,
+};
+
+/// Messages waiting in one session's queue.
+pub(crate) static QUEUE_DEPTH: Buckets = Buckets {
+    bounds: &[0, 1, 10, 100, 1_000, 10_000],
+    per_unit: 1.0,
+};
+
+/// The bucket of `value`: the first bound at or above it, or `bounds.len()`
+/// (the `+Inf` bucket). A binary search over a handful of bounds.
+pub(crate) fn bucket_index(bounds: &[u64], value: u64) -> usize {
+    bounds.partition_point(|&b| b < value)
+}
+
+/// A worker-local histogram: one plain cell per bucket (not cumulative) and
+/// the sum of the values. The cells are allocated once, with the worker.
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    buckets: &'static Buckets,
+    /// `bounds.len() + 1` cells; the last one is `+Inf`.
+    counts: Box<[Cell<u64>]>,
+    sum: Cell<u64>,
+}
+
+impl Histogram {
+    pub(crate) fn new(buckets: &'static Buckets) -> Self {
+        Self {
+            buckets,
+            counts: (0..=buckets.bounds.len()).map(|_| Cell::new(0)).collect(),
+            sum: Cell::new(0),
+        }
+    }
+
+    /// Counts one value: a bucket search and two cell updates.
+    pub(crate) fn record(&self, value: u64) {
+        if let Some(c) = self.counts.get(bucket_index(self.buckets.bounds, value)) {
+            c.set(c.get().wrapping_add(1));
+        }
+        self.sum.set(self.sum.get().wrapping_add(value));
+    }
+
+    /// Forgets every value (for a distribution sampled afresh each time).
+    pub(crate) fn reset(&self) {
+        for c in self.counts.iter() {
+            c.set(0);
+        }
+        self.sum.set(0);
+    }
+
+    fn publish_to(&self, dst: &SharedHistogram) {
+        for (c, d) in self.counts.iter().zip(dst.counts.iter()) {
+            d.store(c.get(), Relaxed);
+        }
+        dst.sum.store(self.sum.get(), Relaxed);
+    }
+}
+
+/// A [`Histogram`]'s values, readable from any thread.
+#[derive(Debug)]
+pub(crate) struct SharedHistogram {
+    pub(crate) buckets: &'static Buckets,
+    counts: Box<[AtomicU64]>,
+    sum: AtomicU64,
+}
+
+impl SharedHistogram {
+    pub(crate) fn new(buckets: &'static Buckets) -> Self {
+        Self {
+            buckets,
+            counts: (0..=buckets.bounds.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    /// The count of each bucket (not cumulative; the last is `+Inf`) and
+    /// the sum, in the recorded unit.
+    pub(crate) fn snapshot(&self) -> (Vec<u64>, u64) {
+        let counts = self.counts.iter().map(|c| c.load(Relaxed)).collect();
+        (counts, self.sum.load(Relaxed))
+    }
+}
+
 macro_rules! worker_stats {
-    ($($name:ident),* $(,)?) => {
-        /// Counters of one worker.
-        #[derive(Debug, Default)]
-        pub(crate) struct WorkerStats { $(pub(crate) $name: Counter,)* }
-        /// The same counters, readable from any thread.
-        #[derive(Debug, Default)]
-        pub(crate) struct SharedWorkerStats { $(pub(crate) $name: AtomicU64,)* }
+    (
+        counters { $($name:ident),* $(,)? }
+        histograms { $($hist:ident: $buckets:expr),* $(,)? }
+    ) => {
+        /// Counters and histograms of one worker.
+        #[derive(Debug)]
+        pub(crate) struct WorkerStats {
+            $(pub(crate) $name: Counter,)*
+            $(pub(crate) $hist: Histogram,)*
+        }
+        impl Default for WorkerStats {
+            fn default() -> Self {
+                Self {
+                    $($name: Counter::default(),)*
+                    $($hist: Histogram::new(&$buckets),)*
+                }
+            }
+        }
+        /// The same values, readable from any thread.
+        #[derive(Debug)]
+        pub(crate) struct SharedWorkerStats {
+            $(pub(crate) $name: AtomicU64,)*
+            $(pub(crate) $hist: SharedHistogram,)*
+        }
+        impl Default for SharedWorkerStats {
+            fn default() -> Self {
+                Self {
+                    $($name: AtomicU64::default(),)*
+                    $($hist: SharedHistogram::new(&$buckets),)*
+                }
+            }
+        }
         impl WorkerStats {
-            /// Copies the counters into `dst`.
+            /// Copies the counters and histograms into `dst`.
             pub(crate) fn publish_to(&self, dst: &SharedWorkerStats) {
                 $(dst.$name.store(self.$name.get(), Relaxed);)*
+                $(self.$hist.publish_to(&dst.$hist);)*
             }
         }
         impl SharedWorkerStats {
@@ -49,37 +189,192 @@ macro_rules! worker_stats {
 }
 
 worker_stats!(
-    connections_accepted,
-    connections_current,
-    connections_rejected,
-    events,
-    publish_in_qos0,
-    publish_in_qos1,
-    publish_in_qos2,
-    publish_out,
-    bytes_in,
-    bytes_out,
-    dropped_no_subscribers,
-    dropped_worker_queue_full,
-    dropped_worker_gone,
-    worker_queue_waits,
-    publisher_pauses,
-    slow_subscribers,
-    dropped_writer_full,
-    dropped_queue_full,
-    dropped_qos0_offline,
-    dropped_expired,
-    dropped_too_large,
-    dropped_sys_topic,
-    queued_offline,
-    shared_deliveries,
-    shared_redeliveries,
-    shared_passed_on,
-    retained_rejected,
-    malformed_packets,
-    protocol_errors,
-    sessions_expired,
+    counters {
+        connections_accepted,
+        connections_current,
+        rejected_protocol,
+        rejected_auth,
+        rejected_redirected,
+        rejected_other,
+        auth_failures,
+        events,
+        publish_in_qos0,
+        publish_in_qos1,
+        publish_in_qos2,
+        publish_out_qos0,
+        publish_out_qos1,
+        publish_out_qos2,
+        bytes_in,
+        bytes_out,
+        dropped_no_subscribers,
+        dropped_worker_queue_full,
+        dropped_worker_gone,
+        worker_queue_waits,
+        publisher_pauses,
+        slow_subscribers,
+        dropped_writer_full,
+        dropped_queue_full,
+        dropped_qos0_offline,
+        dropped_expired,
+        dropped_too_large,
+        dropped_sys_topic,
+        queued_offline,
+        shared_deliveries,
+        shared_redeliveries,
+        shared_passed_on,
+        retained_rejected,
+        malformed_packet_too_large,
+        malformed_bad_remaining_length,
+        malformed_bad_utf8,
+        malformed_bad_topic,
+        malformed_unsupported_protocol,
+        malformed_protocol,
+        malformed_other,
+        protocol_errors,
+        sessions_expired,
+        // Gauges, set on the worker's tick.
+        sessions_online,
+        sessions_offline,
+        inflight,
+        // The worker thread's CPU time, read on its tick.
+        busy_nanos,
+    }
+    histograms {
+        delivery_latency: LATENCY,
+        queue_depth: QUEUE_DEPTH,
+    }
 );
+
+/// Why a connection was refused (the `reason` of
+/// `tern_connections_rejected_total`; `limit` is counted by the acceptor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RejectReason {
+    /// A CONNECT the broker cannot accept: malformed, an unsupported
+    /// protocol version, a bad client id, options the server refuses.
+    Protocol,
+    /// Bad user name or password, not authorized, bad authentication method.
+    Auth,
+    /// Sent to another server (`mqtt.server_reference`).
+    Redirected,
+    /// Anything else (server unavailable, …).
+    Other,
+}
+
+impl RejectReason {
+    /// The reason a CONNACK refusal with `code` counts under.
+    pub(crate) fn of_connack(code: ReasonCode) -> Self {
+        match code {
+            ReasonCode::BAD_USER_NAME_OR_PASSWORD
+            | ReasonCode::NOT_AUTHORIZED
+            | ReasonCode::BAD_AUTHENTICATION_METHOD => Self::Auth,
+            ReasonCode::USE_ANOTHER_SERVER | ReasonCode::SERVER_MOVED => Self::Redirected,
+            ReasonCode::UNSPECIFIED_ERROR
+            | ReasonCode::MALFORMED_PACKET
+            | ReasonCode::PROTOCOL_ERROR
+            | ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+            | ReasonCode::CLIENT_IDENTIFIER_NOT_VALID
+            | ReasonCode::TOPIC_NAME_INVALID
+            | ReasonCode::PACKET_TOO_LARGE
+            | ReasonCode::PAYLOAD_FORMAT_INVALID
+            | ReasonCode::RETAIN_NOT_SUPPORTED
+            | ReasonCode::QOS_NOT_SUPPORTED => Self::Protocol,
+            _ => Self::Other,
+        }
+    }
+
+    /// Every reason the workers count, in export order.
+    #[cfg(test)]
+    pub(crate) const ALL: [Self; 4] = [Self::Protocol, Self::Auth, Self::Redirected, Self::Other];
+
+    /// The label value (the counter is `rejected_` + this, whose name `prom`
+    /// exports as the label; the tests check the two agree).
+    #[cfg(test)]
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Protocol => "protocol",
+            Self::Auth => "auth",
+            Self::Redirected => "redirected",
+            Self::Other => "other",
+        }
+    }
+
+    /// True for a failed authentication (wrong credentials, not
+    /// authorized), which `tern_auth_failures_total` also counts.
+    pub(crate) fn is_auth_failure(code: ReasonCode) -> bool {
+        matches!(
+            code,
+            ReasonCode::BAD_USER_NAME_OR_PASSWORD | ReasonCode::NOT_AUTHORIZED
+        )
+    }
+}
+
+/// The `reason` of `tern_malformed_packets_total`: a fixed set, whatever
+/// variants the codec adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MalformedReason {
+    /// Over the maximum packet size.
+    PacketTooLarge,
+    /// A Variable Byte Integer (the remaining length, a property length)
+    /// longer than 4 bytes or not minimally encoded.
+    BadRemainingLength,
+    /// A string that is not well-formed UTF-8, or contains U+0000.
+    BadUtf8,
+    /// An invalid topic name, topic filter or response topic.
+    BadTopic,
+    /// An unknown protocol name or level in CONNECT.
+    UnsupportedProtocol,
+    /// A protocol error the codec detects (packet id 0, a duplicate
+    /// property, …).
+    Protocol,
+    /// Any other malformed packet (bad flags, truncated, trailing bytes, …).
+    Other,
+}
+
+impl MalformedReason {
+    /// Every reason, in export order.
+    #[cfg(test)]
+    pub(crate) const ALL: [Self; 7] = [
+        Self::PacketTooLarge,
+        Self::BadRemainingLength,
+        Self::BadUtf8,
+        Self::BadTopic,
+        Self::UnsupportedProtocol,
+        Self::Protocol,
+        Self::Other,
+    ];
+
+    /// The reason of a decode error.
+    pub(crate) fn of(e: &DecodeError) -> Self {
+        match e {
+            DecodeError::PacketTooLarge { .. } => Self::PacketTooLarge,
+            DecodeError::MalformedVarInt => Self::BadRemainingLength,
+            DecodeError::InvalidUtf8 | DecodeError::NullCharacter => Self::BadUtf8,
+            DecodeError::TopicName(_)
+            | DecodeError::TopicFilter(_)
+            | DecodeError::ResponseTopic(_) => Self::BadTopic,
+            DecodeError::UnsupportedProtocol { .. } => Self::UnsupportedProtocol,
+            other => match other.reason_code() {
+                ReasonCode::PROTOCOL_ERROR | ReasonCode::TOPIC_ALIAS_INVALID => Self::Protocol,
+                _ => Self::Other,
+            },
+        }
+    }
+
+    /// The label value (the counter is `malformed_` + this, whose name `prom`
+    /// exports as the label; the tests check the two agree).
+    #[cfg(test)]
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::PacketTooLarge => "packet_too_large",
+            Self::BadRemainingLength => "bad_remaining_length",
+            Self::BadUtf8 => "bad_utf8",
+            Self::BadTopic => "bad_topic",
+            Self::UnsupportedProtocol => "unsupported_protocol",
+            Self::Protocol => "protocol",
+            Self::Other => "other",
+        }
+    }
+}
 
 impl WorkerStats {
     pub(crate) fn publish_in(&self, qos: QoS) {
@@ -88,6 +383,61 @@ impl WorkerStats {
             QoS::AtLeastOnce => self.publish_in_qos1.inc(),
             QoS::ExactlyOnce => self.publish_in_qos2.inc(),
         }
+    }
+
+    /// A PUBLISH written to a subscriber's writer at `qos`.
+    pub(crate) fn publish_out(&self, qos: QoS) {
+        match qos {
+            QoS::AtMostOnce => self.publish_out_qos0.inc(),
+            QoS::AtLeastOnce => self.publish_out_qos1.inc(),
+            QoS::ExactlyOnce => self.publish_out_qos2.inc(),
+        }
+    }
+
+    /// PUBLISH packets written to subscribers, every QoS.
+    pub(crate) fn published_out(shared: &SharedWorkerStats) -> u64 {
+        shared.publish_out_qos0.load(Relaxed)
+            + shared.publish_out_qos1.load(Relaxed)
+            + shared.publish_out_qos2.load(Relaxed)
+    }
+
+    /// A connection refused (CONNACK with a failure code, or closed).
+    pub(crate) fn rejected(&self, reason: RejectReason) {
+        match reason {
+            RejectReason::Protocol => self.rejected_protocol.inc(),
+            RejectReason::Auth => self.rejected_auth.inc(),
+            RejectReason::Redirected => self.rejected_redirected.inc(),
+            RejectReason::Other => self.rejected_other.inc(),
+        }
+    }
+
+    /// A connection refused with CONNACK `code`; failed credentials also
+    /// count as an authentication failure.
+    pub(crate) fn refused(&self, code: ReasonCode) {
+        self.rejected(RejectReason::of_connack(code));
+        if RejectReason::is_auth_failure(code) {
+            self.auth_failures.inc();
+        }
+    }
+
+    /// A packet that failed to decode.
+    pub(crate) fn malformed(&self, e: &DecodeError) {
+        match MalformedReason::of(e) {
+            MalformedReason::PacketTooLarge => self.malformed_packet_too_large.inc(),
+            MalformedReason::BadRemainingLength => self.malformed_bad_remaining_length.inc(),
+            MalformedReason::BadUtf8 => self.malformed_bad_utf8.inc(),
+            MalformedReason::BadTopic => self.malformed_bad_topic.inc(),
+            MalformedReason::UnsupportedProtocol => self.malformed_unsupported_protocol.inc(),
+            MalformedReason::Protocol => self.malformed_protocol.inc(),
+            MalformedReason::Other => self.malformed_other.inc(),
+        }
+    }
+
+    /// A message written to a subscriber `latency` after the broker
+    /// received it.
+    pub(crate) fn delivered_after(&self, latency: std::time::Duration) {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.delivery_latency.record(nanos);
     }
 }
 
@@ -121,5 +471,148 @@ impl RateLimitedLog {
         } else {
             self.suppressed.set(self.suppressed.get() + 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tern_codec::topic::TopicError;
+
+    #[test]
+    fn values_fall_in_the_first_bucket_at_or_above_them() {
+        let bounds = QUEUE_DEPTH.bounds; // 0, 1, 10, 100, 1000, 10000
+        let cases = [
+            (0, 0),
+            (1, 1),
+            (2, 2),
+            (10, 2),
+            (11, 3),
+            (100, 3),
+            (9_999, 5),
+            (10_000, 5),
+            (10_001, 6),
+            (u64::MAX, 6),
+        ];
+        for (value, bucket) in cases {
+            assert_eq!(bucket_index(bounds, value), bucket, "value {value}");
+        }
+        assert_eq!(bucket_index(LATENCY.bounds, 0), 0);
+        assert_eq!(bucket_index(LATENCY.bounds, 50_000), 0, "le is inclusive");
+        assert_eq!(bucket_index(LATENCY.bounds, 50_001), 1);
+        assert_eq!(bucket_index(LATENCY.bounds, 2_000_000_000), 14, "+Inf");
+        assert!(LATENCY.bounds.windows(2).all(|w| w[0] < w[1]));
+        assert!(QUEUE_DEPTH.bounds.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn latency_is_recorded_in_its_bucket_and_published() {
+        let stats = WorkerStats::default();
+        stats.delivered_after(Duration::from_micros(30));
+        stats.delivered_after(Duration::from_micros(700));
+        stats.delivered_after(Duration::from_micros(700));
+        stats.delivered_after(Duration::from_secs(3));
+        let shared = SharedWorkerStats::default();
+        stats.publish_to(&shared);
+        let (counts, sum) = shared.delivery_latency.snapshot();
+        assert_eq!(counts.len(), LATENCY.bounds.len() + 1);
+        assert_eq!(counts[0], 1, "30 µs ≤ 50 µs");
+        assert_eq!(counts[4], 2, "700 µs ≤ 1 ms");
+        assert_eq!(counts[14], 1, "3 s: +Inf");
+        assert_eq!(counts.iter().sum::<u64>(), 4);
+        assert_eq!(sum, 30_000 + 2 * 700_000 + 3_000_000_000);
+
+        stats.queue_depth.record(5);
+        stats.queue_depth.reset();
+        stats.queue_depth.record(0);
+        stats.publish_to(&shared);
+        let (counts, sum) = shared.queue_depth.snapshot();
+        assert_eq!((counts[0], counts.iter().sum::<u64>(), sum), (1, 1, 0));
+    }
+
+    #[test]
+    fn decode_errors_map_to_a_fixed_reason_set() {
+        let cases = [
+            (
+                DecodeError::PacketTooLarge { size: 10, max: 5 },
+                "packet_too_large",
+            ),
+            (DecodeError::MalformedVarInt, "bad_remaining_length"),
+            (DecodeError::InvalidUtf8, "bad_utf8"),
+            (DecodeError::NullCharacter, "bad_utf8"),
+            (DecodeError::TopicName(TopicError::Empty), "bad_topic"),
+            (DecodeError::TopicFilter(TopicError::Empty), "bad_topic"),
+            (
+                DecodeError::UnsupportedProtocol {
+                    name_ok: true,
+                    level: 9,
+                },
+                "unsupported_protocol",
+            ),
+            (DecodeError::PacketIdZero, "protocol"),
+            (
+                DecodeError::DuplicateProperty {
+                    id: 1,
+                    packet: "PUBLISH",
+                },
+                "protocol",
+            ),
+            (DecodeError::ReservedPacketType(0), "other"),
+            (DecodeError::Truncated { packet: "PUBLISH" }, "other"),
+            (DecodeError::PublishQoS3, "other"),
+        ];
+        let stats = WorkerStats::default();
+        for (e, reason) in &cases {
+            assert_eq!(MalformedReason::of(e).as_str(), *reason, "{e}");
+            stats.malformed(e);
+        }
+        // Every reason has its counter, and each error counted under it.
+        let shared = SharedWorkerStats::default();
+        stats.publish_to(&shared);
+        let values = shared.values();
+        for reason in MalformedReason::ALL {
+            let name = format!("malformed_{}", reason.as_str());
+            let value = values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+            let want = cases.iter().filter(|(_, r)| *r == reason.as_str()).count() as u64;
+            assert_eq!(value, Some(want), "{name}");
+        }
+    }
+
+    #[test]
+    fn connack_refusals_map_to_reasons() {
+        let cases = [
+            (ReasonCode::BAD_USER_NAME_OR_PASSWORD, "auth", true),
+            (ReasonCode::NOT_AUTHORIZED, "auth", true),
+            (ReasonCode::BAD_AUTHENTICATION_METHOD, "auth", false),
+            (ReasonCode::USE_ANOTHER_SERVER, "redirected", false),
+            (ReasonCode::SERVER_MOVED, "redirected", false),
+            (ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "protocol", false),
+            (ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, "protocol", false),
+            (ReasonCode::PROTOCOL_ERROR, "protocol", false),
+            (ReasonCode::QOS_NOT_SUPPORTED, "protocol", false),
+            (ReasonCode::SERVER_UNAVAILABLE, "other", false),
+            (ReasonCode::SERVER_BUSY, "other", false),
+        ];
+        let stats = WorkerStats::default();
+        for (code, reason, auth_failure) in cases {
+            assert_eq!(RejectReason::of_connack(code).as_str(), reason, "{code:?}");
+            assert_eq!(
+                RejectReason::is_auth_failure(code),
+                auth_failure,
+                "{code:?}"
+            );
+            stats.refused(code);
+        }
+        let shared = SharedWorkerStats::default();
+        stats.publish_to(&shared);
+        let values = shared.values();
+        for reason in RejectReason::ALL {
+            let name = format!("rejected_{}", reason.as_str());
+            let value = values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+            let want = cases.iter().filter(|c| c.1 == reason.as_str()).count() as u64;
+            assert_eq!(value, Some(want), "{name}");
+        }
+        assert_eq!(shared.auth_failures.load(Relaxed), 2);
     }
 }

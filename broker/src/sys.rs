@@ -54,7 +54,7 @@ impl Totals {
             t.received += ws.publish_in_qos0.load(Relaxed)
                 + ws.publish_in_qos1.load(Relaxed)
                 + ws.publish_in_qos2.load(Relaxed);
-            t.sent += ws.publish_out.load(Relaxed);
+            t.sent += crate::stats::WorkerStats::published_out(ws);
             t.bytes_received += ws.bytes_in.load(Relaxed);
             t.bytes_sent += ws.bytes_out.load(Relaxed);
         }

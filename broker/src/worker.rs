@@ -22,6 +22,7 @@ use tern_session::{EnqueueOutcome, Session};
 use tokio::sync::mpsc;
 
 mod expiry;
+mod gauges;
 
 /// Every how many 500 ms ticks idle connections are swept (2 s).
 const IDLE_SWEEP_TICKS: u64 = 4;
@@ -743,12 +744,8 @@ impl Worker {
         for retained in found.drain(..) {
             let msg = &retained.publish;
             let qos = msg.qos.min(granted);
-            let _ = match retained.received_at() {
-                Some(at) => {
-                    conn::deliver_at(self, cell, &mut templates, now, msg, at, qos, true, &ids)
-                }
-                None => conn::deliver(self, cell, &mut templates, now, msg, qos, true, &ids),
-            };
+            let at = retained.received_at();
+            let _ = conn::deliver_retained(self, cell, &mut templates, now, msg, at, qos, &ids);
         }
     }
 
@@ -972,6 +969,7 @@ pub(crate) fn spawn(
                     loop {
                         every.tick().await;
                         ticks += 1;
+                        ticker.sample_gauges(ticks);
                         if let Some(slot) = ticker.shared.worker_stats.get(ticker.id) {
                             ticker.stats.publish_to(slot);
                         }

@@ -81,6 +81,11 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub(crate) admin_endpoint: Option<bool>,
 
+    /// Seconds a shutdown waits for connections to flush and close before
+    /// closing the rest; 0 closes them at once.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) shutdown_grace: Option<u32>,
+
     #[command(flatten, next_help_heading = "Limits")]
     pub(crate) limits: LimitsLayer,
 
@@ -121,6 +126,7 @@ impl Cli {
             socket_recv_buffer: self.socket_recv_buffer,
             sys_interval: self.sys_interval,
             admin_endpoint: self.admin_endpoint,
+            shutdown_grace: self.shutdown_grace,
             limits: self.limits.clone(),
             mqtt: self.mqtt.clone(),
             auth: self.auth.clone(),
@@ -137,7 +143,7 @@ pub(crate) fn command() -> clap::Command {
     let metrics = defaults
         .metrics_bind
         .map_or_else(|| "\"\" (disabled)".to_string(), |a| a.to_string());
-    let top: [(&str, String); 9] = [
+    let top: [(&str, String); 10] = [
         ("bind", listeners.join(",")),
         ("workers", "0 (one per core)".into()),
         ("log_level", defaults.log_level.clone()),
@@ -153,6 +159,7 @@ pub(crate) fn command() -> clap::Command {
         ),
         ("sys_interval", defaults.sys_interval.to_string()),
         ("admin_endpoint", defaults.admin_endpoint.to_string()),
+        ("shutdown_grace", defaults.shutdown_grace.to_string()),
     ];
     for (key, default) in top {
         let env = var_name(key);

@@ -33,6 +33,7 @@ impl Config {
             ("socket_recv_buffer", self.socket_recv_buffer.to_string()),
             ("sys_interval", self.sys_interval.to_string()),
             ("admin_endpoint", self.admin_endpoint.to_string()),
+            ("shutdown_grace", self.shutdown_grace.to_string()),
         ];
         let top = top.into_iter().map(|(k, v)| (k.to_string(), v));
         let limits = self

@@ -26,6 +26,7 @@ pub(crate) struct Layer {
     pub(crate) socket_recv_buffer: Option<usize>,
     pub(crate) sys_interval: Option<u32>,
     pub(crate) admin_endpoint: Option<bool>,
+    pub(crate) shutdown_grace: Option<u32>,
     #[serde(default)]
     pub(crate) limits: LimitsLayer,
     #[serde(default)]
@@ -46,6 +47,7 @@ pub(crate) const KEYS: &[&str] = &[
     "socket_recv_buffer",
     "sys_interval",
     "admin_endpoint",
+    "shutdown_grace",
 ];
 
 impl Layer {
@@ -61,6 +63,7 @@ impl Layer {
             socket_recv_buffer: env::get(env, "socket_recv_buffer")?,
             sys_interval: env::get(env, "sys_interval")?,
             admin_endpoint: env::get(env, "admin_endpoint")?,
+            shutdown_grace: env::get(env, "shutdown_grace")?,
             limits: LimitsLayer::from_env(env)?,
             mqtt: MqttLayer::from_env(env)?,
             auth: AuthLayer::from_env(env)?,
@@ -85,6 +88,7 @@ impl Layer {
             socket_recv_buffer: self.socket_recv_buffer.or(lower.socket_recv_buffer),
             sys_interval: self.sys_interval.or(lower.sys_interval),
             admin_endpoint: self.admin_endpoint.or(lower.admin_endpoint),
+            shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
             limits: self.limits.or(lower.limits),
             mqtt: self.mqtt.or(lower.mqtt),
             auth: self.auth.or(lower.auth),
@@ -121,6 +125,9 @@ impl Layer {
         if let Some(on) = self.admin_endpoint {
             config.admin_endpoint = on;
         }
+        if let Some(secs) = self.shutdown_grace {
+            config.shutdown_grace = secs;
+        }
         self.limits.apply(&mut config.limits);
         self.mqtt.apply(&mut config.mqtt);
         self.auth.apply(&mut config.auth);
@@ -141,6 +148,7 @@ impl Layer {
             self.socket_recv_buffer.is_some(),
             self.sys_interval.is_some(),
             self.admin_endpoint.is_some(),
+            self.shutdown_grace.is_some(),
         ];
         let top = KEYS.iter().zip(given).filter(|(_, g)| !g);
         let limits = self

@@ -52,6 +52,9 @@ use layer::Layer;
 /// The most worker threads: a route snapshot names workers in a `u64` bit set.
 pub const MAX_WORKERS: usize = 64;
 
+/// The longest `shutdown_grace`, in seconds (an hour).
+pub const MAX_SHUTDOWN_GRACE: u32 = 3600;
+
 /// The whole broker configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -81,6 +84,10 @@ pub struct Config {
     /// Serve `POST /admin/reload` on the metrics listener (`admin_endpoint`,
     /// `--admin-endpoint`). Default false.
     pub admin_endpoint: bool,
+    /// Seconds a shutdown (SIGTERM, SIGINT) waits for connections to flush
+    /// and close before closing the rest (`shutdown_grace`,
+    /// `--shutdown-grace`). Default 5, at most 3600.
+    pub shutdown_grace: u32,
     /// Resource limits (`[limits]`, `--max-…`).
     pub limits: Limits,
     /// MQTT protocol options (`[mqtt]`).
@@ -102,6 +109,7 @@ impl Default for Config {
             socket_recv_buffer: 0,
             sys_interval: 10,
             admin_endpoint: false,
+            shutdown_grace: 5,
             limits: Limits::default(),
             mqtt: Mqtt::default(),
             auth: AuthConfig::default(),
@@ -128,6 +136,7 @@ impl Config {
             }
         }
         limits::at_least("workers", self.workers, 1)?;
+        limits::at_most("shutdown_grace", self.shutdown_grace, MAX_SHUTDOWN_GRACE)?;
         limits::at_most("workers", self.workers, MAX_WORKERS)?;
         validate_log_level(&self.log_level)?;
         if let Some(metrics) = self.metrics_bind {

@@ -340,3 +340,19 @@ fn deploy_example_is_every_key_at_its_default() {
     // `workers` is written as 0 (per core), not this machine's count.
     assert_eq!(layer.workers, Some(0));
 }
+
+#[test]
+fn shutdown_grace_from_every_source_and_bounded() {
+    assert_eq!(Config::default().shutdown_grace, 5);
+    let file = TempFile::new("shutdown_grace = 30\n");
+    let config = ["--config", &file.arg()];
+    assert_eq!(run(&config, &[]).unwrap().shutdown_grace, 30);
+    let env = [("TERN_SHUTDOWN_GRACE", "12")];
+    assert_eq!(run(&config, &env).unwrap().shutdown_grace, 12);
+    let flag = ["--config", &file.arg(), "--shutdown-grace", "0"];
+    assert_eq!(run(&flag, &env).unwrap().shutdown_grace, 0);
+    let err = run(&["--shutdown-grace", "3601"], &[]).unwrap_err();
+    assert!(err.to_string().contains("shutdown_grace"), "{err}");
+    let err = run(&[], &[("TERN_SHUTDOWN_GRACE", "soon")]).unwrap_err();
+    assert!(err.to_string().contains("SHUTDOWN_GRACE"), "{err}");
+}

@@ -35,7 +35,7 @@ pub(super) async fn authenticate(
     let version = connect.protocol;
     let peer = link.peer;
     let refuse = |code: ReasonCode| {
-        worker.stats.connections_rejected.inc();
+        worker.stats.refused(code);
         Packet::ConnAck(ConnAck {
             session_present: false,
             code,
@@ -91,7 +91,7 @@ async fn next_packet(worker: &Worker, link: &mut Link) -> Result<Option<Packet>,
             Ok(Some(p)) => return Ok(Some(p)),
             Ok(None) => {}
             Err(e) => {
-                worker.stats.malformed_packets.inc();
+                worker.stats.malformed(&e);
                 tracing::debug!(error = %e, "malformed packet during authentication");
                 return Err(e.reason_code());
             }
