@@ -112,7 +112,43 @@ pub(crate) fn deliver_at(
 ) -> bool {
     let ids = subscription_identifiers;
     let at = Received::Live(received_at);
-    offer(worker, cell, templates, now, msg, at, qos, retain, ids)
+    offer(
+        worker,
+        cell,
+        templates,
+        now,
+        msg,
+        at,
+        (qos, retain, ids),
+        None,
+    )
+}
+
+/// [`deliver_at`] to a member of the shared subscription `group`: the
+/// session tags the message with its group (see `share`).
+#[allow(clippy::too_many_arguments)]
+#[must_use]
+pub(crate) fn deliver_shared(
+    worker: &Worker,
+    cell: &ConnCell,
+    templates: &mut TemplateCache,
+    now: Instant,
+    msg: &Arc<Publish>,
+    received_at: Instant,
+    (qos, retain, ids): (QoS, bool, &[u32]),
+    group: &ByteString,
+) -> bool {
+    let at = Received::Live(received_at);
+    offer(
+        worker,
+        cell,
+        templates,
+        now,
+        msg,
+        at,
+        (qos, retain, ids),
+        Some(group),
+    )
 }
 
 /// [`deliver_at`] of a retained message (stored at `stored_at`, when it
@@ -131,7 +167,16 @@ pub(crate) fn deliver_retained(
 ) -> bool {
     let ids = subscription_identifiers;
     let at = Received::Retained(stored_at.unwrap_or(now));
-    offer(worker, cell, templates, now, msg, at, qos, true, ids)
+    offer(
+        worker,
+        cell,
+        templates,
+        now,
+        msg,
+        at,
+        (qos, true, ids),
+        None,
+    )
 }
 
 /// When a delivered message was received.
@@ -151,9 +196,8 @@ fn offer(
     now: Instant,
     msg: &Arc<Publish>,
     received: Received,
-    qos: QoS,
-    retain: bool,
-    subscription_identifiers: &[u32],
+    (qos, retain, subscription_identifiers): (QoS, bool, &[u32]),
+    group: Option<&ByteString>,
 ) -> bool {
     let received_at = match received {
         Received::Live(at) | Received::Retained(at) => at,
@@ -170,7 +214,12 @@ fn offer(
     let Some(conn) = cs.conn.as_mut() else {
         return false;
     };
-    match conn.deliver(now, msg, received_at, qos, retain, subscription_identifiers) {
+    let ids = subscription_identifiers;
+    let outcome = match group {
+        None => conn.deliver(now, msg, received_at, qos, retain, ids),
+        Some(g) => conn.deliver_shared(now, msg, received_at, qos, retain, ids, g),
+    };
+    match outcome {
         DeliverOutcome::Dropped(DropReason::QueueFull) => {
             worker.stats.dropped_queue_full.inc();
             tracing::debug!("session queue full: message dropped for this subscriber");

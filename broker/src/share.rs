@@ -32,17 +32,15 @@
 
 use crate::conn::{self, ConnCell};
 use crate::shared::Routed;
-use crate::worker::{ClientKey, ClientState, Origin, TemplateCache, Worker};
+use crate::worker::{ClientKey, ClientState, Origin, Worker};
 use bytestring::ByteString;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
-use tern_codec::{Publish, QoS};
+use tern_codec::Publish;
 use tern_routing::{ShareCursors, SharedTarget, SubEntry, WorkerSet};
-use tern_session::{
-    CloseReason, Connection, DeliverOutcome, DropReason, EnqueueOutcome, Session, SharedOrphan,
-};
+use tern_session::{CloseReason, Connection, EnqueueOutcome, Session, SharedOrphan};
 use tokio::sync::mpsc;
 
 /// Deliveries to other workers that did not fit in their inbox now.
@@ -353,7 +351,7 @@ impl Worker {
         match &mut client.state {
             ClientState::Online(cell) => {
                 let mut templates = self.templates.borrow_mut();
-                let now_congested = deliver_shared(
+                let now_congested = conn::deliver_shared(
                     self,
                     cell,
                     &mut templates,
@@ -445,52 +443,4 @@ fn can_take(state: &ClientState) -> bool {
         ClientState::Online(cell) => cell.try_borrow().is_ok_and(|cs| cs.conn.is_some()),
         ClientState::Offline(_) => true,
     }
-}
-
-/// `conn::deliver_at` for a member of a shared subscription: the session tags
-/// the message with its group. Returns true when the member's backlog is
-/// now over its high-water mark.
-#[allow(clippy::too_many_arguments)]
-fn deliver_shared(
-    worker: &Worker,
-    cell: &ConnCell,
-    templates: &mut TemplateCache,
-    now: Instant,
-    msg: &Arc<Publish>,
-    received_at: Instant,
-    (qos, retain, ids): (QoS, bool, &[u32]),
-    group: &ByteString,
-) -> bool {
-    let Ok(mut cs) = cell.try_borrow_mut() else {
-        tracing::error!("connection state busy during delivery; message dropped");
-        worker.stats.dropped_writer_full.inc();
-        return false;
-    };
-    if qos == QoS::AtMostOnce && cs.out.queued() >= cs.writer_limit {
-        worker.stats.dropped_writer_full.inc();
-        return false;
-    }
-    let Some(conn) = cs.conn.as_mut() else {
-        return false;
-    };
-    match conn.deliver_shared(now, msg, received_at, qos, retain, ids, group) {
-        DeliverOutcome::Dropped(DropReason::QueueFull) => {
-            worker.stats.dropped_queue_full.inc();
-            tracing::debug!("session queue full: message dropped for this subscriber");
-        }
-        DeliverOutcome::Dropped(DropReason::Qos0NotQueued) => {
-            worker.stats.dropped_qos0_offline.inc();
-        }
-        DeliverOutcome::Dropped(DropReason::Expired) => {
-            worker.stats.dropped_expired.inc();
-        }
-        DeliverOutcome::Sent => {
-            worker
-                .stats
-                .delivered_after(now.saturating_duration_since(received_at));
-        }
-        DeliverOutcome::Queued => {}
-    }
-    conn::flush_transmits(&mut cs, templates, &worker.stats);
-    worker.marks.congested(&cs)
 }
