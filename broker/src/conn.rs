@@ -76,7 +76,7 @@ pub(crate) struct ConnShared {
 
 impl ConnShared {
     /// Queues a DISCONNECT with `code` for an MQTT 5 client; v3 has none.
-    fn queue_disconnect(&mut self, code: ReasonCode) {
+    fn queue_disconnect(&mut self, code: ReasonCode, stats: &WorkerStats) {
         if self.version.is_v5() {
             let d = Packet::Disconnect(Disconnect {
                 reason: code,
@@ -86,6 +86,7 @@ impl ConnShared {
             if let Err(e) = encode(&d, version, self.out.tail()) {
                 tracing::error!(error = %e, "cannot encode DISCONNECT");
             }
+            stats.packet_out(&d);
         }
     }
 }
@@ -258,6 +259,7 @@ pub(crate) fn flush_transmits(
     while let Some(t) = conn.poll_transmit() {
         match t {
             Transmit::Packet(p) => {
+                stats.packet_out(&p);
                 if let Err(e) = encode(&p, version, out.tail()) {
                     tracing::error!(packet = p.name(), error = %e, "cannot encode packet");
                 }
@@ -540,7 +542,7 @@ async fn connected(mut link: Box<Link>, cell: Rc<ConnCell>, key: ClientKey) {
             _ => None,
         };
         if let Some(code) = code {
-            cs.queue_disconnect(code);
+            cs.queue_disconnect(code, &worker.stats);
         }
     }
     Box::pin(async {
@@ -612,7 +614,13 @@ async fn attach(
     if let Some(ack) = tern_session::redirect_connack(&live.session) {
         tracing::info!(%peer, client_id = %connect.client_id, code = ?ack.code, "connection redirected");
         worker.stats.rejected(RejectReason::Redirected);
-        let _ = write_packet(&mut link.stream, version, &Packet::ConnAck(ack)).await;
+        let _ = write_packet(
+            &mut link.stream,
+            version,
+            &Packet::ConnAck(ack),
+            &worker.stats,
+        )
+        .await;
         return Attach::Done;
     }
     let mut check = match Connection::check_connect(&connect, &live.session) {
@@ -625,7 +633,7 @@ async fn attach(
                 code,
                 ..ConnAck::default()
             });
-            let _ = write_packet(&mut link.stream, version, &ack).await;
+            let _ = write_packet(&mut link.stream, version, &ack, &worker.stats).await;
             return Attach::Done;
         }
     };
@@ -707,7 +715,10 @@ async fn read_connect(
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     loop {
         match decoder.decode(rbuf) {
-            Ok(Some(Packet::Connect(c))) => return Some(c),
+            Ok(Some(Packet::Connect(c))) => {
+                stats.packets_in_connect.inc();
+                return Some(c);
+            }
             Ok(Some(other)) => {
                 tracing::debug!(
                     packet = other.name(),
@@ -731,7 +742,7 @@ async fn read_connect(
                         code: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
                         ..ConnAck::default()
                     });
-                    let _ = write_packet(stream, version, &ack).await;
+                    let _ = write_packet(stream, version, &ack, stats).await;
                 }
                 return None;
             }
@@ -775,12 +786,8 @@ async fn hand_over(
     if hops >= MAX_HOPS {
         tracing::warn!(%peer, client_id = %connect.client_id, "session home keeps moving; refusing");
         worker.stats.rejected(RejectReason::Other);
-        let _ = write_packet(
-            &mut stream,
-            version,
-            &refuse(ReasonCode::SERVER_UNAVAILABLE),
-        )
-        .await;
+        let ack = refuse(ReasonCode::SERVER_UNAVAILABLE);
+        let _ = write_packet(&mut stream, version, &ack, &worker.stats).await;
         return;
     }
     let std_stream = match stream.into_std() {
@@ -906,6 +913,7 @@ async fn serve(
                 let Some(conn) = cs.conn.as_mut() else {
                     return Served::Close(CloseReason::TakenOver);
                 };
+                worker.stats.packet_in(&packet);
                 let r = conn.handle_packet(now, packet);
                 while let Some(e) = conn.poll_event() {
                     events.push(e);
@@ -939,7 +947,7 @@ fn malformed(worker: &Worker, cell: &ConnCell, e: &DecodeError) -> CloseReason {
     worker.stats.malformed(e);
     tracing::debug!(error = %e, "malformed packet; closing");
     let code = e.reason_code();
-    cell.borrow_mut().queue_disconnect(code);
+    cell.borrow_mut().queue_disconnect(code, &worker.stats);
     CloseReason::ProtocolError(code)
 }
 
@@ -963,7 +971,7 @@ async fn handle_events(
                     );
                     let mut cs = cell.borrow_mut();
                     flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
-                    cs.queue_disconnect(ReasonCode::TOPIC_NAME_INVALID);
+                    cs.queue_disconnect(ReasonCode::TOPIC_NAME_INVALID, &worker.stats);
                     close.get_or_insert(CloseReason::ProtocolError(ReasonCode::TOPIC_NAME_INVALID));
                     break;
                 }
@@ -1177,7 +1185,9 @@ async fn write_packet(
     stream: &mut Stream,
     version: ProtocolVersion,
     packet: &Packet,
+    stats: &WorkerStats,
 ) -> std::io::Result<()> {
+    stats.packet_out(packet);
     let mut buf = BytesMut::new();
     encode(packet, version, &mut buf).map_err(std::io::Error::other)?;
     stream.write_all(&buf).await?;

@@ -49,6 +49,16 @@ fn record_worker_value(worker: &str, name: &'static str, value: u64) -> bool {
         counter!("tern_messages_dropped_total", "worker" => w, "reason" => reason).absolute(value);
         return true;
     }
+    if let Some(kind) = name.strip_prefix("packets_in_") {
+        let kind = kind.to_ascii_uppercase();
+        counter!("tern_packets_received_total", "worker" => w, "type" => kind).absolute(value);
+        return true;
+    }
+    if let Some(kind) = name.strip_prefix("packets_out_") {
+        let kind = kind.to_ascii_uppercase();
+        counter!("tern_packets_sent_total", "worker" => w, "type" => kind).absolute(value);
+        return true;
+    }
     if let Some(qos) = name.strip_prefix("publish_in_qos") {
         counter!("tern_messages_received_total", "worker" => w, "qos" => qos).absolute(value);
         return true;
@@ -113,11 +123,22 @@ fn record_worker_value(worker: &str, name: &'static str, value: u64) -> bool {
 fn record(shared: &Shared) {
     for (i, ws) in shared.worker_stats.iter().enumerate() {
         let worker = i.to_string();
+        let (mut publish_in, mut publish_out) = (0, 0);
         for (name, value) in ws.values() {
             if !record_worker_value(&worker, name, value) {
                 tracing::error!(counter = name, "worker counter without a metric");
             }
+            if name.starts_with("publish_in_qos") {
+                publish_in += value;
+            } else if name.starts_with("publish_out_qos") {
+                publish_out += value;
+            }
         }
+        // PUBLISH packets are the messages, counted by QoS above.
+        counter!("tern_packets_received_total", "worker" => worker.clone(), "type" => "PUBLISH")
+            .absolute(publish_in);
+        counter!("tern_packets_sent_total", "worker" => worker, "type" => "PUBLISH")
+            .absolute(publish_out);
     }
     // Refused by the acceptor (max_connections, max_connections_per_ip),
     // before any worker sees the connection.

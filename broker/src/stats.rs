@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use tern_codec::{DecodeError, QoS, ReasonCode};
+use tern_codec::{DecodeError, Packet, QoS, ReasonCode};
 
 /// A worker-local counter.
 #[derive(Debug, Default)]
@@ -204,6 +204,26 @@ worker_stats!(
         publish_out_qos0,
         publish_out_qos1,
         publish_out_qos2,
+        packets_in_connect,
+        packets_in_puback,
+        packets_in_pubrec,
+        packets_in_pubrel,
+        packets_in_pubcomp,
+        packets_in_subscribe,
+        packets_in_unsubscribe,
+        packets_in_pingreq,
+        packets_in_disconnect,
+        packets_in_auth,
+        packets_out_connack,
+        packets_out_puback,
+        packets_out_pubrec,
+        packets_out_pubrel,
+        packets_out_pubcomp,
+        packets_out_suback,
+        packets_out_unsuback,
+        packets_out_pingresp,
+        packets_out_disconnect,
+        packets_out_auth,
         bytes_in,
         bytes_out,
         dropped_no_subscribers,
@@ -386,6 +406,42 @@ impl WorkerStats {
     }
 
     /// A PUBLISH written to a subscriber's writer at `qos`.
+    /// A control packet received (PUBLISH is counted by `publish_in`).
+    pub(crate) fn packet_in(&self, p: &Packet) {
+        let c = match p {
+            Packet::Connect(_) => &self.packets_in_connect,
+            Packet::PubAck(_) => &self.packets_in_puback,
+            Packet::PubRec(_) => &self.packets_in_pubrec,
+            Packet::PubRel(_) => &self.packets_in_pubrel,
+            Packet::PubComp(_) => &self.packets_in_pubcomp,
+            Packet::Subscribe(_) => &self.packets_in_subscribe,
+            Packet::Unsubscribe(_) => &self.packets_in_unsubscribe,
+            Packet::PingReq => &self.packets_in_pingreq,
+            Packet::Disconnect(_) => &self.packets_in_disconnect,
+            Packet::Auth(_) => &self.packets_in_auth,
+            _ => return,
+        };
+        c.inc();
+    }
+
+    /// A control packet sent (PUBLISH is counted by `publish_out`).
+    pub(crate) fn packet_out(&self, p: &Packet) {
+        let c = match p {
+            Packet::ConnAck(_) => &self.packets_out_connack,
+            Packet::PubAck(_) => &self.packets_out_puback,
+            Packet::PubRec(_) => &self.packets_out_pubrec,
+            Packet::PubRel(_) => &self.packets_out_pubrel,
+            Packet::PubComp(_) => &self.packets_out_pubcomp,
+            Packet::SubAck(_) => &self.packets_out_suback,
+            Packet::UnsubAck(_) => &self.packets_out_unsuback,
+            Packet::PingResp => &self.packets_out_pingresp,
+            Packet::Disconnect(_) => &self.packets_out_disconnect,
+            Packet::Auth(_) => &self.packets_out_auth,
+            _ => return,
+        };
+        c.inc();
+    }
+
     pub(crate) fn publish_out(&self, qos: QoS) {
         match qos {
             QoS::AtMostOnce => self.publish_out_qos0.inc(),

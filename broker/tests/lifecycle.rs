@@ -269,6 +269,34 @@ fn metrics_move_with_traffic_and_sigterm_exits_cleanly() {
     assert_eq!(sum(&metrics, "tern_connections_accepted_total", &[]), 7.0);
     assert_eq!(sum(&metrics, "tern_connections_rejected_total", &[]), 4.0);
     assert_eq!(sum(&metrics, "tern_auth_failures_total", &[]), 2.0);
+    // Packets by type. CONNECT: 2 wrong passwords + 4 clients (the bad
+    // protocol level never decoded as a CONNECT). CONNACK: those 6 + the
+    // return code 1. PUBLISH are the messages above.
+    let packets = |name: &str, kind: &str| sum(&metrics, name, &[&format!("type=\"{kind}\"")]);
+    let received = |kind| packets("tern_packets_received_total", kind);
+    let sent = |kind| packets("tern_packets_sent_total", kind);
+    assert_eq!(
+        (
+            received("CONNECT"),
+            received("SUBSCRIBE"),
+            received("PUBACK")
+        ),
+        (6.0, 2.0, 5.0),
+        "{}",
+        samples(&metrics, "tern_packets_received_total")
+    );
+    assert_eq!(received("PUBLISH"), 5.0);
+    assert_eq!(
+        (
+            sent("CONNACK"),
+            sent("SUBACK"),
+            sent("PUBACK"),
+            sent("PUBLISH")
+        ),
+        (7.0, 2.0, 5.0, 7.0),
+        "{}",
+        samples(&metrics, "tern_packets_sent_total")
+    );
     // Two SUBSCRIBEs to one filter: one route snapshot rebuild per worker
     // that got a subscriber (the acceptor spreads connections).
     let rebuilds = sum(&metrics, "tern_route_rebuilds_total", &[]);

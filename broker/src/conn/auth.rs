@@ -46,13 +46,24 @@ pub(super) async fn authenticate(
         Ok(started) => started,
         Err(e) => {
             tracing::info!(%peer, client_id = %connect.client_id, error = %e, "authentication refused");
-            let _ = write_packet(&mut link.stream, version, &refuse(e.reason_code())).await;
+            let _ = write_packet(
+                &mut link.stream,
+                version,
+                &refuse(e.reason_code()),
+                &worker.stats,
+            )
+            .await;
             return AuthOutcome::Refused;
         }
     };
-    if write_packet(&mut link.stream, version, &Packet::Auth(challenge))
-        .await
-        .is_err()
+    if write_packet(
+        &mut link.stream,
+        version,
+        &Packet::Auth(challenge),
+        &worker.stats,
+    )
+    .await
+    .is_err()
     {
         return AuthOutcome::Refused;
     }
@@ -60,7 +71,7 @@ pub(super) async fn authenticate(
         Ok(Some(p)) => p,
         Ok(None) => return AuthOutcome::Refused,
         Err(code) => {
-            let _ = write_packet(&mut link.stream, version, &refuse(code)).await;
+            let _ = write_packet(&mut link.stream, version, &refuse(code), &worker.stats).await;
             return AuthOutcome::Refused;
         }
     };
@@ -76,7 +87,7 @@ pub(super) async fn authenticate(
                 worker.stats.protocol_errors.inc();
             }
             tracing::info!(%peer, client_id = %connect.client_id, error = %e, "authentication failed");
-            let _ = write_packet(&mut link.stream, version, &refuse(code)).await;
+            let _ = write_packet(&mut link.stream, version, &refuse(code), &worker.stats).await;
             AuthOutcome::Refused
         }
     }
