@@ -660,3 +660,80 @@ fn v5_topic_alias_from_mosquitto_pub() {
     }
     sub.expect_no_message();
 }
+
+/// `GET /metrics` from the broker's metrics listener on `port`.
+fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(WAIT));
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+/// The sum of the samples of `name` whose labels include `label` ("" = all).
+fn metric(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+// The Prometheus counters move by what a real client did: one
+// `mosquitto_pub -V 5 -q 1 --repeat 3` is 1 connection, 1 CONNECT, 3 QoS 1
+// messages received (no subscriber: dropped as no_subscribers) and 3
+// PUBACKs sent.
+#[test]
+fn metrics_count_a_real_clients_traffic() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let bind = format!("127.0.0.1:{port}");
+    let Some(broker) = Broker::spawn_only(&["--metrics-bind", &bind]) else {
+        return;
+    };
+    let t = topic("real-metrics");
+    publish(
+        &broker,
+        &[
+            "-V",
+            "5",
+            "-q",
+            "1",
+            "-t",
+            &t,
+            "-m",
+            "x",
+            "--repeat",
+            "3",
+            "--repeat-delay",
+            "0",
+        ],
+    );
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let text = scrape_metrics(port);
+        let received = metric(&text, "tern_messages_received_total", "qos=\"1\"");
+        if received == 3.0 || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let seen = |name: &str, label: &str| metric(&text, name, label);
+    assert_eq!(
+        seen("tern_messages_received_total", "qos=\"1\""),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(seen("tern_connections_accepted_total", ""), 1.0);
+    assert_eq!(seen("tern_packets_received_total", "type=\"CONNECT\""), 1.0);
+    assert_eq!(seen("tern_packets_sent_total", "type=\"PUBACK\""), 3.0);
+    assert_eq!(
+        seen("tern_messages_dropped_total", "reason=\"no_subscribers\""),
+        3.0
+    );
+}

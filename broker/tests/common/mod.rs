@@ -82,14 +82,15 @@ impl Broker {
 
     fn spawn(args: &[&str]) -> Self {
         let bin = env!("CARGO_BIN_EXE_tern");
+        // Metrics stay off unless the test asks for them.
+        let metrics: &[&str] = if args.contains(&"--metrics-bind") {
+            &[]
+        } else {
+            &["--no-metrics"]
+        };
         let mut child = Command::new(bin)
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--no-metrics",
-                "--log-level",
-                "debug",
-            ])
+            .args(["--bind", "127.0.0.1:0", "--log-level", "debug"])
+            .args(metrics)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
