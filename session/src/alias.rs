@@ -79,14 +79,17 @@ impl OutboundAliases {
         };
         let a = alias.get();
         let idx = usize::from(a - 1);
+        // One compact copy (the routed topic may be a slice of a large read
+        // buffer), shared by the table and the map.
+        let copy = ByteString::from(&**topic);
         if idx < self.topics.len() {
-            let old = std::mem::replace(&mut self.topics[idx], ByteString::from(&**topic));
+            let old = std::mem::replace(&mut self.topics[idx], copy.clone());
             self.by_topic.remove(&old);
             self.next_victim = if a >= self.max { 1 } else { a + 1 };
         } else {
-            self.topics.push(ByteString::from(&**topic));
+            self.topics.push(copy.clone());
         }
-        self.by_topic.insert(ByteString::from(&**topic), a);
+        self.by_topic.insert(copy, a);
     }
 
     /// Number of aliases in use.
