@@ -91,106 +91,27 @@ impl ConnShared {
     }
 }
 
-/// Offers one message the broker received at `received_at` (on this worker
-/// or another) to a connection: encodes it into its writer, or lets the
-/// session queue it when the inflight window is full. Its v5 Message Expiry
-/// Interval counts from `received_at` ([MQTT5-3.3.2-5/6]); a message
-/// written at once counts in the delivery latency histogram. Returns true
-/// when the connection's backlog is now over its high-water mark, so the
-/// publisher should wait for it (see `backpressure`).
-#[allow(clippy::too_many_arguments)]
-#[must_use]
-pub(crate) fn deliver_at(
-    worker: &Worker,
-    cell: &ConnCell,
-    templates: &mut TemplateCache,
-    now: Instant,
-    msg: &Arc<Publish>,
-    received_at: Instant,
-    qos: QoS,
-    retain: bool,
-    subscription_identifiers: &[u32],
-) -> bool {
-    let ids = subscription_identifiers;
-    let at = Received::Live(received_at);
-    offer(
-        worker,
-        cell,
-        templates,
-        now,
-        msg,
-        at,
-        (qos, retain, ids),
-        None,
-    )
-}
-
-/// [`deliver_at`] to a member of the shared subscription `group`: the
-/// session tags the message with its group (see `share`).
-#[allow(clippy::too_many_arguments)]
-#[must_use]
-pub(crate) fn deliver_shared(
-    worker: &Worker,
-    cell: &ConnCell,
-    templates: &mut TemplateCache,
-    now: Instant,
-    msg: &Arc<Publish>,
-    received_at: Instant,
-    (qos, retain, ids): (QoS, bool, &[u32]),
-    group: &ByteString,
-) -> bool {
-    let at = Received::Live(received_at);
-    offer(
-        worker,
-        cell,
-        templates,
-        now,
-        msg,
-        at,
-        (qos, retain, ids),
-        Some(group),
-    )
-}
-
-/// [`deliver_at`] of a retained message (stored at `stored_at`, when it
-/// has an expiry) on a subscribe: not a publish→deliver latency.
-#[allow(clippy::too_many_arguments)]
-#[must_use]
-pub(crate) fn deliver_retained(
-    worker: &Worker,
-    cell: &ConnCell,
-    templates: &mut TemplateCache,
-    now: Instant,
-    msg: &Arc<Publish>,
-    stored_at: Option<Instant>,
-    qos: QoS,
-    subscription_identifiers: &[u32],
-) -> bool {
-    let ids = subscription_identifiers;
-    let at = Received::Retained(stored_at.unwrap_or(now));
-    offer(
-        worker,
-        cell,
-        templates,
-        now,
-        msg,
-        at,
-        (qos, true, ids),
-        None,
-    )
-}
-
 /// When a delivered message was received.
 #[derive(Clone, Copy)]
-enum Received {
-    /// Published at this instant: its delivery is timed.
+pub(crate) enum Received {
+    /// Published at this instant (on this worker or another): its v5
+    /// Message Expiry Interval counts from here ([MQTT5-3.3.2-5/6]) and a
+    /// delivery written at once counts in the latency histogram.
     Live(Instant),
-    /// A retained message stored at this instant.
+    /// A retained message sent on SUBSCRIBE, stored at this instant: its
+    /// expiry counts from here, and it is not a publish→deliver latency.
     Retained(Instant),
 }
 
+/// Offers one message to a connection: encodes it into its writer, or lets
+/// the session queue it when the inflight window is full. `group` is the
+/// shared subscription it was delivered through (the session tags the
+/// message, see `share`). Returns true when the connection's backlog is now
+/// over its high-water mark, so the publisher should wait for it (see
+/// `backpressure`).
 #[allow(clippy::too_many_arguments)]
-fn offer(
+#[must_use]
+pub(crate) fn deliver(
     worker: &Worker,
     cell: &ConnCell,
     templates: &mut TemplateCache,
@@ -963,31 +884,14 @@ async fn handle_events(
     for event in events.drain(..) {
         match event {
             Event::Publish(p) => {
-                if worker.exceeds_topic_limits(&p.topic) {
-                    worker.stats.protocol_errors.inc();
-                    tracing::debug!(
-                        len = p.topic.len(),
-                        "topic name over the configured length or level limit; closing"
-                    );
-                    let mut cs = cell.borrow_mut();
-                    flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
-                    cs.queue_disconnect(ReasonCode::TOPIC_NAME_INVALID, &worker.stats);
-                    close.get_or_insert(CloseReason::ProtocolError(ReasonCode::TOPIC_NAME_INVALID));
-                    break;
-                }
                 let acked = p.packet_id;
                 let blocked = worker.publish(now, key, p);
                 {
                     let mut cs = cell.borrow_mut();
-                    if let (true, Some(pid), Some(conn)) =
-                        (blocked.unrouted, acked, cs.conn.as_mut())
+                    if let (Some(reason), Some(pid), Some(conn)) =
+                        (blocked.ack, acked, cs.conn.as_mut())
                     {
-                        conn.no_matching_subscribers(pid);
-                    }
-                    if let (true, Some(pid), Some(conn)) =
-                        (blocked.refused, acked, cs.conn.as_mut())
-                    {
-                        conn.refuse_publish(pid, ReasonCode::NOT_AUTHORIZED);
+                        conn.answer_publish(pid, reason);
                     }
                     flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
                 }

@@ -12,7 +12,7 @@
 //! `max_queued_bytes` (these two and `queue_qos0_offline` also for messages
 //! queued to offline sessions from then on), `max_subscriptions_per_client`,
 //! `max_keep_alive`, `writer_buffer_bytes`, `max_topic_levels`,
-//! `max_topic_length` (every later PUBLISH and SUBSCRIBE), every `[mqtt]` key
+//! `max_topic_length` (checked by the session), every `[mqtt]` key
 //! and every `[auth]` key (users and anonymous access, for later CONNECTs and
 //! re-authentications of connections made after the reload).
 //! Everything else needs a restart: `bind`, `workers`, `log_format`,

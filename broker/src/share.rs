@@ -351,15 +351,15 @@ impl Worker {
         match &mut client.state {
             ClientState::Online(cell) => {
                 let mut templates = self.templates.borrow_mut();
-                let now_congested = conn::deliver_shared(
+                let now_congested = conn::deliver(
                     self,
                     cell,
                     &mut templates,
                     now,
                     msg,
-                    received_at,
+                    conn::Received::Live(received_at),
                     (qos, retain, ids),
-                    group,
+                    Some(group),
                 );
                 if now_congested && !congested.iter().any(|c| Rc::ptr_eq(c, cell)) {
                     congested.push(Rc::clone(cell));

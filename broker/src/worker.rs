@@ -312,11 +312,10 @@ mod tests {
 pub(crate) struct Blocked {
     sends: Vec<(mpsc::Sender<Routed>, Routed)>,
     congested: Vec<Rc<ConnCell>>,
-    /// No subscriber matched the message (v5 acks say 0x10).
-    pub(crate) unrouted: bool,
-    /// The message was refused, not routed (a client's PUBLISH to `$SYS`;
-    /// v5 acks say 0x87).
-    pub(crate) refused: bool,
+    /// The reason code a v5 PUBACK/PUBREC of the message carries instead
+    /// of Success: 0x10 when no subscriber matched, 0x87 when it was
+    /// refused (a client's PUBLISH to `$SYS`).
+    pub(crate) ack: Option<ReasonCode>,
 }
 
 impl Blocked {
@@ -451,7 +450,7 @@ impl Worker {
             self.stats.dropped_sys_topic.inc();
             tracing::debug!(topic = %msg.topic, "PUBLISH to $SYS from a client: not routed");
             return Blocked {
-                refused: true,
+                ack: Some(ReasonCode::NOT_AUTHORIZED),
                 ..Blocked::default()
             };
         }
@@ -468,7 +467,7 @@ impl Worker {
         let mut blocked = Blocked::default();
         if matched.is_empty() {
             self.stats.dropped_no_subscribers.inc();
-            blocked.unrouted = true;
+            blocked.ack = Some(ReasonCode::NO_MATCHING_SUBSCRIBERS);
         }
         for w in matched.workers.iter() {
             let w = usize::from(w);
@@ -594,16 +593,15 @@ impl Worker {
             };
             match &mut client.state {
                 ClientState::Online(cell) => {
-                    let now_congested = conn::deliver_at(
+                    let now_congested = conn::deliver(
                         self,
                         cell,
                         &mut templates,
                         now,
                         msg,
-                        received_at,
-                        qos,
-                        retain,
-                        &t.subscription_identifiers,
+                        conn::Received::Live(received_at),
+                        (qos, retain, &t.subscription_identifiers),
+                        None,
                     );
                     if now_congested && !congested.iter().any(|c| Rc::ptr_eq(c, cell)) {
                         congested.push(Rc::clone(cell));
@@ -646,10 +644,6 @@ impl Worker {
         {
             let mut subs = self.subs.borrow_mut();
             for (filter, options) in filters {
-                if self.exceeds_topic_limits(filter) {
-                    reasons.push(ReasonCode::TOPIC_FILTER_INVALID);
-                    continue;
-                }
                 let outcome = subs.subscribe(
                     key,
                     filter,
@@ -679,12 +673,6 @@ impl Worker {
             }
         }
         reasons
-    }
-
-    /// True when a topic name or filter is longer, or has more levels, than
-    /// the configured limits allow.
-    pub(crate) fn exceeds_topic_limits(&self, filter: &str) -> bool {
-        self.live.borrow().session.exceeds_topic_limits(filter)
     }
 
     fn route_id(&self) -> u16 {
@@ -744,8 +732,17 @@ impl Worker {
         for retained in found.drain(..) {
             let msg = &retained.publish;
             let qos = msg.qos.min(granted);
-            let at = retained.received_at();
-            let _ = conn::deliver_retained(self, cell, &mut templates, now, msg, at, qos, &ids);
+            let at = conn::Received::Retained(retained.received_at().unwrap_or(now));
+            let _ = conn::deliver(
+                self,
+                cell,
+                &mut templates,
+                now,
+                msg,
+                at,
+                (qos, true, &ids),
+                None,
+            );
         }
     }
 

@@ -50,9 +50,10 @@ pub struct SessionConfig {
     pub server_reference: ByteString,
     /// The move is permanent: 0x9D (Server moved) instead of 0x9C.
     pub server_moved: bool,
-    /// Bytes in a topic name or filter; a longer filter is refused (0x8F).
+    /// Bytes in a topic name or filter: a longer filter is refused (0x8F),
+    /// a longer topic name closes the connection (v5: DISCONNECT 0x90).
     pub max_topic_length: usize,
-    /// Levels in a topic name or filter; a deeper filter is refused (0x8F).
+    /// Levels in a topic name or filter, with the same answers.
     pub max_topic_levels: usize,
     /// Who may connect: credential store and anonymous access.
     pub auth: AuthPolicy,

@@ -36,7 +36,7 @@ pub struct Connection {
     pub(crate) will: Option<Box<(Publish, Option<u32>)>>,
     /// Outgoing QoS > 0 window: min(max_inflight, client Receive Maximum).
     send_window: u16,
-    pub(crate) client_max_packet_size: Option<u32>,
+    client_max_packet_size: Option<u32>,
     /// v5 Request Problem Information (default 1): reason strings and user
     /// properties may go on packets other than PUBLISH, CONNACK, DISCONNECT.
     pub(crate) problem_info: bool,
@@ -298,18 +298,23 @@ impl Connection {
                     reason: code,
                     ..Disconnect::default()
                 };
-                // Fixed header (≤ 5) + reason + property length (≤ 4) +
-                // string property (3 + len) must fit.
-                let fits = |len: usize| {
-                    self.client_max_packet_size
-                        .is_none_or(|max| 13 + len <= max as usize)
-                };
-                d.properties.reason_string = why.filter(|w| fits(w.len())).map(ByteString::from);
+                // Fixed header (≤ 5) + reason + property length (≤ 4).
+                d.properties.reason_string = why.and_then(|w| self.reason_string_within(10, w));
                 self.push(Transmit::Packet(Packet::Disconnect(d)));
             }
         }
         self.closing = true;
         self.events.push_back(Event::Close(reason));
+    }
+
+    /// `why` as a Reason String property, when a packet of `header` bytes
+    /// with it (3 + its length) fits the client's Maximum Packet Size
+    /// ([MQTT5-3.4.2-2], [MQTT5-3.14.2-3]).
+    pub(crate) fn reason_string_within(&self, header: usize, why: String) -> Option<ByteString> {
+        let fits = self
+            .client_max_packet_size
+            .is_none_or(|max| header + 3 + why.len() <= max as usize);
+        fits.then(|| ByteString::from(why))
     }
 
     /// The network connection is gone. Returns the will unless the client sent
@@ -375,45 +380,37 @@ impl Connection {
         }
     }
 
-    /// The broker found no subscriber for the client's QoS 1/2 PUBLISH
-    /// `pid`: a v5 PUBACK or PUBREC for it that is still queued says 0x10
-    /// (No matching subscribers, 3.4.2.1) instead of Success. v3 acks have
-    /// no reason code and stay as they are.
-    pub fn no_matching_subscribers(&mut self, pid: PacketId) {
-        self.set_ack_reason(pid, ReasonCode::NO_MATCHING_SUBSCRIBERS);
-    }
-
-    /// The broker refused the client's QoS 1/2 PUBLISH `pid` (did not
-    /// route it): a v5 PUBACK or PUBREC for it that is still queued carries
-    /// `reason` (an error code, >= 0x80) instead of Success. A refused QoS 2
-    /// id is released at once, as the client sends no PUBREL after an error
-    /// PUBREC, and a later PUBLISH with it is a new message ([MQTT5-4.3.3-9]).
-    /// v3 acks have no reason code and stay as they are (and QoS 2 goes on
-    /// with PUBREL/PUBCOMP).
-    pub fn refuse_publish(&mut self, pid: PacketId, reason: ReasonCode) {
-        if self.set_ack_reason(pid, reason) == Some(AckKind::Rec) {
-            self.session.incoming_qos2.remove(&pid);
-        }
-    }
-
-    /// Gives the v5 PUBACK or PUBREC for `pid` still queued the code
-    /// `reason`; returns which ack it was (`None`: v3, or none queued).
-    fn set_ack_reason(&mut self, pid: PacketId, reason: ReasonCode) -> Option<AckKind> {
+    /// What the broker made of the client's QoS 1/2 PUBLISH `pid`: a v5
+    /// PUBACK or PUBREC for it that is still queued carries `reason`
+    /// instead of Success — 0x10 (No matching subscribers, 3.4.2.1) when it
+    /// was routed to nobody, an error (>= 0x80) when it was refused. A
+    /// refused QoS 2 id is released at once, as the client sends no PUBREL
+    /// after an error PUBREC, and a later PUBLISH with it is a new message
+    /// ([MQTT5-4.3.3-9]). v3 acks have no reason code and stay as they are
+    /// (and QoS 2 goes on with PUBREL/PUBCOMP).
+    pub fn answer_publish(&mut self, pid: PacketId, reason: ReasonCode) {
         if !self.version.is_v5() {
-            return None;
+            return;
         }
-        let q =
-            self.transmits.iter_mut().rev().find(
-                |q| matches!(q, Queued::Ack(AckKind::Ack | AckKind::Rec, id) if *id == pid),
-            )?;
+        let Some(q) = self
+            .transmits
+            .iter_mut()
+            .rev()
+            .find(|q| matches!(q, Queued::Ack(AckKind::Ack | AckKind::Rec, id) if *id == pid))
+        else {
+            return;
+        };
         let mut resp = PubResp::new(pid);
         resp.reason = reason;
-        let (kind, packet) = match q {
-            Queued::Ack(AckKind::Rec, _) => (AckKind::Rec, Packet::PubRec(resp)),
-            _ => (AckKind::Ack, Packet::PubAck(resp)),
-        };
-        *q = Queued::Other(Box::new(packet));
-        Some(kind)
+        let rec = matches!(q, Queued::Ack(AckKind::Rec, _));
+        *q = Queued::Other(Box::new(if rec {
+            Packet::PubRec(resp)
+        } else {
+            Packet::PubAck(resp)
+        }));
+        if rec && !reason.is_success() {
+            self.session.incoming_qos2.remove(&pid);
+        }
     }
 
     /// Session takeover: hand the session to a new connection, whatever its persistence.

@@ -38,6 +38,9 @@ pub enum ProtocolError {
     /// DISCONNECT sets a Session Expiry Interval after CONNECT set none.
     #[error("[3.14.2.2.2] non-zero Session Expiry Interval in DISCONNECT after zero in CONNECT")]
     SessionExpiryAfterZero,
+    /// A topic name longer, or with more levels, than the broker's limits.
+    #[error("topic name of {0} bytes over the configured length or level limit")]
+    TopicNameOverLimit(usize),
     /// A PUBLISH above the Maximum QoS advertised in CONNACK.
     #[error("[MQTT5-3.2.2-11] PUBLISH with QoS {0} above the server's Maximum QoS")]
     QosNotSupported(u8),
@@ -75,6 +78,7 @@ impl ProtocolError {
             Self::TopicAliasInvalid(_) => ReasonCode::TOPIC_ALIAS_INVALID,
             Self::ReceiveMaximumExceeded(_) => ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
             Self::QosNotSupported(_) => ReasonCode::QOS_NOT_SUPPORTED,
+            Self::TopicNameOverLimit(_) => ReasonCode::TOPIC_NAME_INVALID,
             Self::RetainNotSupported => ReasonCode::RETAIN_NOT_SUPPORTED,
             Self::PayloadFormatInvalid => ReasonCode::PAYLOAD_FORMAT_INVALID,
             Self::BadAuthenticationMethod => ReasonCode::BAD_AUTHENTICATION_METHOD,

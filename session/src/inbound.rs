@@ -66,6 +66,9 @@ impl Connection {
         if p.topic.is_empty() {
             return self.fail(ProtocolError::EmptyTopic);
         }
+        if self.cfg.exceeds_topic_limits(&p.topic) {
+            return self.fail(ProtocolError::TopicNameOverLimit(p.topic.len()));
+        }
         if !p.properties.subscription_identifiers.is_empty() {
             return self.fail(ProtocolError::SubscriptionIdentifierFromClient);
         }
@@ -134,11 +137,10 @@ impl Connection {
     /// A Reason String for an acknowledgement, when the client allows one
     /// ([MQTT5-3.1.2-29]) and it fits its Maximum Packet Size.
     pub(crate) fn reason_string(&self, why: ProtocolError) -> Option<ByteString> {
-        let why = why.to_string();
-        let fits = self
-            .client_max_packet_size
-            .is_none_or(|max| 16 + why.len() <= max as usize);
-        (self.problem_info && fits).then(|| ByteString::from(why))
+        // Fixed header (≤ 5) + packet id + reason + property length (≤ 4).
+        self.problem_info
+            .then(|| self.reason_string_within(12, why.to_string()))
+            .flatten()
     }
 
     /// Applies an inbound Topic Alias (3.3.4 PUBLISH Actions): 0 never gets

@@ -35,9 +35,9 @@ fn refused_publish_acks_carry_the_reason_and_free_the_qos2_id() {
         2,
         "the broker decides, not the session"
     );
-    conn.refuse_publish(pid(1), ReasonCode::NOT_AUTHORIZED);
-    conn.refuse_publish(pid(2), ReasonCode::NOT_AUTHORIZED);
-    conn.refuse_publish(pid(9), ReasonCode::NOT_AUTHORIZED); // not queued: nothing happens
+    conn.answer_publish(pid(1), ReasonCode::NOT_AUTHORIZED);
+    conn.answer_publish(pid(2), ReasonCode::NOT_AUTHORIZED);
+    conn.answer_publish(pid(9), ReasonCode::NOT_AUTHORIZED); // not queued: nothing happens
     assert_eq!(
         ack_codes(&mut conn),
         vec![
@@ -58,7 +58,7 @@ fn v3_acks_stay_plain() {
     let mut v3 = open_v311("r3");
     v3.handle_packet(t0(), publish(QoS::ExactlyOnce, Some(1), "$SYS/x"))
         .unwrap();
-    v3.refuse_publish(pid(1), ReasonCode::NOT_AUTHORIZED);
+    v3.answer_publish(pid(1), ReasonCode::NOT_AUTHORIZED);
     assert_eq!(ack_codes(&mut v3), vec![("PUBREC", ReasonCode::SUCCESS)]);
     v3.handle_packet(t0(), pubrel(1)).unwrap();
     let sent = drain(&mut v3);

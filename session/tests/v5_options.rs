@@ -215,9 +215,9 @@ fn unrouted_publish_acks_say_no_matching_subscribers() {
         .unwrap();
     conn.handle_packet(t0(), publish(QoS::ExactlyOnce, Some(2), "t"))
         .unwrap();
-    conn.no_matching_subscribers(pid(1));
-    conn.no_matching_subscribers(pid(2));
-    conn.no_matching_subscribers(pid(9)); // not queued: nothing happens
+    conn.answer_publish(pid(1), ReasonCode::NO_MATCHING_SUBSCRIBERS);
+    conn.answer_publish(pid(2), ReasonCode::NO_MATCHING_SUBSCRIBERS);
+    conn.answer_publish(pid(9), ReasonCode::NO_MATCHING_SUBSCRIBERS); // not queued: nothing happens
     let codes: Vec<_> = drain(&mut conn)
         .into_iter()
         .map(|t| match t {
@@ -236,7 +236,7 @@ fn unrouted_publish_acks_say_no_matching_subscribers() {
     let mut v3 = open_v311("n3");
     v3.handle_packet(t0(), publish(QoS::AtLeastOnce, Some(1), "t"))
         .unwrap();
-    v3.no_matching_subscribers(pid(1));
+    v3.answer_publish(pid(1), ReasonCode::NO_MATCHING_SUBSCRIBERS);
     let sent = drain(&mut v3);
     let [Transmit::Packet(Packet::PubAck(r))] = &sent[..] else {
         panic!("{sent:?}")
