@@ -25,12 +25,7 @@
 //! stays marked). A slow subscriber's queue fills to its configured limit and
 //! overflow is dropped and counted, as without backpressure.
 
-use crate::conn::{ConnCell, ConnShared};
-use crate::stats::WorkerStats;
-use smallvec::SmallVec;
-use std::future::poll_fn;
-use std::rc::Rc;
-use std::task::Poll;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 use tern_config::Limits;
 
@@ -49,7 +44,7 @@ pub(crate) const HIGH_WRITER_CAP: usize = 256 * 1024;
 #[derive(Debug, Default)]
 pub(crate) struct Drain {
     /// Publishers waiting for this connection to have room.
-    waiters: Vec<std::task::Waker>,
+    waiters: Vec<Waker>,
     /// Counts the times waiters were released.
     epoch: u32,
     /// Since when publishers do not wait for this connection.
@@ -64,6 +59,41 @@ impl Drain {
             w.wake();
         }
     }
+
+    /// How many times waiters were released so far.
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// True while publishers do not wait for this connection.
+    pub(crate) fn is_slow(&self) -> bool {
+        self.slow_since.is_some()
+    }
+
+    /// Publishers stop waiting for this connection from `now` on.
+    pub(crate) fn mark_slow(&mut self, now: Instant) {
+        self.slow_since = Some(now);
+    }
+
+    /// Adds a publisher's waker (once).
+    pub(crate) fn register(&mut self, waker: &Waker) {
+        if !self.waiters.iter().any(|w| w.will_wake(waker)) {
+            self.waiters.push(waker.clone());
+        }
+    }
+}
+
+/// What a subscriber has not sent yet.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Backlog {
+    /// Unwritten bytes in its writer.
+    pub(crate) writer: usize,
+    /// Messages queued behind its inflight window.
+    pub(crate) messages: usize,
+    /// Bytes of those messages.
+    pub(crate) bytes: usize,
+    /// False once its session has left the connection.
+    pub(crate) connected: bool,
 }
 
 /// When a subscriber's backlog counts as congested, and when it has room again.
@@ -87,117 +117,44 @@ impl Watermarks {
         }
     }
 
-    /// (writer bytes, queued messages, queued bytes) of `cs`.
-    fn backlog(cs: &ConnShared) -> (usize, usize, usize) {
-        let (messages, bytes) = cs.conn.as_ref().map_or((0, 0), |c| {
-            let s = c.session();
-            (s.queued_len(), s.queued_bytes())
-        });
-        (cs.out.queued(), messages, bytes)
+    /// True when `b` is below every high-water mark divided by `div`.
+    fn below(&self, b: &Backlog, div: usize) -> bool {
+        b.writer < self.high_writer / div
+            && b.messages < self.high_messages / div
+            && b.bytes < self.high_bytes / div
     }
 
-    /// True when `cs`'s backlog is below every high-water mark divided by `div`.
-    fn below(&self, cs: &ConnShared, div: usize) -> bool {
-        let (writer, messages, bytes) = Self::backlog(cs);
-        writer < self.high_writer / div
-            && messages < self.high_messages / div
-            && bytes < self.high_bytes / div
+    /// True when a publisher should wait for a subscriber to drain: its
+    /// backlog reached a high-water mark.
+    pub(crate) fn congested(&self, drain: &Drain, b: &Backlog) -> bool {
+        drain.slow_since.is_none() && b.connected && !self.below(b, 1)
     }
 
-    /// True when a publisher should wait for `cs` to drain: its backlog
-    /// reached a high-water mark.
-    pub(crate) fn congested(&self, cs: &ConnShared) -> bool {
-        cs.drain.slow_since.is_none() && cs.conn.is_some() && !self.below(cs, 1)
-    }
-
-    /// True when `cs` is connected and its backlog is below every
+    /// True when a subscriber is connected and its backlog is below every
     /// high-water mark: a shared subscription prefers such a member.
-    pub(crate) fn has_headroom(&self, cs: &ConnShared) -> bool {
-        cs.conn.is_some() && self.below(cs, 1)
+    pub(crate) fn has_headroom(&self, b: &Backlog) -> bool {
+        b.connected && self.below(b, 1)
     }
 
-    /// True when `cs` is below every low-water mark (half the high), or gone.
-    fn has_room(&self, cs: &ConnShared) -> bool {
-        cs.conn.is_none() || self.below(cs, 2)
+    /// True when a backlog is below every low-water mark (half the high),
+    /// or its subscriber is gone.
+    pub(crate) fn has_room(&self, b: &Backlog) -> bool {
+        !b.connected || self.below(b, 2)
     }
 
     /// Called after a connection wrote something: releases the publishers
     /// waiting for it once it has room, and decides whether a slow
     /// subscriber should be paced again.
-    pub(crate) fn note_progress(&self, cs: &mut ConnShared) {
-        if cs.drain.waiters.is_empty() && cs.drain.slow_since.is_none() {
+    pub(crate) fn note_progress(&self, drain: &mut Drain, b: &Backlog) {
+        if drain.waiters.is_empty() && drain.slow_since.is_none() {
             return;
         }
-        if self.has_room(cs) {
-            cs.drain.slow_since = None;
-            cs.drain.release();
-        } else if cs
-            .drain
-            .slow_since
-            .is_some_and(|t| t.elapsed() >= SLOW_RETEST)
-        {
-            cs.drain.slow_since = None;
+        if self.has_room(b) {
+            drain.slow_since = None;
+            drain.release();
+        } else if drain.slow_since.is_some_and(|t| t.elapsed() >= SLOW_RETEST) {
+            drain.slow_since = None;
         }
-    }
-}
-
-/// Waits until every connection in `targets` has had room since the wait
-/// began, or [`MAX_PAUSE`] passes; targets still without room then are
-/// marked slow.
-pub(crate) async fn wait_for_room(
-    targets: &[Rc<ConnCell>],
-    marks: Watermarks,
-    stats: &WorkerStats,
-) {
-    stats.publisher_pauses.inc();
-    let start: SmallVec<[u32; 4]> = targets.iter().map(|t| t.borrow().drain.epoch).collect();
-    let released = |cs: &ConnShared, i: usize| {
-        cs.drain.epoch != start[i] || cs.drain.slow_since.is_some() || marks.has_room(cs)
-    };
-    let waited = tokio::time::timeout(
-        MAX_PAUSE,
-        poll_fn(|cx| {
-            let mut waiting = false;
-            for (i, t) in targets.iter().enumerate() {
-                let Ok(mut cs) = t.try_borrow_mut() else {
-                    continue;
-                };
-                if released(&cs, i) {
-                    continue;
-                }
-                if !cs.drain.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                    cs.drain.waiters.push(cx.waker().clone());
-                }
-                waiting = true;
-            }
-            if waiting {
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
-        }),
-    )
-    .await;
-    if waited.is_ok() {
-        return;
-    }
-    for (i, t) in targets.iter().enumerate() {
-        let Ok(mut cs) = t.try_borrow_mut() else {
-            continue;
-        };
-        if released(&cs, i) {
-            continue;
-        }
-        cs.drain.slow_since = Some(Instant::now());
-        stats.slow_subscribers.inc();
-        let (writer, messages, bytes) = Watermarks::backlog(&cs);
-        tracing::debug!(
-            pause_ms = MAX_PAUSE.as_millis() as u64,
-            writer,
-            messages,
-            bytes,
-            "subscriber did not drain within the pause; publishers stop waiting for it"
-        );
     }
 }
 
@@ -238,7 +195,7 @@ mod tests {
         }
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let mut d = Drain::default();
-        d.waiters.push(std::task::Waker::from(Arc::clone(&count)));
+        d.waiters.push(Waker::from(Arc::clone(&count)));
         d.release();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         assert_eq!(d.epoch, 1);

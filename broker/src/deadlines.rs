@@ -10,6 +10,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 use std::time::Instant;
 
+use crate::client::ClientKey;
+
 /// Deadlines by key; scheduling a key again replaces its deadline and value.
 ///
 /// Cancelling is exact (the `(deadline, key)` pair is removed from the
@@ -70,6 +72,18 @@ impl<K: Copy + Ord + Hash, V> Deadlines<K, V> {
 }
 
 /// Inspection for tests.
+/// A worker's offline-session deadlines, keyed by the session's client
+/// key (see `worker/expiry.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct SessionTimers {
+    /// When each offline session ends.
+    pub(crate) sessions: Deadlines<ClientKey, ()>,
+    /// Delayed wills of offline sessions, by when they are due.
+    pub(crate) wills: Deadlines<ClientKey, tern_codec::Publish>,
+    /// Set at shutdown: every session ends now, so wills are not delayed.
+    pub(crate) shutting_down: bool,
+}
+
 #[cfg(test)]
 impl<K: Copy + Ord + Hash, V> Deadlines<K, V> {
     fn deadline(&self, key: K) -> Option<Instant> {

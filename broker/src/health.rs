@@ -82,23 +82,6 @@ impl Health {
     }
 }
 
-/// A worker's operational part of its 500 ms tick: heartbeat, subscription
-/// count, the settings in force after a reload, and (worker 0) `$SYS`.
-pub(crate) fn tick(worker: &crate::worker::Worker, now: Instant) {
-    let health = &worker.shared.health;
-    health.beat(worker.id, now);
-    if let (Some(slot), Ok(subs)) = (
-        health.subscriptions.get(worker.id),
-        worker.subs.try_borrow(),
-    ) {
-        slot.store(subs.subscription_count() as u64, Relaxed);
-    }
-    worker.live.refresh(&worker.shared.live);
-    if worker.id == 0 {
-        crate::sys::tick(worker, now);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,7 +43,7 @@ pub(crate) fn start(listener: std::net::TcpListener, endpoints: Endpoints) -> st
     std::thread::Builder::new()
         .name("tern-http".into())
         .spawn(move || {
-            let Some(rt) = crate::current_thread_runtime("http") else {
+            let Some(rt) = crate::runtime::current_thread_runtime("http") else {
                 return;
             };
             rt.block_on(serve(listener, endpoints));

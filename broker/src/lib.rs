@@ -7,51 +7,44 @@
 //! path of a PUBLISH.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+// Top to bottom; a module uses only modules below it (ARCHITECTURE.md).
 mod acceptor;
-mod backpressure;
-mod conn;
-mod deadlines;
-mod health;
 mod http;
-mod live;
-mod outbuf;
 mod prom;
-mod registry;
 mod reload;
-mod route_writer;
-mod share;
-mod shared;
-mod stats;
-mod sys;
+mod worker_thread;
+
+mod conn;
 mod worker;
 
+mod park;
+mod share;
+mod shared;
+
+mod client;
+mod deadlines;
+mod deliver;
+
+mod backpressure;
+mod error;
+mod health;
+mod live;
+mod outbuf;
+mod registry;
+mod route_writer;
+mod runtime;
+mod stats;
+mod sys;
+
+pub use error::BrokerError;
 pub use reload::{LoadConfig, ReloadError, ReloadReport, ReloadSource, SetLogLevel};
 use shared::{Control, Shared, WorkerLink};
 use std::net::SocketAddr;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
-use tern_codec::QoS;
 use tern_config::Config;
 use tern_routing::{RetainedLimits, RetainedStore, RouteTable};
-use tern_session::auth::{AuthPolicy, CredentialStore, UserTable};
-use tern_session::SessionConfig;
 use tern_transport::{ConnectionLimiter, ListenerKind, ListenerSpec};
-
-/// Why the broker could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("cannot bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: tern_transport::TransportError,
-    },
-    #[error("cannot start the metrics endpoint: {0}")]
-    Metrics(String),
-    #[error("cannot start thread: {0}")]
-    Thread(#[from] std::io::Error),
-    #[error("cannot prepare the [auth] user table: {0}")]
-    Auth(#[from] tern_session::auth::ScramError),
-}
 
 /// A running broker.
 #[derive(Debug)]
@@ -123,72 +116,6 @@ impl BrokerHandle {
             let _ = w.join();
         }
     }
-}
-
-/// A current-thread runtime for one of the broker's threads; logs failure.
-pub(crate) fn current_thread_runtime(role: &str) -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => Some(rt),
-        Err(e) => {
-            tracing::error!(thread = role, error = %e, "cannot start runtime");
-            None
-        }
-    }
-}
-
-/// The session configuration the limits, `[mqtt]` and `[auth]` imply. The
-/// users' credentials are derived here (PBKDF2 per user and mechanism), at
-/// start and at each reload.
-pub(crate) fn session_config(config: &Config) -> Result<SessionConfig, BrokerError> {
-    let (l, m) = (&config.limits, &config.mqtt);
-    let a = &config.auth;
-    let store: Option<Arc<dyn CredentialStore>> = if a.users.is_empty() {
-        None
-    } else {
-        let users = a.users.iter().map(|u| (u.username.as_str(), &u.password));
-        Some(Arc::new(UserTable::new(users, a.scram_iterations)?))
-    };
-    if store.is_none() && !a.allow_anonymous {
-        tracing::warn!(
-            "auth.allow_anonymous is false and auth.users is empty: every client will be refused"
-        );
-    }
-    tracing::info!(
-        users = a.users.len(),
-        allow_anonymous = a.allow_anonymous,
-        "authentication configured"
-    );
-    Ok(SessionConfig {
-        max_inflight: l.max_inflight,
-        max_queued_messages: l.max_queued_messages,
-        max_queued_bytes: l.max_queued_bytes,
-        max_keep_alive: l.max_keep_alive,
-        queue_qos0_offline: l.queue_qos0_offline,
-        max_subscriptions: l.max_subscriptions_per_client,
-        max_incoming_inflight: l.max_incoming_inflight,
-        max_packet_size: l.max_packet_size,
-        topic_alias_maximum: m.topic_alias_maximum,
-        max_qos: match m.max_qos {
-            0 => QoS::AtMostOnce,
-            1 => QoS::AtLeastOnce,
-            _ => QoS::ExactlyOnce,
-        },
-        retain_available: m.retain_available,
-        validate_payload_format: m.validate_payload_format,
-        response_information: m.response_information.as_str().into(),
-        outbound_topic_alias_maximum: m.outbound_topic_alias_maximum,
-        server_reference: m.server_reference.as_str().into(),
-        server_moved: m.server_moved,
-        max_topic_length: l.max_topic_length,
-        max_topic_levels: l.max_topic_levels,
-        auth: AuthPolicy {
-            allow_anonymous: a.allow_anonymous,
-            store,
-        },
-    })
 }
 
 /// Starts a broker that cannot reload ([`BrokerHandle::reload`] says so).
@@ -277,7 +204,12 @@ fn start_with(config: Config, source: Option<ReloadSource>) -> Result<BrokerHand
 
     let mut workers = Vec::with_capacity(n);
     for (id, (data_rx, control_rx)) in inboxes.into_iter().enumerate() {
-        workers.push(worker::spawn(id, Arc::clone(&shared), data_rx, control_rx)?);
+        workers.push(worker_thread::spawn(
+            id,
+            Arc::clone(&shared),
+            data_rx,
+            control_rx,
+        )?);
     }
 
     let reloader = Arc::new(reload::Reloader::new(Arc::clone(&shared), source));
@@ -298,7 +230,7 @@ fn start_with(config: Config, source: Option<ReloadSource>) -> Result<BrokerHand
     let acceptor = std::thread::Builder::new()
         .name("tern-acceptor".into())
         .spawn(move || {
-            let Some(rt) = current_thread_runtime("acceptor") else {
+            let Some(rt) = runtime::current_thread_runtime("acceptor") else {
                 return;
             };
             rt.block_on(acceptor::run(acceptor_shared, listeners, limiter, stop_rx));

@@ -7,11 +7,14 @@
 //! `RefCell` borrow. Connections take the settings in force when they
 //! connect and keep them for their life.
 
+use crate::error::BrokerError;
 use arc_swap::ArcSwap;
 use std::cell::{Cell, Ref, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use tern_codec::QoS;
 use tern_config::Config;
+use tern_session::auth::{AuthPolicy, CredentialStore, UserTable};
 use tern_session::SessionConfig;
 
 /// The settings in force: the effective configuration (values that need a
@@ -24,8 +27,8 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     /// Fails when the `[auth]` users cannot be turned into credentials.
-    pub(crate) fn new(config: Config) -> Result<Self, crate::BrokerError> {
-        let session = Arc::new(crate::session_config(&config)?);
+    pub(crate) fn new(config: Config) -> Result<Self, BrokerError> {
+        let session = Arc::new(session_config(&config)?);
         Ok(Self { config, session })
     }
 }
@@ -38,7 +41,7 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    pub(crate) fn new(config: Config) -> Result<Self, crate::BrokerError> {
+    pub(crate) fn new(config: Config) -> Result<Self, BrokerError> {
         Ok(Self {
             current: ArcSwap::from_pointee(Runtime::new(config)?),
             version: AtomicU64::new(0),
@@ -102,6 +105,58 @@ impl WorkerLive {
     pub(crate) fn runtime(&self) -> Arc<Runtime> {
         Arc::clone(&self.current.borrow())
     }
+}
+
+/// The session configuration the limits, `[mqtt]` and `[auth]` imply. The
+/// users' credentials are derived here (PBKDF2 per user and mechanism), at
+/// start and at each reload.
+pub(crate) fn session_config(config: &Config) -> Result<SessionConfig, BrokerError> {
+    let (l, m) = (&config.limits, &config.mqtt);
+    let a = &config.auth;
+    let store: Option<Arc<dyn CredentialStore>> = if a.users.is_empty() {
+        None
+    } else {
+        let users = a.users.iter().map(|u| (u.username.as_str(), &u.password));
+        Some(Arc::new(UserTable::new(users, a.scram_iterations)?))
+    };
+    if store.is_none() && !a.allow_anonymous {
+        tracing::warn!(
+            "auth.allow_anonymous is false and auth.users is empty: every client will be refused"
+        );
+    }
+    tracing::info!(
+        users = a.users.len(),
+        allow_anonymous = a.allow_anonymous,
+        "authentication configured"
+    );
+    Ok(SessionConfig {
+        max_inflight: l.max_inflight,
+        max_queued_messages: l.max_queued_messages,
+        max_queued_bytes: l.max_queued_bytes,
+        max_keep_alive: l.max_keep_alive,
+        queue_qos0_offline: l.queue_qos0_offline,
+        max_subscriptions: l.max_subscriptions_per_client,
+        max_incoming_inflight: l.max_incoming_inflight,
+        max_packet_size: l.max_packet_size,
+        topic_alias_maximum: m.topic_alias_maximum,
+        max_qos: match m.max_qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        },
+        retain_available: m.retain_available,
+        validate_payload_format: m.validate_payload_format,
+        response_information: m.response_information.as_str().into(),
+        outbound_topic_alias_maximum: m.outbound_topic_alias_maximum,
+        server_reference: m.server_reference.as_str().into(),
+        server_moved: m.server_moved,
+        max_topic_length: l.max_topic_length,
+        max_topic_levels: l.max_topic_levels,
+        auth: AuthPolicy {
+            allow_anonymous: a.allow_anonymous,
+            store,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -17,10 +17,10 @@ use std::time::Duration;
 
 /// Installs the process's metrics recorder and starts the thread that feeds
 /// it; the handle renders the text format.
-pub(crate) fn start(shared: Arc<Shared>) -> Result<PrometheusHandle, crate::BrokerError> {
+pub(crate) fn start(shared: Arc<Shared>) -> Result<PrometheusHandle, crate::error::BrokerError> {
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
-        .map_err(|e| crate::BrokerError::Metrics(e.to_string()))?;
+        .map_err(|e| crate::error::BrokerError::Metrics(e.to_string()))?;
     let upkeep = handle.clone();
     std::thread::Builder::new()
         .name("tern-metrics".into())

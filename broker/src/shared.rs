@@ -3,20 +3,32 @@
 //! client-id registry, the retained store, each worker's inboxes, and what
 //! the health endpoints and `$SYS` read.
 
+use crate::client::Origin;
 use crate::registry::Registry;
 use crate::route_writer::RouteRequest;
-use crate::share::ShareHop;
 use crate::stats::SharedWorkerStats;
-use crate::worker::Origin;
 use bytes::BytesMut;
+use bytestring::ByteString;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
 use tern_codec::{Connect, Publish};
 use tern_config::Config;
-use tern_routing::{RetainedStore, RouteTable};
+use tern_routing::{RetainedStore, RouteTable, WorkerSet};
 use tern_transport::{Accepted, ConnectionLimiter, ConnectionPermit};
 use tokio::sync::mpsc;
+
+/// Deliveries to other workers that did not fit in their inbox now.
+pub(crate) type PendingSends = Vec<(mpsc::Sender<Routed>, Routed)>;
+
+/// What a `Routed` message for one member of a shared subscription carries.
+#[derive(Debug)]
+pub(crate) struct ShareHop {
+    /// The shared subscription's full filter `$share/{group}/{filter}`.
+    pub(crate) group: ByteString,
+    /// Workers already found without a member: passing on skips them.
+    pub(crate) tried: WorkerSet,
+}
 
 /// A message routed to another worker.
 #[derive(Debug)]

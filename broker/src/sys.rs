@@ -1,5 +1,5 @@
 //! `$SYS/broker/…` topics with Mosquitto's names, published retained every
-//! `sys_interval` seconds by worker 0's tick through the normal publish path
+//! `sys_interval` seconds by worker 0's tick (`worker/tick.rs`) through the normal publish path
 //! (so they are routed, retained and counted as sent like any message).
 //!
 //! Values come from what the metrics read: the workers' shared counters
@@ -7,16 +7,7 @@
 //! retained store, the workers' subscription counts and `/proc/self/statm`.
 //! Clients may not publish to `$SYS` (see [`is_sys_topic`]).
 
-use crate::shared::Shared;
-use crate::worker::{ClientKey, Worker};
-use bytestring::ByteString;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-use tern_codec::{Publish, QoS};
-
-/// The client key `$SYS` messages are published under; no client has it
-/// (workers number their clients from 1).
-pub(crate) const SYS_ORIGIN: ClientKey = ClientKey(0);
 
 /// The `[MQTT-4.7.2-1]` family: topic names starting with `$` are the
 /// server's. Tern keeps `$SYS` (the topic and everything under it) for
@@ -46,35 +37,6 @@ pub(crate) struct Totals {
     pub(crate) rss: Option<u64>,
 }
 
-impl Totals {
-    fn gather(shared: &Shared) -> Self {
-        let mut t = Self::default();
-        for ws in &shared.worker_stats {
-            t.connected += ws.connections_current.load(Relaxed);
-            t.received += ws.publish_in_qos0.load(Relaxed)
-                + ws.publish_in_qos1.load(Relaxed)
-                + ws.publish_in_qos2.load(Relaxed);
-            t.sent += crate::stats::WorkerStats::published_out(ws);
-            t.bytes_received += ws.bytes_in.load(Relaxed);
-            t.bytes_sent += ws.bytes_out.load(Relaxed);
-        }
-        t.subscriptions = shared
-            .health
-            .subscriptions
-            .iter()
-            .map(|s| s.load(Relaxed))
-            .sum();
-        t.sessions = shared.registry.len() as u64;
-        t.retained = shared
-            .retained
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len() as u64;
-        t.rss = resident_bytes();
-        t
-    }
-}
-
 /// The resident set size from `/proc/self/statm` (pages) in bytes.
 pub(crate) fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -87,7 +49,7 @@ pub(crate) fn resident_bytes() -> Option<u64> {
 /// What the `$SYS` publisher remembers between updates.
 #[derive(Debug, Default)]
 pub(crate) struct SysState {
-    last_publish: Option<Instant>,
+    pub(crate) last_publish: Option<Instant>,
     /// When and at what totals the load averages were last updated.
     last_sample: Option<(Instant, u64, u64)>,
     /// Messages per minute received and sent, per window of [`WINDOWS`].
@@ -99,7 +61,7 @@ pub(crate) struct SysState {
 impl SysState {
     /// Whether an update is due at `now` with `interval` seconds between
     /// updates (within a quarter tick, as the tick is 500 ms).
-    fn due(&self, now: Instant, interval: u32) -> bool {
+    pub(crate) fn due(&self, now: Instant, interval: u32) -> bool {
         let every = Duration::from_secs(interval.into());
         self.last_publish
             .is_none_or(|t| now.saturating_duration_since(t) + Duration::from_millis(250) >= every)
@@ -159,48 +121,6 @@ impl SysState {
         }
         out
     }
-}
-
-/// Worker 0's part of the tick: publishes the `$SYS` topics when due.
-pub(crate) fn tick(worker: &Worker, now: Instant) {
-    let interval = worker.live.borrow().config.sys_interval;
-    if interval == 0 {
-        return;
-    }
-    let shared = &worker.shared;
-    let topics = {
-        let mut state = shared.sys.lock().unwrap_or_else(|e| e.into_inner());
-        if !state.due(now, interval) {
-            return;
-        }
-        state.last_publish = Some(now);
-        let totals = Totals::gather(shared);
-        state.update(now, &totals);
-        let uptime = now.saturating_duration_since(shared.health.started());
-        state.topics(uptime, &totals)
-    };
-    // The broker's own messages are not messages received from clients,
-    // nor dropped ones when nobody subscribes to `$SYS`: put those
-    // counters back (nothing else runs on this thread meanwhile).
-    let stats = &worker.stats;
-    let (received, unrouted) = (
-        stats.publish_in_qos0.get(),
-        stats.dropped_no_subscribers.get(),
-    );
-    for (topic, value) in topics {
-        let publish = Publish {
-            dup: false,
-            qos: QoS::AtMostOnce,
-            retain: true,
-            topic: ByteString::from(topic),
-            packet_id: None,
-            properties: Default::default(),
-            payload: bytes::Bytes::from(value),
-        };
-        worker.publish_detached(now, SYS_ORIGIN, publish);
-    }
-    stats.publish_in_qos0.set(received);
-    stats.dropped_no_subscribers.set(unrouted);
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! connection task carries the AUTH packets of a sans-IO
 //! `tern_session::auth::AuthExchange`, within the connect timeout.
 
-use super::{write_packet, Link, CONNECT_TIMEOUT, MIN_READ};
+use super::link::{write_packet, Link, CONNECT_TIMEOUT, MIN_READ};
 use crate::worker::Worker;
 use tern_codec::{ConnAck, Connect, Packet, ReasonCode};
 use tern_session::auth::{AuthExchange, Authenticated};

@@ -11,7 +11,8 @@
 //! worker; every path that resumes, discards or ends the session cancels
 //! both (`take_session`, `end_offline_session`).
 
-use super::{ClientKey, ClientState, Worker};
+use super::Worker;
+use crate::client::{ClientKey, ClientState};
 use crate::deadlines::Deadlines;
 use std::time::Instant;
 use tern_codec::Publish;
@@ -20,17 +21,6 @@ use tern_session::{Session, Will};
 /// Most sessions ended, wills published and retained messages purged per
 /// tick, each (the rest wait for the next tick).
 const MAX_PER_TICK: usize = 256;
-
-/// A worker's offline-session deadlines.
-#[derive(Debug, Default)]
-pub(crate) struct Timers {
-    /// When each offline session ends.
-    sessions: Deadlines<ClientKey, ()>,
-    /// Delayed wills of offline sessions, by when they are due.
-    wills: Deadlines<ClientKey, Publish>,
-    /// Set at shutdown: every session ends now, so wills are not delayed.
-    shutting_down: bool,
-}
 
 impl Worker {
     /// A connection closed at `now` and its `session` stays offline: its end

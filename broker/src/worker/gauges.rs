@@ -4,7 +4,8 @@
 //! offline, the outgoing QoS > 0 messages inflight, and the distribution of
 //! session queue depths.
 
-use super::{ClientState, Worker};
+use super::Worker;
+use crate::client::ClientState;
 use std::time::Duration;
 
 /// Every how many ticks the sessions are walked (1 s, the rate at which the

@@ -20,8 +20,7 @@
 //! goes through the waker. A waker woken after its connection was resumed
 //! finds no entry and is ignored (each parking gets a fresh id).
 
-use super::{connected, ConnCell, Link};
-use crate::worker::ClientKey;
+use crate::deliver::ConnCell;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -30,12 +29,22 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
 use std::time::Instant;
 
-/// A parked connection: everything its task held.
-struct Parked {
-    link: Box<Link>,
-    cell: Rc<ConnCell>,
-    key: ClientKey,
+/// What a connection task leaves behind when it parks: everything it held
+/// (the connection task's transport state, which knows its cell and key).
+/// The lot keeps it type-erased, so it does not depend on the connection
+/// task that implements it.
+pub(crate) trait Parkable {
+    /// Registers `cx`'s waker for read readiness of the socket; ready means
+    /// the connection must not park.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> std::task::Poll<std::io::Result<()>>;
+    /// The connection's shared state.
+    fn cell(&self) -> Option<&Rc<ConnCell>>;
+    /// Starts the connection's task again.
+    fn resume(self: Box<Self>);
 }
+
+/// A parked connection: everything its task held.
+type Parked = Box<dyn Parkable>;
 
 /// Ids of parked connections whose waker was woken, and the wake-up of the
 /// worker's resume loop.
@@ -97,12 +106,10 @@ impl ParkingLot {
     /// Parks a connection whose task is about to end. Gives the link back
     /// when the connection has something to do after all (readable socket,
     /// bytes to write, a close request): its task must go on.
-    pub(super) fn park(
-        &self,
-        link: Box<Link>,
-        cell: &Rc<ConnCell>,
-        key: ClientKey,
-    ) -> Result<(), Box<Link>> {
+    pub(crate) fn park<P: Parkable + 'static>(&self, link: Box<P>) -> Result<(), Box<P>> {
+        let Some(cell) = link.cell().cloned() else {
+            return Err(link);
+        };
         let id = self.next_id.get();
         self.next_id.set(id.wrapping_add(1));
         let waker = Waker::from(Arc::new(ParkWaker {
@@ -112,7 +119,6 @@ impl ParkingLot {
         }));
         // Readiness first: from here on a readable socket wakes `waker`.
         if link
-            .stream
             .poll_read_ready(&mut Context::from_waker(&waker))
             .is_ready()
         {
@@ -128,14 +134,7 @@ impl ParkingLot {
             cs.waker = Some(waker);
             cs.parked = true;
         }
-        self.parked.borrow_mut().insert(
-            id,
-            Parked {
-                link,
-                cell: Rc::clone(cell),
-                key,
-            },
-        );
+        self.parked.borrow_mut().insert(id, link);
         Ok(())
     }
 
@@ -166,11 +165,13 @@ impl ParkingLot {
             .borrow()
             .iter()
             .filter(|(_, p)| {
-                p.cell.try_borrow().is_ok_and(|cs| {
-                    cs.conn
-                        .as_ref()
-                        .and_then(|c| c.poll_timeout())
-                        .is_some_and(|deadline| deadline <= now)
+                p.cell().is_some_and(|cell| {
+                    cell.try_borrow().is_ok_and(|cs| {
+                        cs.conn
+                            .as_ref()
+                            .and_then(|c| c.poll_timeout())
+                            .is_some_and(|deadline| deadline <= now)
+                    })
                 })
             })
             .map(|(id, _)| *id)
@@ -192,7 +193,7 @@ impl ParkingLot {
         let Some(p) = self.parked.borrow_mut().remove(&id) else {
             return;
         };
-        tokio::task::spawn_local(connected(p.link, p.cell, p.key));
+        p.resume();
     }
 }
 
@@ -204,17 +205,5 @@ mod tests {
     #[test]
     fn parked_state_stays_small() {
         assert!(size_of::<super::Parked>() <= 24);
-        assert!(
-            size_of::<super::Link>() <= 168,
-            "{}",
-            size_of::<super::Link>()
-        );
-        // 680: 672 plus the session's pointer to enhanced-authentication
-        // state (`Option<Box<_>>`, null unless the client used it).
-        assert!(
-            size_of::<super::super::ConnShared>() <= 672,
-            "{}",
-            size_of::<super::super::ConnShared>()
-        );
     }
 }

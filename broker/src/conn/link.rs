@@ -1,0 +1,139 @@
+//! A connection's transport side: the socket, its read buffer and decoder,
+//! its connection permit, and the guard that counts its task in and out of
+//! the worker.
+
+use crate::client::ClientKey;
+use crate::deliver::ConnCell;
+use crate::stats::WorkerStats;
+use crate::worker::Worker;
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tern_codec::{encode, Decoder, Packet, ProtocolVersion};
+use tern_session::CloseReason;
+use tern_transport::{ConnectionPermit, Stream};
+use tokio::io::AsyncWriteExt;
+
+/// How long a new connection may take to send CONNECT.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection may take to flush what is queued for it.
+pub(super) const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Read sizes: start small (an idle or slow client), double while reads fill
+/// the buffer, up to `MAX_READ` for a busy publisher.
+pub(super) const MIN_READ: usize = 1024;
+pub(super) const MAX_READ: usize = 64 * 1024;
+/// How many times a connection may be handed between workers.
+pub(super) const MAX_HOPS: u8 = 3;
+
+/// Counts a connection task in and out of the worker, even when it panics.
+pub(super) struct TaskGuard {
+    pub(super) worker: Rc<Worker>,
+    pub(super) attached: Option<(ClientKey, Rc<ConnCell>)>,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if let Some((key, cell)) = self.attached.take() {
+            if std::thread::panicking() {
+                tracing::error!("connection task panicked; closing it");
+            }
+            if let Ok(cs) = cell.try_borrow() {
+                if cs.conn.is_some() {
+                    drop(cs);
+                    self.worker
+                        .detach(Instant::now(), key, &cell, CloseReason::NetworkError);
+                }
+            }
+        }
+        let w = &self.worker;
+        w.live_tasks.set(w.live_tasks.get().saturating_sub(1));
+        if let Some(link) = w.shared.workers.get(w.id) {
+            link.connections
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        w.stats.connections_current.set(w.live_tasks.get() as u64);
+        w.tasks_done.notify_waiters();
+    }
+}
+
+pub(super) fn start_task(worker: &Rc<Worker>) -> TaskGuard {
+    worker.live_tasks.set(worker.live_tasks.get() + 1);
+    worker
+        .stats
+        .connections_current
+        .set(worker.live_tasks.get() as u64);
+    TaskGuard {
+        worker: Rc::clone(worker),
+        attached: None,
+    }
+}
+
+/// A connection's transport side, boxed once for its whole life so the
+/// task's future stays a few words (see `run`). Dropped in field order: the
+/// socket and the connection slot go before the task is counted out.
+pub(super) struct Link {
+    pub(super) stream: Stream,
+    pub(super) rbuf: BytesMut,
+    pub(super) decoder: Decoder,
+    pub(super) permit: Option<ConnectionPermit>,
+    pub(super) peer: SocketAddr,
+    pub(super) guard: TaskGuard,
+}
+
+impl Link {
+    pub(super) fn new(
+        stream: Stream,
+        peer: SocketAddr,
+        rbuf: BytesMut,
+        permit: Option<ConnectionPermit>,
+        guard: TaskGuard,
+    ) -> Box<Self> {
+        let max_packet = guard.worker.live.borrow().session.max_packet_size;
+        Box::new(Self {
+            stream,
+            rbuf,
+            decoder: Decoder::new(max_packet),
+            permit,
+            peer,
+            guard,
+        })
+    }
+}
+
+/// Writes one packet straight to the socket (before the connection has a
+/// writer: refusals, CONNACK of an exchange).
+pub(super) async fn write_packet(
+    stream: &mut Stream,
+    version: ProtocolVersion,
+    packet: &Packet,
+    stats: &WorkerStats,
+) -> std::io::Result<()> {
+    stats.packet_out(packet);
+    let mut buf = BytesMut::new();
+    encode(packet, version, &mut buf).map_err(std::io::Error::other)?;
+    stream.write_all(&buf).await?;
+    stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    // What every parked connection keeps: keep it from growing unnoticed.
+    #[test]
+    fn parked_state_stays_small() {
+        assert!(
+            size_of::<super::Link>() <= 168,
+            "{}",
+            size_of::<super::Link>()
+        );
+        // 680: 672 plus the session's pointer to enhanced-authentication
+        // state (`Option<Box<_>>`, null unless the client used it).
+        assert!(
+            size_of::<crate::deliver::ConnShared>() <= 672,
+            "{}",
+            size_of::<crate::deliver::ConnShared>()
+        );
+    }
+}

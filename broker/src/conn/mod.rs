@@ -1,0 +1,560 @@
+//! The connection task: one per client, on the worker that owns the client's
+//! session.
+//!
+//! Call order: read until CONNECT → semantic checks → claim the client id (or
+//! hand the connection to the worker that is home to its session) → attach
+//! the session (`connect`) → loop { write what the shared writer holds; read
+//! and decode; feed packets to the sans-IO `Connection`; act on its events }
+//! → flush → detach (will, session kept or dropped).
+//!
+//! The shared writer (`ConnShared::out`, see `deliver`) is filled both by
+//! this task and by deliveries from other tasks of the same worker; the
+//! first push into an empty buffer wakes this task, later pushes coalesce
+//! into the same write. An idle connection parks (`crate::park`).
+
+mod auth;
+mod connect;
+mod link;
+
+use crate::client::{ClientKey, ClientState};
+use crate::deliver::{flush_transmits, ConnCell, ConnShared};
+use crate::outbuf::MAX_IOVECS;
+use crate::park::Parkable;
+use crate::shared::Adopted;
+use crate::worker::Worker;
+use bytes::BytesMut;
+use bytestring::ByteString;
+use connect::{Attach, Attached};
+use link::{start_task, Link, FLUSH_TIMEOUT, MAX_READ, MIN_READ};
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tern_codec::{Connect, DecodeError, Decoder, ReasonCode};
+use tern_session::auth::Authenticated;
+use tern_session::{CloseReason, Event};
+use tern_transport::{Accepted, ConnectionPermit, Stream};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+enum Io {
+    Read,
+    Eof,
+    Error(std::io::Error),
+    Timer,
+    CloseRequested,
+    /// Nothing to read, write or wait for: the task may end (see `park`).
+    Park,
+}
+
+/// How `serve` ended.
+enum Served {
+    Close(CloseReason),
+    /// The connection is idle: park it.
+    Park,
+}
+
+/// Starts the task of a freshly accepted connection.
+pub(crate) fn spawn_accepted(
+    worker: &Rc<Worker>,
+    accepted: Accepted,
+    permit: Option<ConnectionPermit>,
+) {
+    worker.stats.connections_accepted.inc();
+    let guard = start_task(worker);
+    let peer = accepted.peer;
+    // Registered before the task exists (the worker's runtime is current
+    // here), so the task's future is `run` alone, not `run` plus the socket
+    // it was registered from.
+    match Stream::from_accepted(accepted) {
+        Ok(stream) => {
+            let link = Link::new(stream, peer, BytesMut::new(), permit, guard);
+            tokio::task::spawn_local(run(link, None, None, 0));
+        }
+        Err(e) => tracing::debug!(%peer, error = %e, "cannot register connection"),
+    }
+}
+
+/// Starts the task of a connection handed over by another worker. The
+/// sender (`hand_over`) already counted it in this worker's connections.
+pub(crate) fn spawn_adopted(worker: &Rc<Worker>, adopted: Adopted) {
+    let guard = start_task(worker);
+    let Adopted {
+        stream,
+        peer,
+        rest,
+        connect,
+        permit,
+        hops,
+        auth,
+    } = adopted;
+    match Stream::from_detached(stream) {
+        Ok(stream) => {
+            let link = Link::new(stream, peer, rest, permit, guard);
+            tokio::task::spawn_local(run(link, Some(connect), auth, hops));
+        }
+        Err(e) => tracing::debug!(%peer, error = %e, "cannot register adopted connection"),
+    }
+}
+
+impl Parkable for Link {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.stream.poll_read_ready(cx)
+    }
+
+    fn cell(&self) -> Option<&Rc<ConnCell>> {
+        self.guard.attached.as_ref().map(|(_, cell)| cell)
+    }
+
+    fn resume(self: Box<Self>) {
+        let Some((key, cell)) = self.guard.attached.clone() else {
+            return;
+        };
+        tokio::task::spawn_local(connected(self, cell, key));
+    }
+}
+
+/// The whole life of one connection. Only `serve` runs in the task's own
+/// future's lifetime for long; the connect and close phases are boxed so
+/// their memory is held only while they run, and the transport state is one
+/// box. An idle connection has no task at all: it is parked (see `park`)
+/// and costs its `Link`, its `ConnShared`, the socket's registration and
+/// its parking entry. An adopted connection comes with its CONNECT and, if
+/// it used enhanced authentication, the outcome (`auth`).
+async fn run(
+    mut link: Box<Link>,
+    adopted: Option<Box<Connect>>,
+    auth: Option<Box<Authenticated>>,
+    hops: u8,
+) {
+    let worker = Rc::clone(&link.guard.worker);
+    let attached = Box::pin(connect::attach(&worker, &mut link, adopted, auth)).await;
+    let Attached { key, cell } = match attached {
+        Attach::Done => return,
+        Attach::HandOver(to) => {
+            Box::pin(connect::hand_over(&worker, link, to, hops)).await;
+            return;
+        }
+        Attach::Attached(a) => a,
+    };
+    connected(link, cell, key).await;
+}
+
+/// The connected phase, from the CONNACK or from a parked state
+/// (`crate::park::ParkingLot`): serves the connection until it closes or parks.
+async fn connected(mut link: Box<Link>, cell: Rc<ConnCell>, key: ClientKey) {
+    let worker = Rc::clone(&link.guard.worker);
+    if let Ok(mut cs) = cell.try_borrow_mut() {
+        cs.parked = false;
+    }
+    let reason = loop {
+        let served = {
+            let Link {
+                stream,
+                rbuf,
+                decoder,
+                ..
+            } = &mut *link;
+            Box::pin(serve(&worker, stream, &cell, rbuf, decoder, key)).await
+        };
+        match served {
+            Served::Close(reason) => break reason,
+            Served::Park => match worker.parking.park(link) {
+                Ok(()) => return,
+                Err(back) => link = back,
+            },
+        }
+    };
+
+    // For the goodbye line. A connection taken over has lost its session to
+    // the new connection of the same client (same key).
+    let client_id = client_id_of(&worker, &cell, key);
+    // Say goodbye where the protocol has words for it, flush, close.
+    {
+        let mut cs = cell.borrow_mut();
+        let code = match reason {
+            CloseReason::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
+            CloseReason::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER),
+            _ => None,
+        };
+        if let Some(code) = code {
+            cs.queue_disconnect(code, &worker.stats);
+        }
+    }
+    Box::pin(async {
+        let stream = &mut link.stream;
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, flush_out(stream, &cell, &worker)).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+    let now = Instant::now();
+    if cell.borrow().conn.is_some() {
+        worker.detach(now, key, &cell, reason);
+    }
+    link.guard.attached = None;
+    tracing::info!(peer = %link.peer, %client_id, ?reason, "client disconnected");
+}
+
+/// The client id of a connection (or of whoever holds its session now).
+fn client_id_of(worker: &Worker, cell: &ConnCell, key: ClientKey) -> ByteString {
+    let of_cell = |cell: &ConnCell| {
+        cell.try_borrow()
+            .ok()
+            .and_then(|cs| cs.conn.as_ref().map(|c| c.client_id().clone()))
+    };
+    if let Some(id) = of_cell(cell) {
+        return id;
+    }
+    match worker.clients.borrow().get(&key).map(|c| &c.state) {
+        Some(ClientState::Online(other)) => of_cell(other),
+        Some(ClientState::Offline(session)) => Some(session.client_id().clone()),
+        None => None,
+    }
+    .unwrap_or_default()
+}
+
+/// The connected phase. Returns why the connection ends, or that it is idle
+/// and may park.
+async fn serve(
+    worker: &Rc<Worker>,
+    stream: &mut Stream,
+    cell: &Rc<ConnCell>,
+    rbuf: &mut BytesMut,
+    decoder: &mut Decoder,
+    key: ClientKey,
+) -> Served {
+    let far = || tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    let deadline_of = |cell: &ConnCell| {
+        cell.borrow()
+            .conn
+            .as_ref()
+            .and_then(|c| c.poll_timeout())
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(far)
+    };
+    let sleep = tokio::time::sleep_until(deadline_of(cell));
+    tokio::pin!(sleep);
+    let mut events = Vec::new();
+    let mut read_size = MIN_READ;
+    loop {
+        let io = poll_fn(|cx| {
+            poll_io(
+                cx,
+                stream,
+                cell,
+                rbuf,
+                &mut read_size,
+                sleep.as_mut(),
+                worker,
+            )
+        })
+        .await;
+        let now = Instant::now();
+        match io {
+            Io::Read => {}
+            Io::Eof => return Served::Close(CloseReason::NetworkError),
+            Io::Error(e) => {
+                tracing::debug!(error = %e, "connection error");
+                return Served::Close(CloseReason::NetworkError);
+            }
+            Io::CloseRequested => {
+                let reason = cell.borrow().close.unwrap_or(CloseReason::ServerShutdown);
+                return Served::Close(reason);
+            }
+            Io::Park => return Served::Park,
+            Io::Timer => {
+                {
+                    let mut cs = cell.borrow_mut();
+                    if let Some(conn) = cs.conn.as_mut() {
+                        conn.handle_timeout(now);
+                        while let Some(e) = conn.poll_event() {
+                            events.push(e);
+                        }
+                    }
+                    flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+                }
+                if let Some(reason) = handle_events(worker, cell, key, now, &mut events).await {
+                    return Served::Close(reason);
+                }
+                sleep.as_mut().reset(deadline_of(cell));
+                continue;
+            }
+        }
+        // What the session answers (acks, PINGRESP) is encoded once per read
+        // rather than once per packet, and before anything that may wait or
+        // write to this connection from elsewhere.
+        let flush = || {
+            flush_transmits(
+                &mut cell.borrow_mut(),
+                &mut worker.templates.borrow_mut(),
+                &worker.stats,
+            )
+        };
+        loop {
+            let packet = match decoder.decode(rbuf) {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    flush();
+                    break;
+                }
+                Err(e) => {
+                    flush();
+                    return Served::Close(malformed(worker, cell, &e));
+                }
+            };
+            let result = {
+                let mut cs = cell.borrow_mut();
+                let Some(conn) = cs.conn.as_mut() else {
+                    return Served::Close(CloseReason::TakenOver);
+                };
+                worker.stats.packet_in(&packet);
+                let r = conn.handle_packet(now, packet);
+                while let Some(e) = conn.poll_event() {
+                    events.push(e);
+                }
+                r
+            };
+            if let Err(e) = result {
+                flush();
+                worker.stats.protocol_errors.inc();
+                if let tern_session::ProtocolError::AuthenticationFailed(_) = e {
+                    // A failed re-authentication ([MQTT5-4.12.1-2]).
+                    worker.stats.auth_failures.inc();
+                }
+                tracing::debug!(error = %e, "protocol error");
+                events.clear();
+                return Served::Close(CloseReason::ProtocolError(e.reason_code()));
+            }
+            if !events.is_empty() {
+                // `handle_events` flushes what this read queued once it has
+                // routed a PUBLISH (its ack may then say 0x10), before it
+                // waits for anything.
+                if let Some(reason) = handle_events(worker, cell, key, now, &mut events).await {
+                    return Served::Close(reason);
+                }
+            }
+        }
+    }
+}
+
+fn malformed(worker: &Worker, cell: &ConnCell, e: &DecodeError) -> CloseReason {
+    worker.stats.malformed(e);
+    tracing::debug!(error = %e, "malformed packet; closing");
+    let code = e.reason_code();
+    cell.borrow_mut().queue_disconnect(code, &worker.stats);
+    CloseReason::ProtocolError(code)
+}
+
+/// Acts on the session's events; returns a reason when the connection must close.
+async fn handle_events(
+    worker: &Rc<Worker>,
+    cell: &Rc<ConnCell>,
+    key: ClientKey,
+    now: Instant,
+    events: &mut Vec<Event>,
+) -> Option<CloseReason> {
+    let mut close = None;
+    for event in events.drain(..) {
+        match event {
+            Event::Publish(p) => {
+                let acked = p.packet_id;
+                let blocked = worker.publish(now, key, p);
+                {
+                    let mut cs = cell.borrow_mut();
+                    if let (Some(reason), Some(pid), Some(conn)) =
+                        (blocked.ack, acked, cs.conn.as_mut())
+                    {
+                        conn.answer_publish(pid, reason);
+                    }
+                    flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+                }
+                if !blocked.is_empty() {
+                    // Rare (backpressure): boxed so an idle connection's future stays small.
+                    Box::pin(blocked.wait(worker, Some(cell))).await;
+                }
+            }
+            Event::Subscribe {
+                packet_id,
+                filters,
+                subscription_identifier,
+                existed,
+            } => {
+                // Rare: boxed so an idle connection's future stays small.
+                let reasons =
+                    Box::pin(worker.subscribe(key, &filters, subscription_identifier)).await;
+                {
+                    let mut cs = cell.borrow_mut();
+                    if let Some(conn) = cs.conn.as_mut() {
+                        conn.complete_subscribe(packet_id, reasons.clone());
+                    }
+                    flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+                }
+                let now = Instant::now();
+                for (i, (filter, options)) in filters.iter().enumerate() {
+                    let granted = reasons.get(i).is_some_and(|r| r.is_success());
+                    let existed = existed.get(i).copied().unwrap_or(false);
+                    let wanted = match options.retain_handling {
+                        tern_codec::RetainHandling::OnSubscribe => true,
+                        tern_codec::RetainHandling::OnNewSubscribe => !existed,
+                        tern_codec::RetainHandling::Never => false,
+                    };
+                    if granted && wanted && tern_codec::topic::split_shared(filter).is_none() {
+                        worker.send_retained(
+                            cell,
+                            now,
+                            filter,
+                            options.qos,
+                            subscription_identifier,
+                        );
+                    }
+                }
+            }
+            Event::Unsubscribe {
+                packet_id,
+                filters,
+                existed,
+            } => {
+                worker.unsubscribe(key, filters.iter());
+                let reasons = existed
+                    .iter()
+                    .map(|e| {
+                        if *e {
+                            ReasonCode::SUCCESS
+                        } else {
+                            ReasonCode::NO_SUBSCRIPTION_EXISTED
+                        }
+                    })
+                    .collect();
+                let mut cs = cell.borrow_mut();
+                if let Some(conn) = cs.conn.as_mut() {
+                    conn.complete_unsubscribe(packet_id, reasons);
+                }
+                flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+            }
+            Event::Close(reason) => {
+                close.get_or_insert(reason);
+            }
+        }
+    }
+    close
+}
+
+/// Writes the shared writer, reads into `rbuf`, and watches the timer.
+fn poll_io(
+    cx: &mut Context<'_>,
+    stream: &mut Stream,
+    cell: &ConnCell,
+    rbuf: &mut BytesMut,
+    read_size: &mut usize,
+    sleep: Pin<&mut tokio::time::Sleep>,
+    worker: &Worker,
+) -> Poll<Io> {
+    let stats = &worker.stats;
+    let idle = {
+        let mut cs = cell.borrow_mut();
+        if let Poll::Ready(Err(e)) = poll_write_out(cx, stream, &mut cs, worker) {
+            return Poll::Ready(Io::Error(e));
+        }
+        if cs.close.is_some() && (cs.out.is_empty() || cs.conn.is_none()) {
+            return Poll::Ready(Io::CloseRequested);
+        }
+        if cs.trim {
+            // Idle for a whole sweep interval: give the buffers back. Frames
+            // decoded from `rbuf` keep their own slices alive.
+            cs.trim = false;
+            cs.out.release_if_drained();
+            if rbuf.is_empty() {
+                *rbuf = BytesMut::new();
+            }
+        }
+        if !cs.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            cs.waker = Some(cx.waker().clone());
+        }
+        cs.out.is_empty() && cs.close.is_none()
+    };
+    // An idle connection holds no read buffer: wait for readiness first, and
+    // allocate only then (more when the last read filled what it had).
+    let ready = if rbuf.capacity() == 0 {
+        stream.poll_read_ready(cx)
+    } else {
+        Poll::Ready(Ok(()))
+    };
+    match ready {
+        Poll::Ready(Ok(())) => {
+            if rbuf.capacity() - rbuf.len() < MIN_READ {
+                rbuf.reserve(*read_size);
+            }
+            let room = rbuf.capacity() - rbuf.len();
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, rbuf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Io::Eof),
+                Poll::Ready(Ok(n)) => {
+                    stats.bytes_in.add(n as u64);
+                    if let Ok(mut cs) = cell.try_borrow_mut() {
+                        cs.quiet = false;
+                    }
+                    *read_size = if n == room {
+                        (*read_size * 2).min(MAX_READ)
+                    } else {
+                        (*read_size / 2).max(MIN_READ)
+                    };
+                    return Poll::Ready(Io::Read);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Io::Error(e)),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Ready(Err(e)) => return Poll::Ready(Io::Error(e)),
+        Poll::Pending => {}
+    }
+    if std::future::Future::poll(sleep, cx).is_ready() {
+        return Poll::Ready(Io::Timer);
+    }
+    if idle && rbuf.capacity() == 0 {
+        // Nothing to write, no read buffer, not readable: no task needed.
+        return Poll::Ready(Io::Park);
+    }
+    Poll::Pending
+}
+
+/// Writes as much of the shared writer as the socket takes now, and wakes
+/// the publishers waiting for this connection once it has room.
+fn poll_write_out(
+    cx: &mut Context<'_>,
+    stream: &mut Stream,
+    cs: &mut ConnShared,
+    worker: &Worker,
+) -> Poll<std::io::Result<()>> {
+    let mut progress = false;
+    let result = loop {
+        if cs.out.is_empty() {
+            break Poll::Ready(Ok(()));
+        }
+        let written = {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = cs.out.io_slices(&mut slices);
+            Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..n])
+        };
+        match written {
+            Poll::Ready(Ok(0)) => break Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => {
+                worker.stats.bytes_out.add(n as u64);
+                cs.out.advance(n);
+                cs.quiet = false;
+                progress = true;
+            }
+            Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+            Poll::Pending => break Poll::Pending,
+        }
+    };
+    if progress {
+        cs.note_progress(worker.marks);
+    }
+    result
+}
+
+/// Writes out everything queued for the connection.
+async fn flush_out(stream: &mut Stream, cell: &ConnCell, worker: &Worker) {
+    let _ = poll_fn(|cx| poll_write_out(cx, stream, &mut cell.borrow_mut(), worker)).await;
+    let _ = stream.flush().await;
+}

@@ -1,0 +1,19 @@
+//! Why the broker could not start.
+
+use std::net::SocketAddr;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: tern_transport::TransportError,
+    },
+    #[error("cannot start the metrics endpoint: {0}")]
+    Metrics(String),
+    #[error("cannot start thread: {0}")]
+    Thread(#[from] std::io::Error),
+    #[error("cannot prepare the [auth] user table: {0}")]
+    Auth(#[from] tern_session::auth::ScramError),
+}
