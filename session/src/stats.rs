@@ -50,4 +50,11 @@ pub struct ConnectionStats {
     pub delivered: u64,
     /// `deliver` calls that dropped the message.
     pub deliver_dropped: u64,
+    /// PUBLISH packets the authorizer denied: not routed (see
+    /// [`Event::PublishDenied`](crate::Event::PublishDenied)).
+    pub publish_in_denied: u64,
+    /// Messages `deliver` dropped because the client may not receive them
+    /// ([`DropReason::NotAuthorized`](crate::DropReason::NotAuthorized));
+    /// counted in `deliver_dropped` as well.
+    pub dropped_not_authorized: u64,
 }
