@@ -370,7 +370,7 @@ impl Connection {
     /// first ([MQTT-3.1.3-9]).
     pub fn handle_close(mut self, _now: Instant, reason: CloseReason) -> Closed {
         let expiry = self.session.expiry_interval();
-        let mut will_denied = false;
+        let mut will_denied = None;
         let will = match reason {
             CloseReason::ClientDisconnect => None,
             _ => self.will.take().and_then(|will| {
@@ -382,9 +382,9 @@ impl Connection {
                     publish.retain,
                 );
                 if !allowed {
-                    will_denied = true;
                     tracing::debug!(client_id = %self.session.client_id(), topic = %publish.topic,
                         "will not authorized: not published");
+                    will_denied = Some(publish.topic);
                     return None;
                 }
                 Some(Will {

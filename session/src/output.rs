@@ -333,10 +333,10 @@ pub struct Closed {
     pub will: Option<Will>,
     /// The session to store, when it is persistent.
     pub session: Option<Session>,
-    /// The connection had a will the authorizer does not allow to be
-    /// published ([`Authorizer::publish`](crate::Authorizer::publish) on its
-    /// topic): it is not in `will`. For the broker's counters.
-    pub will_denied: bool,
+    /// The topic of a will the authorizer does not allow to be published
+    /// ([`Authorizer::publish`](crate::Authorizer::publish)): the will is
+    /// not in `will`. For the broker's counters and logs.
+    pub will_denied: Option<ByteString>,
 }
 
 /// What `deliver` did with a message.
