@@ -50,7 +50,9 @@ pub struct Connection {
     events: VecDeque<Event>,
     /// SUBSCRIBEs waiting for `complete_subscribe`, by packet id (rarely
     /// more than one: the broker completes each before reading on).
-    pub(crate) pending_subscribes: Vec<(PacketId, PendingSubscribe)>,
+    /// Boxed, allocated at the first such SUBSCRIBE: a connection that has
+    /// none pending pays one pointer.
+    pub(crate) pending_subscribes: Option<Box<PendingSubscribes>>,
     /// Topic Alias mappings in both directions. Never part of the
     /// [`Session`]: they end with the network connection ([MQTT5-3.3.2-7]).
     /// Allocated at the first alias, so most connections hold none.
@@ -76,6 +78,9 @@ pub(crate) struct Aliases {
     /// Topics the broker has given aliases on its own PUBLISH packets.
     pub(crate) outbound: Option<OutboundAliases>,
 }
+
+/// SUBSCRIBEs waiting for `complete_subscribe`, by packet id.
+pub(crate) type PendingSubscribes = Vec<(PacketId, PendingSubscribe)>;
 
 /// A SUBSCRIBE waiting for `complete_subscribe`.
 pub(crate) struct PendingSubscribe {
@@ -201,7 +206,7 @@ impl Connection {
             connect_expiry,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            pending_subscribes: Vec::new(),
+            pending_subscribes: None,
             aliases: None,
             closing: false,
             stats: ConnectionStats::default(),
@@ -288,8 +293,12 @@ impl Connection {
         if self.events.is_empty() {
             self.events = VecDeque::new();
         }
-        if self.pending_subscribes.is_empty() {
-            self.pending_subscribes = Vec::new();
+        if self
+            .pending_subscribes
+            .as_ref()
+            .is_some_and(|p| p.is_empty())
+        {
+            self.pending_subscribes = None;
         }
         self.session.release_memory();
     }
@@ -475,7 +484,6 @@ impl Connection {
         self.stats.delivered += 1;
         let (msg, qos) = (offer.msg, offer.qos);
         if self.checks_receive && !self.cfg.authorizer.receive(self.identity(), &msg.topic) {
-            self.stats.dropped_not_authorized += 1;
             self.stats.deliver_dropped += 1;
             return DeliverOutcome::Dropped(DropReason::NotAuthorized);
         }
@@ -530,11 +538,10 @@ impl Connection {
     /// per filter of the event (granted QoS or a failure). Failed filters are
     /// removed again (or the replaced subscription restored); granted QoS is stored.
     pub fn complete_subscribe(&mut self, packet_id: PacketId, reasons: Vec<ReasonCode>) {
-        let pending = self
-            .pending_subscribes
-            .iter()
-            .position(|(pid, _)| *pid == packet_id)
-            .map(|i| self.pending_subscribes.swap_remove(i).1);
+        let pending = self.pending_subscribes.as_mut().and_then(|p| {
+            let i = p.iter().position(|(pid, _)| *pid == packet_id)?;
+            Some(p.swap_remove(i).1)
+        });
         let Some(pending) = pending else {
             self.push_ack(Packet::SubAck(SubAck {
                 packet_id,

@@ -186,7 +186,7 @@ impl Connection {
     /// A PUBLISH the authorizer denied: answered as
     /// `complete_publish(Refused(0x87))` would, not routed, reported.
     fn deny_publish(&mut self, p: Publish) {
-        self.stats.publish_in_denied += 1;
+        self.session.stats.publish_in_refused += 1;
         tracing::debug!(client_id = %self.session.client_id(), topic = %p.topic,
             "PUBLISH not authorized: not routed");
         self.complete_publish(
@@ -399,10 +399,9 @@ impl Connection {
             return Ok(());
         }
         // A packet id reused before its SUBACK replaces the pending entry.
-        self.pending_subscribes
-            .retain(|(pid, _)| *pid != s.packet_id);
-        self.pending_subscribes
-            .push((s.packet_id, PendingSubscribe { slots, accepted }));
+        let pending = self.pending_subscribes.get_or_insert_with(Box::default);
+        pending.retain(|(pid, _)| *pid != s.packet_id);
+        pending.push((s.packet_id, PendingSubscribe { slots, accepted }));
         self.push_event(Event::Subscribe {
             packet_id: s.packet_id,
             filters,
