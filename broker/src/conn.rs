@@ -35,7 +35,9 @@ use tern_codec::{
     Publish, QoS, ReasonCode,
 };
 use tern_session::auth::Authenticated;
-use tern_session::{CloseReason, Connection, DeliverOutcome, DropReason, Event, Transmit};
+use tern_session::{
+    CloseReason, Connection, DeliverOutcome, DropReason, Event, Offer, PublishOutcome, Transmit,
+};
 use tern_transport::{Accepted, ConnectionPermit, Stream};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -136,12 +138,13 @@ pub(crate) fn deliver(
     let Some(conn) = cs.conn.as_mut() else {
         return false;
     };
-    let ids = subscription_identifiers;
-    let outcome = match group {
-        None => conn.deliver(now, msg, received_at, qos, retain, ids),
-        Some(g) => conn.deliver_shared(now, msg, received_at, qos, retain, ids, g),
+    let offer = Offer {
+        retain,
+        subscription_identifiers,
+        group,
+        ..Offer::new(msg, received_at, qos)
     };
-    match outcome {
+    match conn.deliver(now, &offer) {
         DeliverOutcome::Dropped(DropReason::QueueFull) => {
             worker.stats.dropped_queue_full.inc();
             tracing::debug!("session queue full: message dropped for this subscriber");
@@ -151,6 +154,9 @@ pub(crate) fn deliver(
         }
         DeliverOutcome::Dropped(DropReason::Expired) => {
             worker.stats.dropped_expired.inc();
+        }
+        DeliverOutcome::Dropped(DropReason::NotAuthorized) => {
+            worker.stats.dropped_not_authorized.inc();
         }
         DeliverOutcome::Sent => {
             if let Received::Live(at) = received {
@@ -567,6 +573,17 @@ async fn attach(
             auth::AuthOutcome::Refused => return Attach::Done,
         }
     };
+    if let Err(code) = Connection::authorize_connect(&connect, &check, &live.session) {
+        tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection not authorized");
+        worker.stats.refused(code);
+        let ack = Packet::ConnAck(ConnAck {
+            session_present: false,
+            code,
+            ..ConnAck::default()
+        });
+        let _ = write_packet(&mut link.stream, version, &ack, &worker.stats).await;
+        return Attach::Done;
+    }
     // The CONNECT is a set of slices of the read buffer. The client id lives
     // as long as the session (here, in the worker's maps and the registry):
     // copy it so the buffer is freed once the CONNECT is consumed
@@ -884,14 +901,19 @@ async fn handle_events(
     for event in events.drain(..) {
         match event {
             Event::Publish(p) => {
-                let acked = p.packet_id;
+                let (qos, packet_id) = (p.qos, p.packet_id);
                 let blocked = worker.publish(now, key, p);
                 {
                     let mut cs = cell.borrow_mut();
-                    if let (Some(reason), Some(pid), Some(conn)) =
-                        (blocked.ack, acked, cs.conn.as_mut())
-                    {
-                        conn.answer_publish(pid, reason);
+                    if let Some(conn) = cs.conn.as_mut() {
+                        let outcome = match blocked.ack {
+                            None => PublishOutcome::Routed,
+                            Some(ReasonCode::NO_MATCHING_SUBSCRIBERS) => {
+                                PublishOutcome::NoMatchingSubscribers
+                            }
+                            Some(code) => PublishOutcome::Refused(code),
+                        };
+                        conn.complete_publish(qos, packet_id, outcome);
                     }
                     flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
                 }
@@ -957,6 +979,10 @@ async fn handle_events(
                     conn.complete_unsubscribe(packet_id, reasons);
                 }
                 flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+            }
+            Event::PublishDenied { topic, qos } => {
+                worker.stats.publish_in(qos);
+                worker.publish_denied(&topic);
             }
             Event::Close(reason) => {
                 close.get_or_insert(reason);

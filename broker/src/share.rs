@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tern_codec::Publish;
 use tern_routing::{ShareCursors, SharedTarget, SubEntry, WorkerSet};
-use tern_session::{CloseReason, Connection, EnqueueOutcome, Session, SharedOrphan};
+use tern_session::{CloseReason, Connection, EnqueueOutcome, Offer, Session, SharedOrphan};
 use tokio::sync::mpsc;
 
 /// Deliveries to other workers that did not fit in their inbox now.
@@ -218,16 +218,13 @@ impl Worker {
             }
             match kept.as_deref_mut() {
                 Some(session) => {
-                    let outcome = session.enqueue_shared(
-                        now,
-                        &o.msg,
-                        o.received_at,
-                        o.qos,
-                        o.retain,
-                        &o.subscription_identifiers,
-                        &o.group,
-                        &self.live.borrow().session,
-                    );
+                    let offer = Offer {
+                        retain: o.retain,
+                        subscription_identifiers: &o.subscription_identifiers,
+                        group: Some(&o.group),
+                        ..Offer::new(&o.msg, o.received_at, o.qos)
+                    };
+                    let outcome = session.enqueue(now, &offer, &self.live.borrow().session);
                     self.count_enqueue(outcome);
                 }
                 None => {
@@ -366,16 +363,13 @@ impl Worker {
                 }
             }
             ClientState::Offline(session) => {
-                let outcome = session.enqueue_shared(
-                    now,
-                    msg,
-                    received_at,
-                    qos,
+                let offer = Offer {
                     retain,
-                    ids,
-                    group,
-                    &self.live.borrow().session,
-                );
+                    subscription_identifiers: ids,
+                    group: Some(group),
+                    ..Offer::new(msg, received_at, qos)
+                };
+                let outcome = session.enqueue(now, &offer, &self.live.borrow().session);
                 self.count_enqueue(outcome);
             }
         }

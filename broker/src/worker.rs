@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tern_codec::{Publish, PublishTemplate, QoS, ReasonCode, SubscriptionOptions};
 use tern_routing::{LocalSubscriptions, RetainedMessage, RouteOp, RouteUpdate, SubEntry, Target};
-use tern_session::{EnqueueOutcome, Session};
+use tern_session::{EnqueueOutcome, Offer, Session};
 use tokio::sync::mpsc;
 
 mod expiry;
@@ -313,8 +313,8 @@ pub(crate) struct Blocked {
     sends: Vec<(mpsc::Sender<Routed>, Routed)>,
     congested: Vec<Rc<ConnCell>>,
     /// The reason code a v5 PUBACK/PUBREC of the message carries instead
-    /// of Success: 0x10 when no subscriber matched, 0x87 when it was
-    /// refused (a client's PUBLISH to `$SYS`).
+    /// of Success: 0x10 when no subscriber matched. (A client's PUBLISH to
+    /// `$SYS` is refused by the session's authorizer before it gets here.)
     pub(crate) ack: Option<ReasonCode>,
 }
 
@@ -444,16 +444,6 @@ impl Worker {
     pub(crate) fn publish(&self, now: Instant, origin: ClientKey, publish: Publish) -> Blocked {
         let msg = Arc::new(publish);
         self.stats.publish_in(msg.qos);
-        if origin != crate::sys::SYS_ORIGIN && crate::sys::is_sys_topic(&msg.topic) {
-            // [MQTT-4.7.2-1]: `$` topics are the server's; clients (and
-            // their wills) do not publish to `$SYS`.
-            self.stats.dropped_sys_topic.inc();
-            tracing::debug!(topic = %msg.topic, "PUBLISH to $SYS from a client: not routed");
-            return Blocked {
-                ack: Some(ReasonCode::NOT_AUTHORIZED),
-                ..Blocked::default()
-            };
-        }
         if msg.retain {
             self.retain(now, &msg);
         }
@@ -507,6 +497,20 @@ impl Worker {
             self.route_shared(now, &msg, origin, &matched.shared, congested, sends);
         }
         blocked
+    }
+
+    /// Counts a client's PUBLISH or will that the session's authorizer
+    /// refused (not routed). The default authorizer refuses only `$SYS`
+    /// topics ([MQTT-4.7.2-1]: `$` topics are the server's; clients and
+    /// their wills do not publish there).
+    pub(crate) fn publish_denied(&self, topic: &str) {
+        if crate::sys::is_sys_topic(topic) {
+            self.stats.dropped_sys_topic.inc();
+            tracing::debug!(%topic, "PUBLISH to $SYS from a client: not routed");
+        } else {
+            self.stats.dropped_not_authorized.inc();
+            tracing::debug!(%topic, "PUBLISH not authorized: not routed");
+        }
     }
 
     /// Publishes from a context that cannot wait (wills): blocked deliveries
@@ -608,15 +612,12 @@ impl Worker {
                     }
                 }
                 ClientState::Offline(session) => {
-                    match session.enqueue_with_ids(
-                        now,
-                        msg,
-                        received_at,
-                        qos,
+                    let offer = Offer {
                         retain,
-                        &t.subscription_identifiers,
-                        &self.live.borrow().session,
-                    ) {
+                        subscription_identifiers: &t.subscription_identifiers,
+                        ..Offer::new(msg, received_at, qos)
+                    };
+                    match session.enqueue(now, &offer, &self.live.borrow().session) {
                         EnqueueOutcome::Queued => self.stats.queued_offline.inc(),
                         EnqueueOutcome::DroppedQos0 => self.stats.dropped_qos0_offline.inc(),
                         EnqueueOutcome::DroppedExpired => self.stats.dropped_expired.inc(),
@@ -769,6 +770,9 @@ impl Worker {
         let keep = !discard && conn.session().is_persistent();
         let orphans = self.take_shared_orphans(&mut conn, key, reason, keep);
         let closed = conn.handle_close(now, reason);
+        if let Some(topic) = &closed.will_denied {
+            self.publish_denied(topic);
+        }
         let will = closed.will;
         match closed.session {
             Some(mut session) if !discard => {
@@ -808,6 +812,9 @@ impl Worker {
             // so this does not happen; if it did, the subscriptions under
             // `key` belong to the new holder and must stay.
             let closed = conn.handle_close(now, reason);
+            if let Some(topic) = &closed.will_denied {
+                self.publish_denied(topic);
+            }
             if let Some(will) = closed.will {
                 self.will_at_close(now, key, will, false);
             }
