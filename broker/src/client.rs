@@ -56,7 +56,7 @@ impl ClientState {
                 }
             }
             Self::Offline(session) => {
-                let outcome = enqueue(session, now, offer, cfg);
+                let outcome = session.enqueue(now, offer, cfg);
                 deliver::count_enqueue(ctx, outcome);
             }
         }
@@ -69,18 +69,5 @@ impl ClientState {
             Self::Online(cell) => cell.try_borrow().is_ok_and(|cs| cs.conn.is_some()),
             Self::Offline(_) => true,
         }
-    }
-}
-
-pub(crate) fn enqueue(
-    session: &mut Session,
-    now: Instant,
-    o: &Offer<'_>,
-    cfg: &SessionConfig,
-) -> tern_session::EnqueueOutcome {
-    let ids = o.subscription_identifiers;
-    match o.group {
-        None => session.enqueue_with_ids(now, o.msg, o.received_at, o.qos, o.retain, ids, cfg),
-        Some(g) => session.enqueue_shared(now, o.msg, o.received_at, o.qos, o.retain, ids, g, cfg),
     }
 }

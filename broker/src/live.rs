@@ -156,6 +156,8 @@ pub(crate) fn session_config(config: &Config) -> Result<SessionConfig, BrokerErr
             allow_anonymous: a.allow_anonymous,
             store,
         },
+        // The default authorizer (no client PUBLISH to `$SYS`), no journal.
+        ..SessionConfig::default()
     })
 }
 

@@ -11,13 +11,10 @@ use std::time::{Duration, Instant};
 
 /// The `[MQTT-4.7.2-1]` family: topic names starting with `$` are the
 /// server's. Tern keeps `$SYS` (the topic and everything under it) for
-/// itself: a client's PUBLISH there is not routed or retained (v5 QoS 1/2:
-/// PUBACK/PUBREC 0x87 Not authorized), nor is a will there.
-pub(crate) fn is_sys_topic(topic: &str) -> bool {
-    topic
-        .strip_prefix("$SYS")
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
+/// itself: the session's default authorizer refuses a client's PUBLISH
+/// there (not routed or retained; v5 QoS 1/2: PUBACK/PUBREC 0x87 Not
+/// authorized), and a will there.
+pub(crate) use tern_session::is_sys_topic;
 
 /// The moving-average windows of the load topics, in seconds.
 const WINDOWS: [(f64, &str); 3] = [(60.0, "1min"), (300.0, "5min"), (900.0, "15min")];

@@ -1,11 +1,13 @@
 //! Session limits chosen by the broker's configuration.
 
 use crate::auth::AuthPolicy;
+use crate::authorize::{default_authorizer, Authorizer};
 use bytestring::ByteString;
+use std::sync::Arc;
 use tern_codec::QoS;
 
 /// Limits applied to every session and connection of a broker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SessionConfig {
     /// Outgoing QoS > 0 window: at most this many unacknowledged PUBLISH
     /// packets per connection (further capped by the client's v5 Receive
@@ -57,6 +59,12 @@ pub struct SessionConfig {
     pub max_topic_levels: usize,
     /// Who may connect: credential store and anonymous access.
     pub auth: AuthPolicy,
+    /// What a connection may do ([`Authorizer`](crate::Authorizer)):
+    /// by default [`DefaultAuthorizer`](crate::DefaultAuthorizer).
+    pub authorizer: Arc<dyn Authorizer>,
+    /// Keep a journal of the changes to persistent sessions for a
+    /// persistence backend ([`SessionChange`](crate::SessionChange)); off by default.
+    pub record_changes: bool,
 }
 
 impl Default for SessionConfig {
@@ -81,9 +89,65 @@ impl Default for SessionConfig {
             max_topic_length: 65535,
             max_topic_levels: 128,
             auth: AuthPolicy::default(),
+            authorizer: default_authorizer(),
+            record_changes: false,
         }
     }
 }
+
+/// Equal when every limit is equal and both share one authorizer (default
+/// configs share the same [`DefaultAuthorizer`](crate::DefaultAuthorizer)).
+impl PartialEq for SessionConfig {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured so that a new field cannot be forgotten here.
+        let Self {
+            max_inflight,
+            max_queued_messages,
+            max_queued_bytes,
+            max_keep_alive,
+            queue_qos0_offline,
+            max_subscriptions,
+            max_incoming_inflight,
+            topic_alias_maximum,
+            max_packet_size,
+            max_qos,
+            retain_available,
+            validate_payload_format,
+            response_information,
+            outbound_topic_alias_maximum,
+            server_reference,
+            server_moved,
+            max_topic_length,
+            max_topic_levels,
+            auth,
+            authorizer,
+            record_changes,
+        } = self;
+        *max_inflight == other.max_inflight
+            && *max_queued_messages == other.max_queued_messages
+            && *max_queued_bytes == other.max_queued_bytes
+            && *max_keep_alive == other.max_keep_alive
+            && *queue_qos0_offline == other.queue_qos0_offline
+            && *max_subscriptions == other.max_subscriptions
+            && *max_incoming_inflight == other.max_incoming_inflight
+            && *topic_alias_maximum == other.topic_alias_maximum
+            && *max_packet_size == other.max_packet_size
+            && *max_qos == other.max_qos
+            && *retain_available == other.retain_available
+            && *validate_payload_format == other.validate_payload_format
+            && *response_information == other.response_information
+            && *outbound_topic_alias_maximum == other.outbound_topic_alias_maximum
+            && *server_reference == other.server_reference
+            && *server_moved == other.server_moved
+            && *max_topic_length == other.max_topic_length
+            && *max_topic_levels == other.max_topic_levels
+            && *auth == other.auth
+            && Arc::ptr_eq(authorizer, &other.authorizer)
+            && *record_changes == other.record_changes
+    }
+}
+
+impl Eq for SessionConfig {}
 
 impl SessionConfig {
     /// Whether a topic name or filter is longer or deeper than the limits.

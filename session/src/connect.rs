@@ -1,10 +1,11 @@
 //! CONNECT semantics: client identifier rules, keep-alive cap, CONNACK and will.
 
 use crate::auth::Authenticated;
-use crate::{Connection, SessionConfig};
+use crate::{Connection, Identity, SessionConfig};
 use bytes::Bytes;
 use bytestring::ByteString;
 use std::hash::BuildHasher;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tern_codec::{
     ConnAck, ConnAckProperties, Connect, LastWill, ProtocolVersion, Publish, PublishProperties,
@@ -23,6 +24,16 @@ pub struct ConnectCheck {
     /// method and data go into the CONNACK ([MQTT-4.12.0-5]), and the
     /// connection accepts re-authentication with that method.
     pub authenticated: Option<Authenticated>,
+    /// Name or bind address of the listener the client came in on, for the
+    /// connection's [`Identity`]; the broker fills it in (`check_connect`
+    /// leaves it `None`). Pass compact copies: the identity lives as long
+    /// as the connection.
+    pub listener: Option<ByteString>,
+    /// The client's address, for the [`Identity`]; the broker fills it in.
+    pub peer: Option<SocketAddr>,
+    /// Subject of the client's TLS certificate, for the [`Identity`]; the
+    /// broker fills it in.
+    pub cert_subject: Option<ByteString>,
 }
 
 /// The CONNACK refusing a connection with `code` (session present 0 [MQTT-3.2.2-6]).
@@ -114,8 +125,27 @@ impl Connection {
         }
         Ok(ConnectCheck {
             assigned_client_id: empty.then(assign_client_id),
-            authenticated: None,
+            ..ConnectCheck::default()
         })
+    }
+
+    /// Asks `cfg.authorizer` whether the client of `connect` may connect
+    /// ([`Authorizer::connect`](crate::Authorizer::connect)), with the
+    /// [`Identity`] that [`Connection::new`] will give it: the client id
+    /// after assignment, the user name, and the listener, peer and
+    /// certificate subject the broker put in `check`.
+    ///
+    /// The broker calls it after [`check_connect`](Self::check_connect) and
+    /// any enhanced authentication, before `Connection::new`; on `Err(code)`
+    /// it sends [`reject_connack`]`(code)` and closes. The default
+    /// authorizer always allows.
+    pub fn authorize_connect(
+        connect: &Connect,
+        check: &ConnectCheck,
+        cfg: &SessionConfig,
+    ) -> Result<(), ReasonCode> {
+        cfg.authorizer
+            .connect(&Identity::of_connect(connect, check))
     }
 }
 

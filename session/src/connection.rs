@@ -2,15 +2,16 @@
 
 use crate::alias::OutboundAliases;
 use crate::auth::reauth::ConnAuth;
-use crate::connect::{connack, keep_alive, session_expiry, will_publish};
-use crate::output::{AckKind, Queued};
+use crate::connect::{compact_str, connack, keep_alive, session_expiry, will_publish};
+use crate::output::Queued;
 use crate::session::{is_expired, FixedState, InflightState, Message, Subscription};
 use crate::{
     CloseReason, Closed, ConnectCheck, ConnectionStats, DeliverOutcome, DropReason, Event,
-    OutboundPublish, Session, SessionConfig, Transmit, Will,
+    Identity, Offer, OutboundPublish, Session, SessionChange, SessionConfig, Transmit, Will,
 };
 use bytestring::ByteString;
 use smallvec::SmallVec;
+use std::cell::OnceCell;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
@@ -49,7 +50,9 @@ pub struct Connection {
     events: VecDeque<Event>,
     /// SUBSCRIBEs waiting for `complete_subscribe`, by packet id (rarely
     /// more than one: the broker completes each before reading on).
-    pub(crate) pending_subscribes: Vec<(PacketId, PendingSubscribe)>,
+    /// Boxed, allocated at the first such SUBSCRIBE: a connection that has
+    /// none pending pays one pointer.
+    pub(crate) pending_subscribes: Option<Box<PendingSubscribes>>,
     /// Topic Alias mappings in both directions. Never part of the
     /// [`Session`]: they end with the network connection ([MQTT5-3.3.2-7]).
     /// Allocated at the first alias, so most connections hold none.
@@ -58,6 +61,13 @@ pub struct Connection {
     pub(crate) stats: ConnectionStats,
     /// Enhanced authentication state, when CONNECT used it (re-authentication).
     pub(crate) auth: Option<Box<ConnAuth>>,
+    /// Who the client is, for the authorizer. Built at CONNECT when it has
+    /// more than the client id (a user name, or what the broker put in the
+    /// [`ConnectCheck`]); otherwise on first use, so an idle connection
+    /// keeps no heap for it.
+    identity: OnceCell<Box<Identity>>,
+    /// `cfg.authorizer.checks_receive()`, asked once.
+    checks_receive: bool,
 }
 
 /// The Topic Alias mappings of one network connection (v5).
@@ -68,6 +78,9 @@ pub(crate) struct Aliases {
     /// Topics the broker has given aliases on its own PUBLISH packets.
     pub(crate) outbound: Option<OutboundAliases>,
 }
+
+/// SUBSCRIBEs waiting for `complete_subscribe`, by packet id.
+pub(crate) type PendingSubscribes = Vec<(PacketId, PendingSubscribe)>;
 
 /// A SUBSCRIBE waiting for `complete_subscribe`.
 pub(crate) struct PendingSubscribe {
@@ -163,6 +176,22 @@ impl Connection {
             .as_ref()
             .filter(|_| version.is_v5())
             .map(ConnAuth::new);
+        let identity = OnceCell::new();
+        if connect.username.is_some()
+            || check.listener.is_some()
+            || check.peer.is_some()
+            || check.cert_subject.is_some()
+        {
+            // The user name is a slice of the read buffer: keep a copy.
+            let _ = identity.set(Box::new(Identity {
+                client_id: session.client_id().clone(),
+                username: connect.username.as_ref().map(compact_str),
+                listener: check.listener,
+                peer: check.peer,
+                cert_subject: check.cert_subject,
+            }));
+        }
+        let checks_receive = cfg.authorizer.checks_receive();
         let mut conn = Self {
             version,
             session,
@@ -177,11 +206,13 @@ impl Connection {
             connect_expiry,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            pending_subscribes: Vec::new(),
+            pending_subscribes: None,
             aliases: None,
             closing: false,
             stats: ConnectionStats::default(),
             auth,
+            identity,
+            checks_receive,
         };
         conn.push(Transmit::Packet(Packet::ConnAck(ack)));
         if session_present {
@@ -204,6 +235,25 @@ impl Connection {
     /// The session owned by this connection.
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// Who the client is, as the authorizer sees it: the client id (after
+    /// assignment), the CONNECT user name, and the listener, peer and
+    /// certificate subject the broker put in the [`ConnectCheck`].
+    pub fn identity(&self) -> &Identity {
+        self.identity.get_or_init(|| {
+            Box::new(Identity {
+                client_id: self.session.client_id().clone(),
+                ..Identity::default()
+            })
+        })
+    }
+
+    /// The next change recorded for a persistence backend (see
+    /// [`SessionChange`]; only with `cfg.record_changes`, for a persistent
+    /// session).
+    pub fn poll_change(&mut self) -> Option<SessionChange> {
+        self.session.poll_change()
     }
 
     /// Counters for this connection.
@@ -243,8 +293,12 @@ impl Connection {
         if self.events.is_empty() {
             self.events = VecDeque::new();
         }
-        if self.pending_subscribes.is_empty() {
-            self.pending_subscribes = Vec::new();
+        if self
+            .pending_subscribes
+            .as_ref()
+            .is_some_and(|p| p.is_empty())
+        {
+            self.pending_subscribes = None;
         }
         self.session.release_memory();
     }
@@ -318,25 +372,44 @@ impl Connection {
     }
 
     /// The network connection is gone. Returns the will unless the client sent
-    /// DISCONNECT 0x00 ([MQTT-3.1.2-10], [MQTT-3.14.4-3]), and the session if it
-    /// is persistent ([MQTT-3.1.2-23]). A delayed v5 will must be cancelled by
-    /// the broker if a new connection resumes the session first ([MQTT-3.1.3-9]).
-    pub fn handle_close(self, _now: Instant, reason: CloseReason) -> Closed {
+    /// DISCONNECT 0x00 ([MQTT-3.1.2-10], [MQTT-3.14.4-3]) or the authorizer
+    /// does not allow its topic ([`Closed::will_denied`]), and the session
+    /// if it is persistent ([MQTT-3.1.2-23]). A delayed v5 will must be
+    /// cancelled by the broker if a new connection resumes the session
+    /// first ([MQTT-3.1.3-9]).
+    pub fn handle_close(mut self, _now: Instant, reason: CloseReason) -> Closed {
         let expiry = self.session.expiry_interval();
+        let mut will_denied = None;
         let will = match reason {
             CloseReason::ClientDisconnect => None,
-            _ => self.will.map(|will| {
+            _ => self.will.take().and_then(|will| {
                 let (publish, delay) = *will;
-                Will {
+                let allowed = self.cfg.authorizer.publish(
+                    self.identity(),
+                    &publish.topic,
+                    publish.qos,
+                    publish.retain,
+                );
+                if !allowed {
+                    tracing::debug!(client_id = %self.session.client_id(), topic = %publish.topic,
+                        "will not authorized: not published");
+                    will_denied = Some(publish.topic);
+                    return None;
+                }
+                Some(Will {
                     publish,
                     delay: delay.map(|d| d.min(expiry)).filter(|d| *d > 0),
-                }
+                })
             }),
         };
         tracing::debug!(client_id = %self.session.client_id(), ?reason, will = will.is_some(),
             "connection closed");
         let session = self.session.is_persistent().then_some(self.session);
-        Closed { will, session }
+        Closed {
+            will,
+            session,
+            will_denied,
+        }
     }
 
     /// How the next PUBLISH to `topic` uses an outbound Topic Alias (v5,
@@ -375,41 +448,10 @@ impl Connection {
         self.stats.deliver_dropped += 1;
         if let Some(pid) = packet_id {
             if self.session.remove_inflight(pid) {
+                self.session
+                    .record(&self.cfg, || SessionChange::Acked { packet_id: pid });
                 self.release_queued(now);
             }
-        }
-    }
-
-    /// What the broker made of the client's QoS 1/2 PUBLISH `pid`: a v5
-    /// PUBACK or PUBREC for it that is still queued carries `reason`
-    /// instead of Success — 0x10 (No matching subscribers, 3.4.2.1) when it
-    /// was routed to nobody, an error (>= 0x80) when it was refused. A
-    /// refused QoS 2 id is released at once, as the client sends no PUBREL
-    /// after an error PUBREC, and a later PUBLISH with it is a new message
-    /// ([MQTT5-4.3.3-9]). v3 acks have no reason code and stay as they are
-    /// (and QoS 2 goes on with PUBREL/PUBCOMP).
-    pub fn answer_publish(&mut self, pid: PacketId, reason: ReasonCode) {
-        if !self.version.is_v5() {
-            return;
-        }
-        let Some(q) = self
-            .transmits
-            .iter_mut()
-            .rev()
-            .find(|q| matches!(q, Queued::Ack(AckKind::Ack | AckKind::Rec, id) if *id == pid))
-        else {
-            return;
-        };
-        let mut resp = PubResp::new(pid);
-        resp.reason = reason;
-        let rec = matches!(q, Queued::Ack(AckKind::Rec, _));
-        *q = Queued::Other(Box::new(if rec {
-            Packet::PubRec(resp)
-        } else {
-            Packet::PubAck(resp)
-        }));
-        if rec && !reason.is_success() {
-            self.session.incoming_qos2.remove(&pid);
         }
     }
 
@@ -418,40 +460,47 @@ impl Connection {
         self.session
     }
 
-    /// Sends (or queues) a routed message. `qos` is already min(message QoS,
-    /// granted QoS). QoS 0 is sent at once; QoS > 0 takes the next free packet
-    /// id when the window has room and nothing is queued before it
-    /// ([MQTT-4.6.0-6] ordering), else waits in the bounded session queue.
+    /// Sends (or queues) a routed message. `offer.qos` is already
+    /// min(message QoS, granted QoS). QoS 0 is sent at once; QoS > 0 takes
+    /// the next free packet id when the window has room and nothing is
+    /// queued before it ([MQTT-4.6.0-6] ordering), else waits in the bounded
+    /// session queue. A message of a shared subscription (`offer.group`) is
+    /// tagged with it (inflight or queued), so that
+    /// [`Session::take_shared_unacked`] finds it if this client leaves
+    /// before acknowledging it.
     ///
-    /// `received_at` is when the broker received the message: a v5 Message
-    /// Expiry Interval counts from there. A message whose interval has passed
-    /// is dropped here or when it would leave the queue ([MQTT-3.3.2-5]); a
-    /// sent one carries the remaining interval ([MQTT-3.3.2-6]). Tern applies
-    /// a publisher's expiry to v3 receivers too (they just get no property).
-    pub fn deliver(
-        &mut self,
-        now: Instant,
-        msg: &Arc<Publish>,
-        received_at: Instant,
-        qos: QoS,
-        retain: bool,
-        subscription_identifiers: &[u32],
-    ) -> DeliverOutcome {
+    /// `offer.received_at` is when the broker received the message: a v5
+    /// Message Expiry Interval counts from there. A message whose interval
+    /// has passed is dropped here or when it would leave the queue
+    /// ([MQTT-3.3.2-5]); a sent one carries the remaining interval
+    /// ([MQTT-3.3.2-6]). Tern applies a publisher's expiry to v3 receivers
+    /// too (they just get no property).
+    ///
+    /// When the authorizer checks receivers
+    /// ([`Authorizer::checks_receive`](crate::Authorizer::checks_receive)),
+    /// a message the client may not receive is dropped
+    /// ([`DropReason::NotAuthorized`]).
+    pub fn deliver(&mut self, now: Instant, offer: &Offer<'_>) -> DeliverOutcome {
         self.stats.delivered += 1;
+        let (msg, qos) = (offer.msg, offer.qos);
+        if self.checks_receive && !self.cfg.authorizer.receive(self.identity(), &msg.topic) {
+            self.stats.deliver_dropped += 1;
+            return DeliverOutcome::Dropped(DropReason::NotAuthorized);
+        }
         let ids: &[u32] = if self.version.is_v5() {
-            subscription_identifiers
+            offer.subscription_identifiers
         } else {
             &[]
         };
         let message = || Message {
             msg: Arc::clone(msg),
             qos,
-            retain,
+            retain: offer.retain,
             sub_ids: SmallVec::from_slice(ids),
-            received_at,
-            share: None,
+            received_at: offer.received_at,
+            share: offer.group.cloned(),
         };
-        if is_expired(msg, received_at, now) {
+        if is_expired(msg, offer.received_at, now) {
             self.session.count_expired(1);
             self.stats.deliver_dropped += 1;
             return DeliverOutcome::Dropped(DropReason::Expired);
@@ -465,30 +514,34 @@ impl Connection {
             self.send_message(now, message());
             return DeliverOutcome::Sent;
         }
-        if self.closing
+        let outcome = if self.closing
             || self.session.queued_len() > 0
             || self.session.inflight_len() >= usize::from(self.send_window)
         {
-            return if self.session.push_queue(now, message(), &self.cfg) {
-                DeliverOutcome::Queued
-            } else {
+            if !self.session.push_queue(now, message(), &self.cfg) {
                 self.stats.deliver_dropped += 1;
-                DeliverOutcome::Dropped(DropReason::QueueFull)
-            };
-        }
-        self.send_message(now, message());
-        DeliverOutcome::Sent
+                return DeliverOutcome::Dropped(DropReason::QueueFull);
+            }
+            DeliverOutcome::Queued
+        } else {
+            self.send_message(now, message());
+            DeliverOutcome::Sent
+        };
+        self.session.record(&self.cfg, || SessionChange::Queued {
+            msg: Arc::clone(msg),
+            qos,
+        });
+        outcome
     }
 
     /// Queues the SUBACK for an [`Event::Subscribe`]: `reasons` has one code
     /// per filter of the event (granted QoS or a failure). Failed filters are
     /// removed again (or the replaced subscription restored); granted QoS is stored.
     pub fn complete_subscribe(&mut self, packet_id: PacketId, reasons: Vec<ReasonCode>) {
-        let pending = self
-            .pending_subscribes
-            .iter()
-            .position(|(pid, _)| *pid == packet_id)
-            .map(|i| self.pending_subscribes.swap_remove(i).1);
+        let pending = self.pending_subscribes.as_mut().and_then(|p| {
+            let i = p.iter().position(|(pid, _)| *pid == packet_id)?;
+            Some(p.swap_remove(i).1)
+        });
         let Some(pending) = pending else {
             self.push_ack(Packet::SubAck(SubAck {
                 packet_id,
@@ -511,6 +564,13 @@ impl Connection {
                 if code.is_success() {
                     if let (Some(sub), Some(q)) = (subs.get_mut(&filter), QoS::from_u8(code.0)) {
                         sub.options.qos = q;
+                        let sub = *sub;
+                        self.session
+                            .record(&self.cfg, || SessionChange::Subscribed {
+                                filter,
+                                options: sub.options,
+                                subscription_identifier: sub.id,
+                            });
                     }
                 } else if let Some(prev) = previous {
                     subs.insert(filter, prev);

@@ -1,13 +1,26 @@
-//! Packets from the client: `Connection::handle_packet`.
+//! Packets from the client: `Connection::handle_packet`, and
+//! `Connection::complete_publish` for what the broker made of a PUBLISH.
 
 use crate::connection::PendingSubscribe;
 use crate::session::{InflightState, Subscription};
-use crate::{CloseReason, Connection, Event, ProtocolError};
+use crate::{CloseReason, Connection, Event, ProtocolError, SessionChange};
 use bytestring::ByteString;
 use std::time::Instant;
 use tern_codec::{
     Disconnect, Packet, PacketId, PubResp, Publish, QoS, ReasonCode, Subscribe, Unsubscribe,
 };
+
+/// What the broker made of a client's PUBLISH ([`Event::Publish`]), for
+/// [`Connection::complete_publish`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Routed to at least one subscriber.
+    Routed,
+    /// No subscription matched (v5 acks say 0x10, 3.4.2.1).
+    NoMatchingSubscribers,
+    /// Not routed, for this reason (>= 0x80; v5 acks carry it).
+    Refused(ReasonCode),
+}
 
 impl Connection {
     /// Handles one decoded packet from the client. Responses are queued as
@@ -84,33 +97,107 @@ impl Connection {
         {
             return self.refuse_payload(&p);
         }
-        match (p.qos, p.packet_id) {
-            (QoS::AtLeastOnce, Some(pid)) => {
-                // [MQTT-4.3.2-4] PUBACK with the same id, [MQTT-4.6.0-2] in order.
-                self.push_ack(Packet::PubAck(PubResp::new(pid)));
-            }
-            (QoS::ExactlyOnce, Some(pid)) => {
-                if self.session.incoming_qos2.contains(&pid) {
-                    // [MQTT-4.3.3-10] acknowledge again, do not route twice.
-                    self.session.stats.publish_in_duplicates += 1;
-                    self.push_ack(Packet::PubRec(PubResp::new(pid)));
-                    return Ok(());
-                }
-                // Only v5 clients are told a Receive Maximum; for v3 the
-                // pending ids are bounded by the packet-id space itself.
-                let limit = self.cfg.receive_maximum();
-                if self.version.is_v5() && self.session.incoming_qos2.len() >= usize::from(limit) {
-                    return self.fail(ProtocolError::ReceiveMaximumExceeded(limit));
-                }
-                self.session.incoming_qos2.insert(pid);
-                // [MQTT-4.3.3-8] PUBREC with the same id.
+        // The codec guarantees a packet id exactly when QoS > 0.
+        let qos2_id = p.packet_id.filter(|_| p.qos == QoS::ExactlyOnce);
+        if let Some(pid) = qos2_id {
+            if self.session.incoming_qos2.contains(&pid) {
+                // [MQTT-4.3.3-10] acknowledge again, do not route twice.
+                self.session.stats.publish_in_duplicates += 1;
                 self.push_ack(Packet::PubRec(PubResp::new(pid)));
+                return Ok(());
             }
-            // QoS 0; the codec guarantees a packet id exactly when QoS > 0.
-            _ => {}
+            // Only v5 clients are told a Receive Maximum; for v3 the
+            // pending ids are bounded by the packet-id space itself.
+            let limit = self.cfg.receive_maximum();
+            if self.version.is_v5() && self.session.incoming_qos2.len() >= usize::from(limit) {
+                return self.fail(ProtocolError::ReceiveMaximumExceeded(limit));
+            }
         }
+        let allowed = self
+            .cfg
+            .authorizer
+            .publish(self.identity(), &p.topic, p.qos, p.retain);
+        if let Some(pid) = qos2_id {
+            // A refused v5 id is not kept ([MQTT5-4.3.3-9]); v3 goes on
+            // with PUBREL/PUBCOMP after its plain PUBREC.
+            if allowed || !self.version.is_v5() {
+                self.session.incoming_qos2.insert(pid);
+                self.session
+                    .record(&self.cfg, || SessionChange::InboundQos2 {
+                        packet_id: pid,
+                        done: false,
+                    });
+            }
+        }
+        if !allowed {
+            self.deny_publish(p);
+            return Ok(());
+        }
+        // The PUBACK / PUBREC waits for `complete_publish`.
         self.push_event(Event::Publish(p));
         Ok(())
+    }
+
+    /// What the broker made of the client's PUBLISH of an
+    /// [`Event::Publish`]: queues its PUBACK (QoS 1) or PUBREC (QoS 2) with
+    /// the same packet id ([MQTT-4.3.2-4], [MQTT-4.3.3-8]); QoS 0 has none.
+    /// Call it before handling the client's next packet, so that
+    /// acknowledgements keep the order of the PUBLISH packets ([MQTT-4.6.0-2]).
+    ///
+    /// A v5 ack carries 0x10 for [`PublishOutcome::NoMatchingSubscribers`]
+    /// (3.4.2.1) and the code of [`PublishOutcome::Refused`]; a refused QoS 2
+    /// id is released at once, as the client sends no PUBREL after an error
+    /// PUBREC, and a later PUBLISH with it is a new message
+    /// ([MQTT5-4.3.3-9]). v3 acks have no reason code: they are plain
+    /// whatever the outcome (and QoS 2 goes on with PUBREL/PUBCOMP).
+    pub fn complete_publish(
+        &mut self,
+        qos: QoS,
+        packet_id: Option<PacketId>,
+        outcome: PublishOutcome,
+    ) {
+        let Some(pid) = packet_id else {
+            return;
+        };
+        let mut resp = PubResp::new(pid);
+        if self.version.is_v5() {
+            resp.reason = match outcome {
+                PublishOutcome::Routed => ReasonCode::SUCCESS,
+                PublishOutcome::NoMatchingSubscribers => ReasonCode::NO_MATCHING_SUBSCRIBERS,
+                PublishOutcome::Refused(code) => code,
+            };
+        }
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.push_ack(Packet::PubAck(resp)),
+            QoS::ExactlyOnce => {
+                if !resp.reason.is_success() && self.session.incoming_qos2.remove(&pid) {
+                    self.session
+                        .record(&self.cfg, || SessionChange::InboundQos2 {
+                            packet_id: pid,
+                            done: true,
+                        });
+                }
+                self.push_ack(Packet::PubRec(resp));
+            }
+        }
+    }
+
+    /// A PUBLISH the authorizer denied: answered as
+    /// `complete_publish(Refused(0x87))` would, not routed, reported.
+    fn deny_publish(&mut self, p: Publish) {
+        self.session.stats.publish_in_refused += 1;
+        tracing::debug!(client_id = %self.session.client_id(), topic = %p.topic,
+            "PUBLISH not authorized: not routed");
+        self.complete_publish(
+            p.qos,
+            p.packet_id,
+            PublishOutcome::Refused(ReasonCode::NOT_AUTHORIZED),
+        );
+        self.push_event(Event::PublishDenied {
+            topic: p.topic,
+            qos: p.qos,
+        });
     }
 
     /// A PUBLISH whose payload is marked UTF-8 and is not ([MQTT5-3.3.2-4]
@@ -187,6 +274,8 @@ impl Connection {
             InflightState::AwaitPubAck => st.puback_in += 1,
             _ => st.pubcomp_in += 1,
         }
+        self.session
+            .record(&self.cfg, || SessionChange::Acked { packet_id: pid });
         self.release_queued(now);
     }
 
@@ -198,11 +287,15 @@ impl Connection {
                 if !r.reason.is_success() {
                     // [MQTT-4.4.0-2] acknowledged, never re-sent; the id is free.
                     self.session.remove_inflight(pid);
+                    self.session
+                        .record(&self.cfg, || SessionChange::Acked { packet_id: pid });
                     self.release_queued(now);
                     return;
                 }
                 // [MQTT-4.3.3-4] PUBREL with the same id; PUBRELs follow PUBREC order.
                 self.session.mark_pubrel(pid);
+                self.session
+                    .record(&self.cfg, || SessionChange::Released { packet_id: pid });
                 self.push_ack(Packet::PubRel(PubResp::new(pid)));
             }
             Some(InflightState::AwaitPubComp) => {
@@ -221,6 +314,11 @@ impl Connection {
     /// ([MQTT-4.3.3-11]); unknown id → PUBCOMP (v5: 0x92).
     fn handle_pubrel(&mut self, pid: PacketId) {
         let resp = if self.session.incoming_qos2.remove(&pid) {
+            self.session
+                .record(&self.cfg, || SessionChange::InboundQos2 {
+                    packet_id: pid,
+                    done: true,
+                });
             PubResp::new(pid)
         } else {
             tracing::debug!(client_id = %self.session.client_id(), pid, "PUBREL for unknown packet id");
@@ -266,6 +364,17 @@ impl Connection {
             }
             // Granted at most the server's Maximum QoS ([MQTT5-3.2.2-10]).
             options.qos = options.qos.min(self.cfg.max_qos);
+            if !self
+                .cfg
+                .authorizer
+                .subscribe(self.identity(), &filter, options.qos)
+            {
+                // 0x87; the codec sends 0x80 (Failure) to v3 clients.
+                tracing::debug!(client_id = %self.session.client_id(), %filter,
+                    "SUBSCRIBE not authorized");
+                slots.push(Some(ReasonCode::NOT_AUTHORIZED));
+                continue;
+            }
             let subs = &mut self.session.subscriptions;
             let previous = subs.get(&filter).copied();
             if previous.is_none() && max != 0 && subs.len() >= max {
@@ -290,10 +399,9 @@ impl Connection {
             return Ok(());
         }
         // A packet id reused before its SUBACK replaces the pending entry.
-        self.pending_subscribes
-            .retain(|(pid, _)| *pid != s.packet_id);
-        self.pending_subscribes
-            .push((s.packet_id, PendingSubscribe { slots, accepted }));
+        let pending = self.pending_subscribes.get_or_insert_with(Box::default);
+        pending.retain(|(pid, _)| *pid != s.packet_id);
+        pending.push((s.packet_id, PendingSubscribe { slots, accepted }));
         self.push_event(Event::Subscribe {
             packet_id: s.packet_id,
             filters,
@@ -304,11 +412,18 @@ impl Connection {
     }
 
     fn handle_unsubscribe(&mut self, u: Unsubscribe) {
-        let existed = u
-            .filters
-            .iter()
-            .map(|f| self.session.subscriptions.remove(f).is_some())
-            .collect();
+        let mut existed = Vec::with_capacity(u.filters.len());
+        for f in &u.filters {
+            let removed = self.session.subscriptions.remove(f).is_some();
+            if removed {
+                // A compact copy: `f` is a slice of the read buffer.
+                self.session
+                    .record(&self.cfg, || SessionChange::Unsubscribed {
+                        filter: crate::compact_str(f),
+                    });
+            }
+            existed.push(removed);
+        }
         self.push_event(Event::Unsubscribe {
             packet_id: u.packet_id,
             filters: u.filters,
@@ -321,6 +436,11 @@ impl Connection {
             if let Some(expiry) = d.properties.session_expiry_interval {
                 if self.connect_expiry == 0 && expiry != 0 {
                     return self.fail(ProtocolError::SessionExpiryAfterZero);
+                }
+                if expiry != self.session.expiry_interval() {
+                    // Recorded while the session is still persistent.
+                    self.session
+                        .record(&self.cfg, || SessionChange::ExpiryChanged { secs: expiry });
                 }
                 self.session.set_expiry_interval(expiry);
             }

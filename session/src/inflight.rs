@@ -102,12 +102,6 @@ impl InflightWindow {
         Ok(pid)
     }
 
-    /// The message recorded by the last `insert` (always the back entry:
-    /// `insert` pushes after any entry it moved), to annotate it.
-    pub(crate) fn last_message_mut(&mut self) -> Option<&mut Message> {
-        self.entries.back_mut()?.message.as_mut()
-    }
-
     /// PUBREC received for `pid`: it now waits for PUBCOMP, and is re-sent
     /// (as PUBREL) in PUBREC order.
     pub(crate) fn mark_pubrel(&mut self, pid: PacketId) {

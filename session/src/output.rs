@@ -161,9 +161,25 @@ impl fmt::Debug for OutboundPublish {
 /// Something the broker must act on.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Event {
-    /// An application message from this client to route. The acknowledgement is
-    /// already queued. QoS 2: emitted once, on first receipt ([MQTT-4.3.3-10]).
+    /// An application message from this client to route. QoS 2: emitted
+    /// once, on first receipt ([MQTT-4.3.3-10]).
+    ///
+    /// No acknowledgement is queued yet: route the message, then call
+    /// [`Connection::complete_publish`](crate::Connection::complete_publish)
+    /// with what routing found, before handling the client's next packet,
+    /// so that acknowledgements stay in the order of the PUBLISH packets
+    /// ([MQTT-4.6.0-2]).
     Publish(Publish),
+    /// The authorizer denied this client's PUBLISH to `topic`
+    /// ([`Authorizer::publish`](crate::Authorizer::publish)): it is not
+    /// routed, and the session has already answered it (QoS 1/2: v5 0x87,
+    /// v3 a plain ack). For the broker's counters and logs.
+    PublishDenied {
+        /// The topic name (inbound Topic Alias applied).
+        topic: ByteString,
+        /// The PUBLISH's QoS.
+        qos: QoS,
+    },
     /// The session has recorded these subscriptions; update routing (and send
     /// retained messages), then call `complete_subscribe` with one reason code
     /// per filter of this event, in order.
@@ -198,6 +214,11 @@ impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Publish(p) => f.debug_tuple("Publish").field(&PublishSummary(p)).finish(),
+            Self::PublishDenied { topic, qos } => f
+                .debug_struct("PublishDenied")
+                .field("topic", topic)
+                .field("qos", qos)
+                .finish(),
             Self::Subscribe {
                 packet_id,
                 filters,
@@ -312,6 +333,10 @@ pub struct Closed {
     pub will: Option<Will>,
     /// The session to store, when it is persistent.
     pub session: Option<Session>,
+    /// The topic of a will the authorizer does not allow to be published
+    /// ([`Authorizer::publish`](crate::Authorizer::publish)): the will is
+    /// not in `will`. For the broker's counters and logs.
+    pub will_denied: Option<ByteString>,
 }
 
 /// What `deliver` did with a message.
@@ -334,6 +359,9 @@ pub enum DropReason {
     Qos0NotQueued,
     /// The message's v5 Message Expiry Interval had already passed ([MQTT-3.3.2-5]).
     Expired,
+    /// The authorizer does not let this client receive messages on the
+    /// topic ([`Authorizer::receive`](crate::Authorizer::receive)).
+    NotAuthorized,
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Session state that outlives a network connection: subscriptions, inflight
 //! messages, QoS 2 ids awaiting PUBREL and the bounded message queue.
 
+use crate::changes::Journal;
 use crate::inflight::InflightWindow;
-use crate::{stats::SessionStats, SessionConfig};
+use crate::{stats::SessionStats, Offer, SessionChange, SessionConfig};
 use bytestring::ByteString;
 use smallvec::SmallVec;
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -121,6 +122,8 @@ pub struct Session {
     /// messages only once it has passed, not on every dropped message.
     next_expiry: Option<Instant>,
     pub(crate) stats: SessionStats,
+    /// Changes recorded for a persistence backend (see `changes`).
+    pub(crate) changes: Journal,
 }
 
 impl fmt::Debug for Session {
@@ -151,6 +154,7 @@ impl Session {
             queued_bytes: 0,
             next_expiry: None,
             stats: SessionStats::default(),
+            changes: None,
         }
     }
 
@@ -205,56 +209,48 @@ impl Session {
             .map(|sub| (&sub.options, sub.id))
     }
 
-    /// Queue a message for an offline client at `now`. `received_at` is when
-    /// the broker received the message: its v5 Message Expiry Interval counts
-    /// from there ([MQTT-3.3.2-5/6]); a message already expired is dropped.
-    /// QoS 0 is dropped unless `cfg.queue_qos0_offline`; the queue is bounded
-    /// by messages and bytes (expired messages are purged first when full).
+    /// Queue a message for an offline client at `now`. `offer.received_at`
+    /// is when the broker received the message: its v5 Message Expiry
+    /// Interval counts from there ([MQTT-3.3.2-5/6]); a message already
+    /// expired is dropped. QoS 0 is dropped unless `cfg.queue_qos0_offline`;
+    /// the queue is bounded by messages and bytes (expired messages are
+    /// purged first when full). A message of a shared subscription
+    /// (`offer.group`) is tagged so that
+    /// [`take_shared_unacked`](Self::take_shared_unacked) finds it.
+    ///
+    /// The authorizer is not asked: a client's right to receive is checked
+    /// by [`Connection::deliver`](crate::Connection::deliver) only.
     pub fn enqueue(
         &mut self,
         now: Instant,
-        msg: &Arc<Publish>,
-        received_at: Instant,
-        qos: QoS,
-        retain: bool,
+        offer: &Offer<'_>,
         cfg: &SessionConfig,
     ) -> EnqueueOutcome {
-        self.enqueue_with_ids(now, msg, received_at, qos, retain, &[], cfg)
-    }
-
-    /// [`Session::enqueue`] carrying v5 subscription identifiers.
-    #[allow(clippy::too_many_arguments)]
-    pub fn enqueue_with_ids(
-        &mut self,
-        now: Instant,
-        msg: &Arc<Publish>,
-        received_at: Instant,
-        qos: QoS,
-        retain: bool,
-        subscription_identifiers: &[u32],
-        cfg: &SessionConfig,
-    ) -> EnqueueOutcome {
+        let qos = offer.qos;
         if qos == QoS::AtMostOnce && !cfg.queue_qos0_offline {
             self.stats.dropped_qos0 += 1;
             return EnqueueOutcome::DroppedQos0;
         }
         let message = Message {
-            msg: Arc::clone(msg),
+            msg: Arc::clone(offer.msg),
             qos,
-            retain,
-            sub_ids: SmallVec::from_slice(subscription_identifiers),
-            received_at,
-            share: None,
+            retain: offer.retain,
+            sub_ids: SmallVec::from_slice(offer.subscription_identifiers),
+            received_at: offer.received_at,
+            share: offer.group.cloned(),
         };
         if message.is_expired(now) {
             self.stats.dropped_expired += 1;
             return EnqueueOutcome::DroppedExpired;
         }
-        if self.push_queue(now, message, cfg) {
-            EnqueueOutcome::Queued
-        } else {
-            EnqueueOutcome::DroppedQueueFull
+        if !self.push_queue(now, message, cfg) {
+            return EnqueueOutcome::DroppedQueueFull;
         }
+        self.record(cfg, || SessionChange::Queued {
+            msg: Arc::clone(offer.msg),
+            qos,
+        });
+        EnqueueOutcome::Queued
     }
 
     /// Messages waiting in the queue.
@@ -303,6 +299,9 @@ impl Session {
         }
         if self.queue.is_empty() {
             self.queue = VecDeque::new();
+        }
+        if self.changes.as_ref().is_some_and(|c| c.is_empty()) {
+            self.changes = None;
         }
     }
 
@@ -517,26 +516,26 @@ pub(crate) mod tests {
         let mut s = Session::new("c".into(), true);
         let small = msg("t", b"abc"); // 4 bytes
         assert_eq!(
-            s.enqueue(now, &small, now, QoS::AtLeastOnce, false, &cfg),
+            s.enqueue(now, &Offer::new(&small, now, QoS::AtLeastOnce), &cfg),
             EnqueueOutcome::Queued
         );
         assert_eq!(
-            s.enqueue(now, &small, now, QoS::ExactlyOnce, false, &cfg),
+            s.enqueue(now, &Offer::new(&small, now, QoS::ExactlyOnce), &cfg),
             EnqueueOutcome::Queued
         );
         assert_eq!(s.queued_bytes(), 8);
         assert_eq!(
-            s.enqueue(now, &small, now, QoS::AtLeastOnce, false, &cfg),
+            s.enqueue(now, &Offer::new(&small, now, QoS::AtLeastOnce), &cfg),
             EnqueueOutcome::DroppedQueueFull,
             "12 > 10 bytes"
         );
         let tiny = msg("t", b"");
         assert_eq!(
-            s.enqueue(now, &tiny, now, QoS::AtLeastOnce, false, &cfg),
+            s.enqueue(now, &Offer::new(&tiny, now, QoS::AtLeastOnce), &cfg),
             EnqueueOutcome::Queued
         );
         assert_eq!(
-            s.enqueue(now, &tiny, now, QoS::AtLeastOnce, false, &cfg),
+            s.enqueue(now, &Offer::new(&tiny, now, QoS::AtLeastOnce), &cfg),
             EnqueueOutcome::DroppedQueueFull,
             "3 messages"
         );
@@ -554,7 +553,7 @@ pub(crate) mod tests {
         let m = msg("t", b"x");
         let cfg = SessionConfig::default();
         assert_eq!(
-            s.enqueue(now, &m, now, QoS::AtMostOnce, false, &cfg),
+            s.enqueue(now, &Offer::new(&m, now, QoS::AtMostOnce), &cfg),
             EnqueueOutcome::DroppedQos0
         );
         assert_eq!(s.stats().dropped_qos0, 1);
@@ -563,7 +562,7 @@ pub(crate) mod tests {
             ..cfg
         };
         assert_eq!(
-            s.enqueue(now, &m, now, QoS::AtMostOnce, false, &cfg),
+            s.enqueue(now, &Offer::new(&m, now, QoS::AtMostOnce), &cfg),
             EnqueueOutcome::Queued
         );
         assert_eq!(s.queued_len(), 1);
@@ -633,7 +632,7 @@ pub(crate) mod tests {
         let mut s = Session::new("c".into(), false);
         let m = msg("t", b"secret-payload");
         let cfg = SessionConfig::default();
-        s.enqueue(now, &m, now, QoS::AtLeastOnce, false, &cfg);
+        s.enqueue(now, &Offer::new(&m, now, QoS::AtLeastOnce), &cfg);
         assert!(!format!("{s:?}").contains("secret"));
         assert!(!s.is_persistent());
     }

@@ -1,10 +1,10 @@
 //! Messages that came through a shared subscription (`$share/{group}/…`,
-//! MQTT 5.0 section 4.8.2): tagged with their group, so that when the
-//! member leaves, the broker can hand the unacknowledged ones to another
-//! member of the group.
+//! MQTT 5.0 section 4.8.2): tagged with their group ([`Offer::group`](crate::Offer::group)),
+//! so that when the member leaves, the broker can hand the unacknowledged
+//! ones to another member of the group.
 
 use crate::session::{InflightState, Message};
-use crate::{Connection, DeliverOutcome, EnqueueOutcome, Session, SessionConfig};
+use crate::{Connection, Session};
 use bytestring::ByteString;
 use smallvec::SmallVec;
 use std::fmt;
@@ -58,38 +58,6 @@ impl SharedOrphan {
 }
 
 impl Session {
-    /// [`Session::enqueue_with_ids`] for a message of the shared
-    /// subscription `group` (its full filter), tagged so that
-    /// [`take_shared_unacked`](Self::take_shared_unacked) finds it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn enqueue_shared(
-        &mut self,
-        now: Instant,
-        msg: &Arc<Publish>,
-        received_at: Instant,
-        qos: QoS,
-        retain: bool,
-        subscription_identifiers: &[u32],
-        group: &ByteString,
-        cfg: &SessionConfig,
-    ) -> EnqueueOutcome {
-        let outcome = self.enqueue_with_ids(
-            now,
-            msg,
-            received_at,
-            qos,
-            retain,
-            subscription_identifiers,
-            cfg,
-        );
-        if outcome == EnqueueOutcome::Queued {
-            if let Some(m) = self.queue.back_mut() {
-                m.share = Some(group.clone());
-            }
-        }
-        outcome
-    }
-
     /// Takes out every QoS > 0 message of a shared subscription that the
     /// client has not acknowledged: QoS 1 messages in flight and QoS 1/2
     /// messages still queued, in the order they would have been sent
@@ -153,42 +121,6 @@ impl Session {
 }
 
 impl Connection {
-    /// [`Connection::deliver`] for a message of the shared subscription
-    /// `group` (its full filter `$share/{group}/{filter}`): the same
-    /// outcome, and a QoS > 0 message is tagged with its group (inflight or
-    /// queued) so that [`Session::take_shared_unacked`] finds it if this
-    /// client leaves before acknowledging it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn deliver_shared(
-        &mut self,
-        now: Instant,
-        msg: &Arc<Publish>,
-        received_at: Instant,
-        qos: QoS,
-        retain: bool,
-        subscription_identifiers: &[u32],
-        group: &ByteString,
-    ) -> DeliverOutcome {
-        let inflight = self.session.inflight_len();
-        let outcome = self.deliver(now, msg, received_at, qos, retain, subscription_identifiers);
-        if qos == QoS::AtMostOnce {
-            return outcome;
-        }
-        let tagged = match outcome {
-            DeliverOutcome::Queued => self.session.queue.back_mut(),
-            DeliverOutcome::Sent if self.session.inflight_len() > inflight => {
-                self.session.inflight.last_message_mut()
-            }
-            // Every packet id in use: `deliver` put it back at the head.
-            DeliverOutcome::Sent => self.session.queue.front_mut(),
-            DeliverOutcome::Dropped(_) => None,
-        };
-        if let Some(m) = tagged {
-            m.share = Some(group.clone());
-        }
-        outcome
-    }
-
     /// [`Session::take_shared_unacked_for`] on this connection's session,
     /// before [`handle_close`](Self::handle_close) (which drops a session
     /// that is not persistent).
@@ -201,7 +133,7 @@ impl Connection {
 mod tests {
     use super::*;
     use crate::session::tests::msg;
-    use crate::{ConnectCheck, Transmit};
+    use crate::{ConnectCheck, DeliverOutcome, EnqueueOutcome, Offer, SessionConfig, Transmit};
     use tern_codec::{Connect, Packet, PacketId, ProtocolVersion, PubResp};
 
     const G: &str = "$share/g/t";
@@ -256,23 +188,61 @@ mod tests {
         let q1 = QoS::AtLeastOnce;
         let q2 = QoS::ExactlyOnce;
         let acked = with_payload(b"acked", q1);
-        conn.deliver_shared(now, &acked, now, q1, false, &[], &g);
+        conn.deliver(
+            now,
+            &Offer {
+                group: Some(&g),
+                ..Offer::new(&acked, now, q1)
+            },
+        );
         let sent1 = with_payload(b"sent1", q1);
-        conn.deliver_shared(now, &sent1, now, q1, true, &[7], &g);
+        conn.deliver(
+            now,
+            &Offer {
+                retain: true,
+                subscription_identifiers: &[7],
+                group: Some(&g),
+                ..Offer::new(&sent1, now, q1)
+            },
+        );
         let sent2 = with_payload(b"sent2", q2);
-        conn.deliver_shared(now, &sent2, now, q2, false, &[], &g);
+        conn.deliver(
+            now,
+            &Offer {
+                group: Some(&g),
+                ..Offer::new(&sent2, now, q2)
+            },
+        );
         // The window (3) is full from here on: the rest is queued.
         let queued1 = with_payload(b"queued1", q1);
         let normal = with_payload(b"normal", q1);
         let queued2 = with_payload(b"queued2", q2);
         let qos0 = with_payload(b"qos0", QoS::AtMostOnce);
         assert_eq!(
-            conn.deliver_shared(now, &queued1, now, q1, false, &[], &g),
+            conn.deliver(
+                now,
+                &Offer {
+                    group: Some(&g),
+                    ..Offer::new(&queued1, now, q1)
+                }
+            ),
             DeliverOutcome::Queued
         );
-        conn.deliver(now, &normal, now, q1, false, &[]);
-        conn.deliver_shared(now, &queued2, now, q2, false, &[], &g);
-        conn.deliver_shared(now, &qos0, now, QoS::AtMostOnce, false, &[], &g);
+        conn.deliver(now, &Offer::new(&normal, now, q1));
+        conn.deliver(
+            now,
+            &Offer {
+                group: Some(&g),
+                ..Offer::new(&queued2, now, q2)
+            },
+        );
+        conn.deliver(
+            now,
+            &Offer {
+                group: Some(&g),
+                ..Offer::new(&qos0, now, QoS::AtMostOnce)
+            },
+        );
         conn.handle_packet(now, Packet::PubAck(PubResp::new(pid(1))))
             .unwrap();
         // The ack released `queued1` into the window.
@@ -324,7 +294,13 @@ mod tests {
         let now = Instant::now();
         let mut conn = open(10);
         let m = with_payload(b"two", QoS::ExactlyOnce);
-        conn.deliver_shared(now, &m, now, QoS::ExactlyOnce, false, &[], &group());
+        conn.deliver(
+            now,
+            &Offer {
+                group: Some(&group()),
+                ..Offer::new(&m, now, QoS::ExactlyOnce)
+            },
+        );
         conn.handle_packet(now, Packet::PubRec(PubResp::new(pid(1))))
             .unwrap();
         assert!(conn.take_shared_unacked_for(|_| true).is_empty());
@@ -341,8 +317,20 @@ mod tests {
         let other = ByteString::from_static("$share/h/t");
         let a = with_payload(b"a", QoS::AtLeastOnce);
         let b = with_payload(b"b", QoS::AtLeastOnce);
-        conn.deliver_shared(now, &a, now, QoS::AtLeastOnce, false, &[], &group());
-        conn.deliver_shared(now, &b, now, QoS::AtLeastOnce, false, &[], &other);
+        conn.deliver(
+            now,
+            &Offer {
+                group: Some(&group()),
+                ..Offer::new(&a, now, QoS::AtLeastOnce)
+            },
+        );
+        conn.deliver(
+            now,
+            &Offer {
+                group: Some(&other),
+                ..Offer::new(&b, now, QoS::AtLeastOnce)
+            },
+        );
         let taken = conn.take_shared_unacked_for(|g| g == "$share/h/t");
         assert_eq!(payloads(&taken), [&b"b"[..]]);
         assert_eq!(taken[0].group, "$share/h/t");
@@ -364,13 +352,34 @@ mod tests {
         let plain = with_payload(b"plain", QoS::AtLeastOnce);
         let g = group();
         assert_eq!(
-            s.enqueue_shared(now, &a, now, QoS::AtLeastOnce, false, &[], &g, &cfg),
+            s.enqueue(
+                now,
+                &Offer {
+                    group: Some(&g),
+                    ..Offer::new(&a, now, QoS::AtLeastOnce)
+                },
+                &cfg
+            ),
             EnqueueOutcome::Queued
         );
-        s.enqueue(now, &plain, now, QoS::AtLeastOnce, false, &cfg);
-        s.enqueue_shared(now, &b, now, QoS::AtLeastOnce, false, &[], &g, &cfg);
+        s.enqueue(now, &Offer::new(&plain, now, QoS::AtLeastOnce), &cfg);
+        s.enqueue(
+            now,
+            &Offer {
+                group: Some(&g),
+                ..Offer::new(&b, now, QoS::AtLeastOnce)
+            },
+            &cfg,
+        );
         assert_eq!(
-            s.enqueue_shared(now, &a, now, QoS::AtMostOnce, false, &[], &g, &cfg),
+            s.enqueue(
+                now,
+                &Offer {
+                    group: Some(&g),
+                    ..Offer::new(&a, now, QoS::AtMostOnce)
+                },
+                &cfg
+            ),
             EnqueueOutcome::DroppedQos0
         );
         let taken = s.take_shared_unacked();
@@ -387,8 +396,8 @@ mod tests {
         let mut conn = open(1);
         let a = with_payload(b"a", QoS::AtLeastOnce);
         let b = with_payload(b"b", QoS::AtLeastOnce);
-        conn.deliver(now, &a, now, QoS::AtLeastOnce, false, &[]);
-        conn.deliver(now, &b, now, QoS::AtLeastOnce, false, &[]);
+        conn.deliver(now, &Offer::new(&a, now, QoS::AtLeastOnce));
+        conn.deliver(now, &Offer::new(&b, now, QoS::AtLeastOnce));
         assert!(conn.take_shared_unacked_for(|_| true).is_empty());
         assert_eq!(conn.session().inflight_len(), 1);
         assert_eq!(conn.session().queued_len(), 1);

@@ -7,7 +7,9 @@ pub struct SessionStats {
     pub publish_in: u64,
     /// QoS 2 duplicates acknowledged but not routed again.
     pub publish_in_duplicates: u64,
-    /// PUBLISH packets refused with a reason code (payload not valid UTF-8).
+    /// PUBLISH packets refused, not routed: answered with a reason code
+    /// (payload not valid UTF-8), or denied by the authorizer (QoS 0 too,
+    /// see [`Event::PublishDenied`](crate::Event::PublishDenied)).
     pub publish_in_refused: u64,
     /// PUBLISH packets sent for the first time.
     pub publish_out: u64,
@@ -48,6 +50,7 @@ pub struct ConnectionStats {
     pub pings: u64,
     /// Messages passed to `deliver`.
     pub delivered: u64,
-    /// `deliver` calls that dropped the message.
+    /// `deliver` calls that dropped the message (the [`DropReason`](crate::DropReason)
+    /// is in the outcome).
     pub deliver_dropped: u64,
 }

@@ -9,7 +9,7 @@ use common::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tern_codec::QoS;
-use tern_session::DeliverOutcome;
+use tern_session::{DeliverOutcome, Offer};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -41,12 +41,24 @@ fn qos0_deliver_does_not_allocate_after_warm_up() {
     let message = msg("t", b"x");
     // Warm up: grow the transmit queue once.
     for _ in 0..64 {
-        conn.deliver(at_ms(1), &message, at_ms(1), QoS::AtMostOnce, false, &[1]);
+        conn.deliver(
+            at_ms(1),
+            &Offer {
+                subscription_identifiers: &[1],
+                ..Offer::new(&message, at_ms(1), QoS::AtMostOnce)
+            },
+        );
     }
     drain(&mut conn);
     let before = ALLOCS.load(Ordering::Relaxed);
     for _ in 0..64 {
-        let o = conn.deliver(at_ms(2), &message, at_ms(2), QoS::AtMostOnce, false, &[1]);
+        let o = conn.deliver(
+            at_ms(2),
+            &Offer {
+                subscription_identifiers: &[1],
+                ..Offer::new(&message, at_ms(2), QoS::AtMostOnce)
+            },
+        );
         assert_eq!(o, DeliverOutcome::Sent);
     }
     let after = ALLOCS.load(Ordering::Relaxed);

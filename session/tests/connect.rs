@@ -144,10 +144,7 @@ fn clean_start_discards_existing_session_mqtt_3_2_2_1() {
     let mut old = Session::new("c".into(), true);
     old.enqueue(
         t0(),
-        &msg("t", b"x"),
-        t0(),
-        QoS::AtLeastOnce,
-        false,
+        &Offer::new(&msg("t", b"x"), t0(), QoS::AtLeastOnce),
         &SessionConfig::default(),
     );
     let (mut conn, ack) = open(v311("c", true), Some(old), SessionConfig::default());

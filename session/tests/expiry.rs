@@ -50,20 +50,12 @@ fn immediate_delivery_forwards_the_interval_mqtt_3_3_2_6() {
     let mut conn = open_v5("c");
     conn.deliver(
         at_ms(5),
-        &expiring(1, 30),
-        at_ms(5),
-        QoS::AtLeastOnce,
-        false,
-        &[],
+        &Offer::new(&expiring(1, 30), at_ms(5), QoS::AtLeastOnce),
     );
-    conn.deliver(at_ms(5), &m(2), at_ms(5), QoS::AtMostOnce, false, &[]);
+    conn.deliver(at_ms(5), &Offer::new(&m(2), at_ms(5), QoS::AtMostOnce));
     conn.deliver(
         at_ms(5),
-        &expiring(3, 0),
-        at_ms(5),
-        QoS::AtMostOnce,
-        false,
-        &[],
+        &Offer::new(&expiring(3, 0), at_ms(5), QoS::AtMostOnce),
     );
     assert_eq!(
         sent(&mut conn),
@@ -82,11 +74,7 @@ fn interval_counts_from_reception_mqtt_3_3_2_6() {
     let mut conn = open_v5("c");
     let o = conn.deliver(
         at_ms(2500),
-        &expiring(1, 10),
-        at_ms(0),
-        QoS::AtLeastOnce,
-        false,
-        &[],
+        &Offer::new(&expiring(1, 10), at_ms(0), QoS::AtLeastOnce),
     );
     assert_eq!(o, DeliverOutcome::Sent);
     assert_eq!(sent(&mut conn), vec![("m1", false, Some(8))]);
@@ -97,7 +85,7 @@ fn interval_counts_from_reception_mqtt_3_3_2_6() {
 fn deliver_drops_an_already_expired_message_mqtt_3_3_2_5() {
     let mut conn = open_v5("c");
     for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
-        let o = conn.deliver(at_ms(10 * S), &expiring(1, 10), at_ms(0), qos, false, &[]);
+        let o = conn.deliver(at_ms(10 * S), &Offer::new(&expiring(1, 10), at_ms(0), qos));
         assert_eq!(o, DeliverOutcome::Dropped(DropReason::Expired));
     }
     assert!(sent(&mut conn).is_empty());
@@ -110,25 +98,17 @@ fn deliver_drops_an_already_expired_message_mqtt_3_3_2_5() {
 #[test]
 fn queued_message_expires_before_release_mqtt_3_3_2_5() {
     let (mut conn, _) = open(v5("c", true, None), None, window(1));
-    conn.deliver(at_ms(0), &m(1), at_ms(0), QoS::AtLeastOnce, false, &[]);
+    conn.deliver(at_ms(0), &Offer::new(&m(1), at_ms(0), QoS::AtLeastOnce));
     assert_eq!(
         conn.deliver(
             at_ms(0),
-            &expiring(2, 5),
-            at_ms(0),
-            QoS::AtLeastOnce,
-            false,
-            &[]
+            &Offer::new(&expiring(2, 5), at_ms(0), QoS::AtLeastOnce)
         ),
         DeliverOutcome::Queued
     );
     conn.deliver(
         at_ms(0),
-        &expiring(3, 60),
-        at_ms(0),
-        QoS::AtLeastOnce,
-        false,
-        &[],
+        &Offer::new(&expiring(3, 60), at_ms(0), QoS::AtLeastOnce),
     );
     assert_eq!(sent(&mut conn), vec![("m1", false, None)]);
     conn.handle_packet(at_ms(6 * S), puback(1)).unwrap();
@@ -142,15 +122,11 @@ fn queued_message_expires_before_release_mqtt_3_3_2_5() {
 #[test]
 fn remaining_interval_decreases_with_waiting_time_mqtt_3_3_2_6() {
     let (mut conn, _) = open(v5("c", true, None), None, window(1));
-    conn.deliver(at_ms(0), &m(1), at_ms(0), QoS::AtLeastOnce, false, &[]);
+    conn.deliver(at_ms(0), &Offer::new(&m(1), at_ms(0), QoS::AtLeastOnce));
     for i in 2..=4 {
         conn.deliver(
             at_ms(0),
-            &expiring(i, 10),
-            at_ms(0),
-            QoS::ExactlyOnce,
-            false,
-            &[],
+            &Offer::new(&expiring(i, 10), at_ms(0), QoS::ExactlyOnce),
         );
     }
     sent(&mut conn);
@@ -177,15 +153,12 @@ fn offline_queue_expires_while_client_is_away_mqtt_3_3_2_5() {
     for (i, secs) in [(1, 5), (2, 30)] {
         let o = s.enqueue(
             at_ms(0),
-            &expiring(i, secs),
-            at_ms(0),
-            QoS::AtLeastOnce,
-            false,
+            &Offer::new(&expiring(i, secs), at_ms(0), QoS::AtLeastOnce),
             &c,
         );
         assert_eq!(o, EnqueueOutcome::Queued);
     }
-    s.enqueue(at_ms(0), &m(3), at_ms(0), QoS::AtLeastOnce, false, &c);
+    s.enqueue(at_ms(0), &Offer::new(&m(3), at_ms(0), QoS::AtLeastOnce), &c);
     let mut conn = open_at(at_ms(10 * S), v5("c", false, Some(60)), Some(s), c);
     assert_eq!(
         sent(&mut conn),
@@ -201,10 +174,7 @@ fn enqueue_drops_an_already_expired_message() {
     let c = SessionConfig::default();
     let o = s.enqueue(
         at_ms(3 * S),
-        &expiring(1, 3),
-        at_ms(0),
-        QoS::AtLeastOnce,
-        false,
+        &Offer::new(&expiring(1, 3), at_ms(0), QoS::AtLeastOnce),
         &c,
     );
     assert_eq!(o, EnqueueOutcome::DroppedExpired);
@@ -221,32 +191,27 @@ fn full_queue_purges_expired_messages_first() {
     let mut s = Session::new("c".into(), true);
     s.enqueue(
         at_ms(0),
-        &expiring(1, 1),
-        at_ms(0),
-        QoS::AtLeastOnce,
-        false,
+        &Offer::new(&expiring(1, 1), at_ms(0), QoS::AtLeastOnce),
         &c,
     );
     s.enqueue(
         at_ms(0),
-        &expiring(2, 100),
-        at_ms(0),
-        QoS::AtLeastOnce,
-        false,
+        &Offer::new(&expiring(2, 100), at_ms(0), QoS::AtLeastOnce),
         &c,
     );
     assert_eq!(
-        s.enqueue(at_ms(500), &m(3), at_ms(500), QoS::AtLeastOnce, false, &c),
+        s.enqueue(
+            at_ms(500),
+            &Offer::new(&m(3), at_ms(500), QoS::AtLeastOnce),
+            &c
+        ),
         EnqueueOutcome::DroppedQueueFull,
         "nothing expired yet"
     );
     assert_eq!(
         s.enqueue(
             at_ms(2 * S),
-            &m(4),
-            at_ms(2 * S),
-            QoS::AtLeastOnce,
-            false,
+            &Offer::new(&m(4), at_ms(2 * S), QoS::AtLeastOnce),
             &c
         ),
         EnqueueOutcome::Queued
@@ -265,21 +230,13 @@ fn inflight_resent_on_resume_carries_the_reduced_interval_mqtt_4_3_3_7() {
     let (mut conn, _) = open(v5("c", false, Some(60)), None, SessionConfig::default());
     conn.deliver(
         at_ms(0),
-        &expiring(1, 30),
-        at_ms(0),
-        QoS::AtLeastOnce,
-        false,
-        &[],
+        &Offer::new(&expiring(1, 30), at_ms(0), QoS::AtLeastOnce),
     );
     conn.deliver(
         at_ms(0),
-        &expiring(2, 3),
-        at_ms(0),
-        QoS::ExactlyOnce,
-        false,
-        &[],
+        &Offer::new(&expiring(2, 3), at_ms(0), QoS::ExactlyOnce),
     );
-    conn.deliver(at_ms(0), &m(3), at_ms(0), QoS::AtLeastOnce, false, &[]);
+    conn.deliver(at_ms(0), &Offer::new(&m(3), at_ms(0), QoS::AtLeastOnce));
     sent(&mut conn);
     let session = conn
         .handle_close(at_ms(S), CloseReason::NetworkError)
@@ -309,27 +266,15 @@ fn v3_receiver_gets_no_property_but_expiry_still_applies() {
     let (mut conn, _) = open(v311("c", true), None, window(1));
     conn.deliver(
         at_ms(0),
-        &expiring(1, 30),
-        at_ms(0),
-        QoS::AtLeastOnce,
-        false,
-        &[],
+        &Offer::new(&expiring(1, 30), at_ms(0), QoS::AtLeastOnce),
     );
     conn.deliver(
         at_ms(0),
-        &expiring(2, 2),
-        at_ms(0),
-        QoS::AtLeastOnce,
-        false,
-        &[],
+        &Offer::new(&expiring(2, 2), at_ms(0), QoS::AtLeastOnce),
     );
     conn.deliver(
         at_ms(0),
-        &expiring(3, 30),
-        at_ms(0),
-        QoS::AtLeastOnce,
-        false,
-        &[],
+        &Offer::new(&expiring(3, 30), at_ms(0), QoS::AtLeastOnce),
     );
     assert_eq!(sent(&mut conn), vec![("m1", false, None)]);
     conn.handle_packet(at_ms(5 * S), puback(1)).unwrap();

@@ -20,7 +20,7 @@ fn packet_ids_are_reused_only_when_free_and_wrap_mqtt_2_3_1_2() {
     // Keep id 2 inflight the whole time; acknowledge everything else.
     let mut seen_after_wrap = Vec::new();
     for i in 0..(u32::from(u16::MAX) + 3) {
-        conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[]);
+        conn.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::AtLeastOnce));
         let ts = drain(&mut conn);
         let [Transmit::Publish(p)] = &ts[..] else {
             panic!("{ts:?}")
@@ -50,7 +50,7 @@ fn packet_ids_are_reused_only_when_free_and_wrap_mqtt_2_3_1_2() {
 fn inflight_window_queues_and_releases_in_order_mqtt_4_9_0_2() {
     let (mut conn, _) = open(v311("c", true), None, cfg(2));
     let outcomes: Vec<_> = (1..=5)
-        .map(|i| conn.deliver(at_ms(1), &m(i), at_ms(1), QoS::AtLeastOnce, false, &[]))
+        .map(|i| conn.deliver(at_ms(1), &Offer::new(&m(i), at_ms(1), QoS::AtLeastOnce)))
         .collect();
     use DeliverOutcome::*;
     assert_eq!(outcomes, vec![Sent, Sent, Queued, Queued, Queued]);
@@ -77,8 +77,8 @@ fn inflight_window_queues_and_releases_in_order_mqtt_4_9_0_2() {
 #[test]
 fn qos2_holds_the_window_until_pubcomp() {
     let (mut conn, _) = open(v311("c", true), None, cfg(1));
-    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::ExactlyOnce, false, &[]);
-    conn.deliver(at_ms(1), &m(2), at_ms(1), QoS::ExactlyOnce, false, &[]);
+    conn.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::ExactlyOnce));
+    conn.deliver(at_ms(1), &Offer::new(&m(2), at_ms(1), QoS::ExactlyOnce));
     conn.handle_packet(at_ms(2), pubrec(1)).unwrap();
     assert_eq!(
         out(&mut conn),
@@ -96,11 +96,11 @@ fn v5_client_receive_maximum_caps_the_window_mqtt_3_3_4_9() {
     let (mut conn, _) = open(c, None, cfg(32));
     assert_eq!(conn.send_window(), 1);
     assert_eq!(
-        conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[]),
+        conn.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::AtLeastOnce)),
         DeliverOutcome::Sent
     );
     assert_eq!(
-        conn.deliver(at_ms(1), &m(2), at_ms(1), QoS::ExactlyOnce, false, &[]),
+        conn.deliver(at_ms(1), &Offer::new(&m(2), at_ms(1), QoS::ExactlyOnce)),
         DeliverOutcome::Queued
     );
     let (conn2, _) = open(v5("d", true, None), None, cfg(4));
@@ -113,12 +113,12 @@ fn v5_client_receive_maximum_caps_the_window_mqtt_3_3_4_9() {
 fn new_deliveries_go_behind_the_queue_mqtt_4_6_0_6() {
     let mut old = Session::new("c".into(), true);
     let c = cfg(1);
-    old.enqueue(t0(), &m(1), t0(), QoS::AtLeastOnce, false, &c);
-    old.enqueue(t0(), &m(2), t0(), QoS::AtLeastOnce, false, &c);
+    old.enqueue(t0(), &Offer::new(&m(1), t0(), QoS::AtLeastOnce), &c);
+    old.enqueue(t0(), &Offer::new(&m(2), t0(), QoS::AtLeastOnce), &c);
     let (mut conn, _) = open(v311("c", false), Some(old), c);
     assert_eq!(out(&mut conn), vec![pub_(Some(1), false, "m1")]);
     assert_eq!(
-        conn.deliver(at_ms(1), &m(3), at_ms(1), QoS::AtLeastOnce, false, &[]),
+        conn.deliver(at_ms(1), &Offer::new(&m(3), at_ms(1), QoS::AtLeastOnce)),
         DeliverOutcome::Queued
     );
     conn.handle_packet(at_ms(2), puback(1)).unwrap();
@@ -134,10 +134,10 @@ fn new_deliveries_go_behind_the_queue_mqtt_4_6_0_6() {
 #[test]
 fn qos0_bypasses_a_full_window() {
     let (mut conn, _) = open(v311("c", true), None, cfg(1));
-    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[]);
-    conn.deliver(at_ms(1), &m(2), at_ms(1), QoS::AtLeastOnce, false, &[]);
+    conn.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::AtLeastOnce));
+    conn.deliver(at_ms(1), &Offer::new(&m(2), at_ms(1), QoS::AtLeastOnce));
     assert_eq!(
-        conn.deliver(at_ms(1), &m(3), at_ms(1), QoS::AtMostOnce, false, &[]),
+        conn.deliver(at_ms(1), &Offer::new(&m(3), at_ms(1), QoS::AtMostOnce)),
         DeliverOutcome::Sent
     );
     assert_eq!(
@@ -157,7 +157,7 @@ fn queue_message_limit_drops_with_queue_full() {
     let (mut conn, _) = open(v311("c", true), None, c);
     use DeliverOutcome::*;
     let outcomes: Vec<_> = (1..=4)
-        .map(|i| conn.deliver(at_ms(1), &m(i), at_ms(1), QoS::AtLeastOnce, false, &[]))
+        .map(|i| conn.deliver(at_ms(1), &Offer::new(&m(i), at_ms(1), QoS::AtLeastOnce)))
         .collect();
     assert_eq!(
         outcomes,
@@ -177,24 +177,24 @@ fn queue_byte_limit_drops_with_queue_full() {
         ..Default::default()
     };
     let (mut conn, _) = open(v311("c", true), None, c);
-    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[]); // sent
+    conn.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::AtLeastOnce)); // sent
     assert_eq!(
-        conn.deliver(at_ms(1), &m(2), at_ms(1), QoS::AtLeastOnce, false, &[]),
+        conn.deliver(at_ms(1), &Offer::new(&m(2), at_ms(1), QoS::AtLeastOnce)),
         DeliverOutcome::Queued
     ); // 3 bytes
     assert_eq!(
-        conn.deliver(at_ms(1), &m(3), at_ms(1), QoS::AtLeastOnce, false, &[]),
+        conn.deliver(at_ms(1), &Offer::new(&m(3), at_ms(1), QoS::AtLeastOnce)),
         DeliverOutcome::Queued
     ); // 6 bytes
     assert_eq!(
-        conn.deliver(at_ms(1), &m(4), at_ms(1), QoS::AtLeastOnce, false, &[]),
+        conn.deliver(at_ms(1), &Offer::new(&m(4), at_ms(1), QoS::AtLeastOnce)),
         DeliverOutcome::Dropped(DropReason::QueueFull)
     );
     assert_eq!(conn.session().queued_bytes(), 6);
     conn.handle_packet(at_ms(2), puback(1)).unwrap();
     assert_eq!(conn.session().queued_bytes(), 3);
     assert_eq!(
-        conn.deliver(at_ms(3), &m(5), at_ms(3), QoS::AtLeastOnce, false, &[]),
+        conn.deliver(at_ms(3), &Offer::new(&m(5), at_ms(3), QoS::AtLeastOnce)),
         DeliverOutcome::Queued
     );
 }
@@ -208,12 +208,19 @@ fn offline_enqueue_then_release_on_resume_up_to_window() {
     };
     let mut s = Session::new("c".into(), true);
     assert_eq!(
-        s.enqueue(t0(), &m(0), t0(), QoS::AtMostOnce, false, &c),
+        s.enqueue(t0(), &Offer::new(&m(0), t0(), QoS::AtMostOnce), &c),
         EnqueueOutcome::DroppedQos0
     );
     for i in 1..=3 {
         assert_eq!(
-            s.enqueue(t0(), &m(i), t0(), QoS::ExactlyOnce, i == 1, &c),
+            s.enqueue(
+                t0(),
+                &Offer {
+                    retain: i == 1,
+                    ..Offer::new(&m(i), t0(), QoS::ExactlyOnce)
+                },
+                &c
+            ),
             EnqueueOutcome::Queued
         );
     }
@@ -237,9 +244,9 @@ fn offline_qos0_queued_when_enabled_is_sent_without_window() {
         ..Default::default()
     };
     let mut s = Session::new("c".into(), true);
-    s.enqueue(t0(), &m(1), t0(), QoS::AtLeastOnce, false, &c);
-    s.enqueue(t0(), &m(2), t0(), QoS::AtLeastOnce, false, &c);
-    s.enqueue(t0(), &m(3), t0(), QoS::AtMostOnce, false, &c);
+    s.enqueue(t0(), &Offer::new(&m(1), t0(), QoS::AtLeastOnce), &c);
+    s.enqueue(t0(), &Offer::new(&m(2), t0(), QoS::AtLeastOnce), &c);
+    s.enqueue(t0(), &Offer::new(&m(3), t0(), QoS::AtMostOnce), &c);
     let (mut conn, _) = open(v311("c", false), Some(s), c);
     assert_eq!(out(&mut conn), vec![pub_(Some(1), false, "m1")]);
     conn.handle_packet(at_ms(1), puback(1)).unwrap();
@@ -257,11 +264,11 @@ fn deliver_while_closing_queues_qos1_and_drops_qos0() {
     conn.handle_packet(at_ms(1), Packet::Disconnect(Disconnect::default()))
         .unwrap();
     assert_eq!(
-        conn.deliver(at_ms(2), &m(1), at_ms(2), QoS::AtLeastOnce, false, &[]),
+        conn.deliver(at_ms(2), &Offer::new(&m(1), at_ms(2), QoS::AtLeastOnce)),
         DeliverOutcome::Queued
     );
     assert_eq!(
-        conn.deliver(at_ms(2), &m(2), at_ms(2), QoS::AtMostOnce, false, &[]),
+        conn.deliver(at_ms(2), &Offer::new(&m(2), at_ms(2), QoS::AtMostOnce)),
         DeliverOutcome::Dropped(DropReason::Qos0NotQueued)
     );
     assert!(drain(&mut conn).is_empty());

@@ -9,7 +9,7 @@ use common::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use tern_codec::{Packet, QoS, ReasonCode};
-use tern_session::{Connection, Session, SessionConfig, Transmit};
+use tern_session::{Connection, Offer, Session, SessionConfig, Transmit};
 
 struct Counting;
 /// Bytes currently allocated.
@@ -81,7 +81,7 @@ fn an_idle_connection_keeps_no_heap_and_stays_small() {
     let _ = events(&mut conn);
     conn.complete_subscribe(pid(1), vec![ReasonCode(1)]);
     let message = msg("a/b", b"x");
-    conn.deliver(at_ms(2), &message, at_ms(2), QoS::AtLeastOnce, false, &[]);
+    conn.deliver(at_ms(2), &Offer::new(&message, at_ms(2), QoS::AtLeastOnce));
     drain(&mut conn);
     conn.handle_packet(at_ms(3), puback(1)).unwrap();
     drain(&mut conn);
@@ -95,7 +95,7 @@ fn an_idle_connection_keeps_no_heap_and_stays_small() {
     assert_eq!(conn.session().subscriptions().count(), 1, "state is kept");
     // The subscription still works after the release.
     let again = msg("a/b", b"y");
-    conn.deliver(at_ms(4), &again, at_ms(4), QoS::AtLeastOnce, false, &[]);
+    conn.deliver(at_ms(4), &Offer::new(&again, at_ms(4), QoS::AtLeastOnce));
     assert!(matches!(
         drain(&mut conn).as_slice(),
         [Transmit::Publish(p)] if p.packet_id == Some(pid(2))

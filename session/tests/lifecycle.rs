@@ -176,12 +176,12 @@ fn resume_retransmits_with_dup_in_order_mqtt_4_4_0_1() {
         ..Default::default()
     };
     let (mut conn, _) = open(v311("c", false), None, c.clone());
-    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[]);
-    conn.deliver(at_ms(1), &m(2), at_ms(1), QoS::ExactlyOnce, false, &[]);
-    conn.deliver(at_ms(1), &m(3), at_ms(1), QoS::ExactlyOnce, false, &[]);
-    conn.deliver(at_ms(1), &m(4), at_ms(1), QoS::AtLeastOnce, false, &[]);
+    conn.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::AtLeastOnce));
+    conn.deliver(at_ms(1), &Offer::new(&m(2), at_ms(1), QoS::ExactlyOnce));
+    conn.deliver(at_ms(1), &Offer::new(&m(3), at_ms(1), QoS::ExactlyOnce));
+    conn.deliver(at_ms(1), &Offer::new(&m(4), at_ms(1), QoS::AtLeastOnce));
     assert_eq!(
-        conn.deliver(at_ms(1), &m(5), at_ms(1), QoS::AtLeastOnce, false, &[]),
+        conn.deliver(at_ms(1), &Offer::new(&m(5), at_ms(1), QoS::AtLeastOnce)),
         DeliverOutcome::Queued
     );
     conn.handle_packet(at_ms(2), pubrec(3)).unwrap();
@@ -238,7 +238,7 @@ fn incoming_qos2_state_survives_resume() {
 #[test]
 fn takeover_moves_the_session_mqtt_3_1_4_3() {
     let (mut old, _) = open(v5("c", false, Some(60)), None, SessionConfig::default());
-    old.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[]);
+    old.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::AtLeastOnce));
     drain(&mut old);
     old.close(CloseReason::TakenOver);
     assert_eq!(
@@ -285,7 +285,7 @@ fn server_shutdown_sends_0x8b_to_v5_clients() {
         Some(ReasonCode::SERVER_SHUTTING_DOWN)
     );
     assert_eq!(
-        conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtMostOnce, false, &[]),
+        conn.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::AtMostOnce)),
         DeliverOutcome::Dropped(DropReason::Qos0NotQueued)
     );
     assert!(drain(&mut conn).is_empty(), "nothing after DISCONNECT");

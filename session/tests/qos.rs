@@ -32,6 +32,7 @@ fn inbound_qos1_gets_puback_with_same_id() {
     let mut conn = open_v311("c");
     conn.handle_packet(at_ms(1), publish(QoS::AtLeastOnce, Some(42), "t"))
         .unwrap();
+    conn.complete_publish(QoS::AtLeastOnce, Some(pid(42)), PublishOutcome::Routed);
     assert_eq!(out(&mut conn), vec![ctl("PUBACK", Some(42))]);
     assert_eq!(routed(&mut conn), 1);
 }
@@ -43,6 +44,7 @@ fn inbound_qos2_exactly_once_mqtt_4_3_3_10() {
     let mut conn = open_v311("c");
     conn.handle_packet(at_ms(1), publish(QoS::ExactlyOnce, Some(7), "t"))
         .unwrap();
+    conn.complete_publish(QoS::ExactlyOnce, Some(pid(7)), PublishOutcome::Routed);
     assert_eq!(out(&mut conn), vec![ctl("PUBREC", Some(7))]);
     assert_eq!(routed(&mut conn), 1);
     assert_eq!(conn.session().pending_pubrel_len(), 1);
@@ -188,11 +190,10 @@ fn outbound_qos0_is_sent_immediately_without_packet_id() {
     let mut conn = open_v311("c");
     let o = conn.deliver(
         at_ms(1),
-        &msg("t", b"x"),
-        at_ms(1),
-        QoS::AtMostOnce,
-        true,
-        &[],
+        &Offer {
+            retain: true,
+            ..Offer::new(&msg("t", b"x"), at_ms(1), QoS::AtMostOnce)
+        },
     );
     assert_eq!(o, DeliverOutcome::Sent);
     let ts = drain(&mut conn);
@@ -211,7 +212,7 @@ fn outbound_qos0_is_sent_immediately_without_packet_id() {
 fn outbound_qos1_until_puback() {
     let mut conn = open_v311("c");
     assert_eq!(
-        conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[]),
+        conn.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::AtLeastOnce)),
         DeliverOutcome::Sent
     );
     assert_eq!(out(&mut conn), vec![pub_(Some(1), false, "m1")]);
@@ -229,7 +230,7 @@ fn outbound_qos1_until_puback() {
 #[test]
 fn outbound_qos2_publish_pubrec_pubrel_pubcomp_mqtt_4_3_3_4() {
     let mut conn = open_v311("c");
-    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::ExactlyOnce, false, &[]);
+    conn.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::ExactlyOnce));
     assert_eq!(out(&mut conn), vec![pub_(Some(1), false, "m1")]);
     assert_eq!(
         conn.session().inflight(),
@@ -251,7 +252,7 @@ fn outbound_qos2_publish_pubrec_pubrel_pubcomp_mqtt_4_3_3_4() {
 #[test]
 fn v5_pubrec_error_frees_the_id_without_pubrel_mqtt_4_4_0_2() {
     let mut conn = open_v5("c");
-    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::ExactlyOnce, false, &[]);
+    conn.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::ExactlyOnce));
     drain(&mut conn);
     let mut r = PubResp::new(pid(1));
     r.reason = ReasonCode::QUOTA_EXCEEDED;
@@ -264,7 +265,7 @@ fn v5_pubrec_error_frees_the_id_without_pubrel_mqtt_4_4_0_2() {
 #[test]
 fn unknown_or_mismatched_acks_are_ignored() {
     for mut conn in [open_v311("c"), open_v5("c")] {
-        conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[]);
+        conn.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::AtLeastOnce));
         drain(&mut conn);
         conn.handle_packet(at_ms(2), puback(99)).unwrap();
         conn.handle_packet(at_ms(2), pubcomp(1)).unwrap(); // QoS 1 message: wrong ack
@@ -288,7 +289,7 @@ fn pubrec_for_unknown_id_answers_pubrel_so_the_client_can_finish() {
 #[test]
 fn repeated_pubrec_repeats_pubrel() {
     let mut conn = open_v311("c");
-    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::ExactlyOnce, false, &[]);
+    conn.deliver(at_ms(1), &Offer::new(&m(1), at_ms(1), QoS::ExactlyOnce));
     conn.handle_packet(at_ms(2), pubrec(1)).unwrap();
     conn.handle_packet(at_ms(3), pubrec(1)).unwrap();
     assert_eq!(
@@ -305,7 +306,13 @@ fn repeated_pubrec_repeats_pubrel() {
 #[test]
 fn subscription_identifiers_only_for_v5() {
     let mut conn = open_v5("c");
-    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[3, 9]);
+    conn.deliver(
+        at_ms(1),
+        &Offer {
+            subscription_identifiers: &[3, 9],
+            ..Offer::new(&m(1), at_ms(1), QoS::AtLeastOnce)
+        },
+    );
     let ts = drain(&mut conn);
     let [Transmit::Publish(p)] = &ts[..] else {
         panic!()
@@ -313,7 +320,13 @@ fn subscription_identifiers_only_for_v5() {
     assert_eq!(&p.subscription_identifiers[..], &[3, 9]);
 
     let mut conn = open_v311("c");
-    conn.deliver(at_ms(1), &m(1), at_ms(1), QoS::AtLeastOnce, false, &[3]);
+    conn.deliver(
+        at_ms(1),
+        &Offer {
+            subscription_identifiers: &[3],
+            ..Offer::new(&m(1), at_ms(1), QoS::AtLeastOnce)
+        },
+    );
     let ts = drain(&mut conn);
     let [Transmit::Publish(p)] = &ts[..] else {
         panic!()

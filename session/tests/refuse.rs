@@ -1,5 +1,7 @@
-//! A PUBLISH the broker refuses (Tern: a client's PUBLISH to `$SYS`): the
-//! queued v5 acknowledgement carries the broker's reason code.
+//! A PUBLISH the broker refuses after routing was asked (`complete_publish`
+//! with `Refused`): the v5 acknowledgement carries the broker's reason code.
+//! (A client's PUBLISH to `$SYS` is refused by the session's authorizer
+//! itself: see `authorize.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,18 +28,18 @@ fn ack_codes(conn: &mut Connection) -> Vec<(&'static str, ReasonCode)> {
 #[test]
 fn refused_publish_acks_carry_the_reason_and_free_the_qos2_id() {
     let mut conn = open_v5("r");
-    conn.handle_packet(t0(), publish(QoS::AtLeastOnce, Some(1), "$SYS/x"))
+    conn.handle_packet(t0(), publish(QoS::AtLeastOnce, Some(1), "refused"))
         .unwrap();
-    conn.handle_packet(t0(), publish(QoS::ExactlyOnce, Some(2), "$SYS/x"))
+    conn.handle_packet(t0(), publish(QoS::ExactlyOnce, Some(2), "refused"))
         .unwrap();
     assert_eq!(
         events(&mut conn).len(),
         2,
         "the broker decides, not the session"
     );
-    conn.answer_publish(pid(1), ReasonCode::NOT_AUTHORIZED);
-    conn.answer_publish(pid(2), ReasonCode::NOT_AUTHORIZED);
-    conn.answer_publish(pid(9), ReasonCode::NOT_AUTHORIZED); // not queued: nothing happens
+    let refused = PublishOutcome::Refused(ReasonCode::NOT_AUTHORIZED);
+    conn.complete_publish(QoS::AtLeastOnce, Some(pid(1)), refused);
+    conn.complete_publish(QoS::ExactlyOnce, Some(pid(2)), refused);
     assert_eq!(
         ack_codes(&mut conn),
         vec![
@@ -48,6 +50,7 @@ fn refused_publish_acks_carry_the_reason_and_free_the_qos2_id() {
     conn.handle_packet(t0(), publish(QoS::ExactlyOnce, Some(2), "t"))
         .unwrap();
     assert_eq!(events(&mut conn).len(), 1, "a new message, not a duplicate");
+    conn.complete_publish(QoS::ExactlyOnce, Some(pid(2)), PublishOutcome::Routed);
     assert_eq!(ack_codes(&mut conn), vec![("PUBREC", ReasonCode::SUCCESS)]);
 }
 
@@ -56,9 +59,13 @@ fn refused_publish_acks_carry_the_reason_and_free_the_qos2_id() {
 #[test]
 fn v3_acks_stay_plain() {
     let mut v3 = open_v311("r3");
-    v3.handle_packet(t0(), publish(QoS::ExactlyOnce, Some(1), "$SYS/x"))
+    v3.handle_packet(t0(), publish(QoS::ExactlyOnce, Some(1), "refused"))
         .unwrap();
-    v3.answer_publish(pid(1), ReasonCode::NOT_AUTHORIZED);
+    v3.complete_publish(
+        QoS::ExactlyOnce,
+        Some(pid(1)),
+        PublishOutcome::Refused(ReasonCode::NOT_AUTHORIZED),
+    );
     assert_eq!(ack_codes(&mut v3), vec![("PUBREC", ReasonCode::SUCCESS)]);
     v3.handle_packet(t0(), pubrel(1)).unwrap();
     let sent = drain(&mut v3);

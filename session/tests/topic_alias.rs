@@ -63,6 +63,7 @@ fn alias_set_then_used_fills_in_the_topic_mqtt_3_3_2_12() {
         .unwrap();
     conn.handle_packet(at_ms(2), aliased(QoS::AtLeastOnce, Some(1), "", 5))
         .unwrap();
+    conn.complete_publish(QoS::AtLeastOnce, Some(pid(1)), PublishOutcome::Routed);
     assert_eq!(routed_topics(&mut conn), vec!["a/b", "a/b"]);
     assert_eq!(out(&mut conn), vec![ctl("PUBACK", Some(1))]);
     assert!(!conn.is_closing());
@@ -133,6 +134,7 @@ fn qos2_duplicate_with_alias_is_not_routed_twice() {
     let mut conn = open_v5("c");
     conn.handle_packet(at_ms(1), aliased(QoS::ExactlyOnce, Some(7), "q", 1))
         .unwrap();
+    conn.complete_publish(QoS::ExactlyOnce, Some(pid(7)), PublishOutcome::Routed);
     conn.handle_packet(at_ms(2), aliased(QoS::ExactlyOnce, Some(7), "", 1))
         .unwrap();
     assert_eq!(routed_topics(&mut conn), vec!["q"]);

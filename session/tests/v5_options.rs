@@ -154,7 +154,7 @@ fn discarding_a_too_large_message_frees_the_window() {
     let (mut conn, _) = open(c, None, SessionConfig::default());
     for name in [&b"m1"[..], b"m2"] {
         let m = msg("t", if name == b"m1" { b"m1" } else { b"m2" });
-        conn.deliver(t0(), &m, t0(), QoS::AtLeastOnce, false, &[]);
+        conn.deliver(t0(), &Offer::new(&m, t0(), QoS::AtLeastOnce));
     }
     let first = drain(&mut conn);
     let [Transmit::Publish(p)] = &first[..] else {
@@ -206,8 +206,8 @@ fn redirect_connack_names_the_other_server() {
     assert!(!ack.session_present);
 }
 
-// [MQTT5-3.4.2-1] [MQTT5-3.5.2-1]: a queued v5 PUBACK/PUBREC becomes 0x10
-// when the broker found no subscriber; a v3.1.1 ack stays plain.
+// [MQTT5-3.4.2-1] [MQTT5-3.5.2-1]: a v5 PUBACK/PUBREC says 0x10 when the
+// broker found no subscriber; a v3.1.1 ack stays plain.
 #[test]
 fn unrouted_publish_acks_say_no_matching_subscribers() {
     let mut conn = open_v5("n");
@@ -215,9 +215,16 @@ fn unrouted_publish_acks_say_no_matching_subscribers() {
         .unwrap();
     conn.handle_packet(t0(), publish(QoS::ExactlyOnce, Some(2), "t"))
         .unwrap();
-    conn.answer_publish(pid(1), ReasonCode::NO_MATCHING_SUBSCRIBERS);
-    conn.answer_publish(pid(2), ReasonCode::NO_MATCHING_SUBSCRIBERS);
-    conn.answer_publish(pid(9), ReasonCode::NO_MATCHING_SUBSCRIBERS); // not queued: nothing happens
+    conn.complete_publish(
+        QoS::AtLeastOnce,
+        Some(pid(1)),
+        PublishOutcome::NoMatchingSubscribers,
+    );
+    conn.complete_publish(
+        QoS::ExactlyOnce,
+        Some(pid(2)),
+        PublishOutcome::NoMatchingSubscribers,
+    );
     let codes: Vec<_> = drain(&mut conn)
         .into_iter()
         .map(|t| match t {
@@ -236,7 +243,11 @@ fn unrouted_publish_acks_say_no_matching_subscribers() {
     let mut v3 = open_v311("n3");
     v3.handle_packet(t0(), publish(QoS::AtLeastOnce, Some(1), "t"))
         .unwrap();
-    v3.answer_publish(pid(1), ReasonCode::NO_MATCHING_SUBSCRIBERS);
+    v3.complete_publish(
+        QoS::AtLeastOnce,
+        Some(pid(1)),
+        PublishOutcome::NoMatchingSubscribers,
+    );
     let sent = drain(&mut v3);
     let [Transmit::Packet(Packet::PubAck(r))] = &sent[..] else {
         panic!("{sent:?}")

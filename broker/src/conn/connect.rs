@@ -95,14 +95,7 @@ pub(super) async fn attach(
         Ok(check) => check,
         Err(code) => {
             tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection refused");
-            worker.stats.refused(code);
-            let ack = Packet::ConnAck(ConnAck {
-                session_present: false,
-                code,
-                ..ConnAck::default()
-            });
-            let _ = write_packet(&mut link.stream, version, &ack, &worker.stats).await;
-            return Attach::Done;
+            return refuse(worker, link, version, code).await;
         }
     };
     let authenticated = if was_adopted {
@@ -114,6 +107,11 @@ pub(super) async fn attach(
             auth::AuthOutcome::Refused => return Attach::Done,
         }
     };
+    check.peer = Some(peer);
+    if let Err(code) = Connection::authorize_connect(&connect, &check, &live.session) {
+        tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection not authorized");
+        return refuse(worker, link, version, code).await;
+    }
     // The CONNECT is a set of slices of the read buffer. The client id lives
     // as long as the session (here, in the worker's maps and the registry):
     // copy it so the buffer is freed once the CONNECT is consumed
@@ -280,4 +278,17 @@ pub(super) async fn hand_over(worker: &Worker, link: Box<Link>, to: HandOver, ho
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(%peer, to = home, "session's worker is gone; connection dropped");
     }
+}
+
+/// Answers a refused CONNECT with a CONNACK carrying `code` and counts it.
+async fn refuse(
+    worker: &Worker,
+    link: &mut Link,
+    version: ProtocolVersion,
+    code: ReasonCode,
+) -> Attach {
+    worker.stats.refused(code);
+    let ack = Packet::ConnAck(tern_session::reject_connack(code));
+    let _ = write_packet(&mut link.stream, version, &ack, &worker.stats).await;
+    Attach::Done
 }

@@ -358,14 +358,12 @@ async fn handle_events(
     for event in events.drain(..) {
         match event {
             Event::Publish(p) => {
-                let acked = p.packet_id;
+                let (qos, packet_id) = (p.qos, p.packet_id);
                 let blocked = worker.publish(now, key, p);
                 {
                     let mut cs = cell.borrow_mut();
-                    if let (Some(reason), Some(pid), Some(conn)) =
-                        (blocked.ack, acked, cs.conn.as_mut())
-                    {
-                        conn.answer_publish(pid, reason);
+                    if let Some(conn) = cs.conn.as_mut() {
+                        conn.complete_publish(qos, packet_id, blocked.outcome());
                     }
                     flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
                 }
@@ -431,6 +429,10 @@ async fn handle_events(
                     conn.complete_unsubscribe(packet_id, reasons);
                 }
                 flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+            }
+            Event::PublishDenied { topic, qos } => {
+                worker.stats.publish_in(qos);
+                worker.publish_denied(&topic);
             }
             Event::Close(reason) => {
                 close.get_or_insert(reason);

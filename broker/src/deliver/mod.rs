@@ -25,24 +25,7 @@ use std::time::Instant;
 use tern_codec::{encode, Delivery, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 use tern_session::{CloseReason, Connection, DeliverOutcome, DropReason, EnqueueOutcome, Transmit};
 
-/// One message for one subscriber (mirrors the session's delivery arguments).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Offer<'a> {
-    pub(crate) msg: &'a std::sync::Arc<tern_codec::Publish>,
-    pub(crate) received_at: Instant,
-    pub(crate) qos: QoS,
-    pub(crate) retain: bool,
-    pub(crate) subscription_identifiers: &'a [u32],
-    pub(crate) group: Option<&'a bytestring::ByteString>,
-}
-
-fn session_deliver(conn: &mut Connection, now: Instant, o: &Offer<'_>) -> DeliverOutcome {
-    let ids = o.subscription_identifiers;
-    match o.group {
-        None => conn.deliver(now, o.msg, o.received_at, o.qos, o.retain, ids),
-        Some(g) => conn.deliver_shared(now, o.msg, o.received_at, o.qos, o.retain, ids, g),
-    }
-}
+pub(crate) use tern_session::Offer;
 
 pub(crate) type ConnCell = RefCell<ConnShared>;
 
@@ -191,7 +174,7 @@ pub(crate) fn deliver(
     let Some(conn) = cs.conn.as_mut() else {
         return false;
     };
-    match session_deliver(conn, now, offer) {
+    match conn.deliver(now, offer) {
         DeliverOutcome::Dropped(reason) => count_dropped(stats, reason),
         DeliverOutcome::Sent => {
             if arrival == Arrival::Live {
@@ -212,6 +195,7 @@ fn count_dropped(stats: &WorkerStats, reason: DropReason) {
         }
         DropReason::Qos0NotQueued => stats.dropped_qos0_offline.inc(),
         DropReason::Expired => stats.dropped_expired.inc(),
+        DropReason::NotAuthorized => stats.dropped_not_authorized.inc(),
     }
 }
 

@@ -238,6 +238,7 @@ worker_stats!(
         dropped_expired,
         dropped_too_large,
         dropped_sys_topic,
+        dropped_not_authorized,
         queued_offline,
         shared_deliveries,
         shared_redeliveries,

@@ -35,6 +35,9 @@ impl Worker {
         let keep = !discard && conn.session().is_persistent();
         let orphans = self.take_shared_orphans(&mut conn, key, reason, keep);
         let closed = conn.handle_close(now, reason);
+        if let Some(topic) = &closed.will_denied {
+            self.publish_denied(topic);
+        }
         let will = closed.will;
         match closed.session {
             Some(mut session) if !discard => {
@@ -74,6 +77,9 @@ impl Worker {
             // so this does not happen; if it did, the subscriptions under
             // `key` belong to the new holder and must stay.
             let closed = conn.handle_close(now, reason);
+            if let Some(topic) = &closed.will_denied {
+                self.publish_denied(topic);
+            }
             if let Some(will) = closed.will {
                 self.will_at_close(now, key, will, false);
             }

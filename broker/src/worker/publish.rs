@@ -12,8 +12,9 @@ use bytestring::ByteString;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
-use tern_codec::{Publish, QoS, ReasonCode};
+use tern_codec::{Publish, QoS};
 use tern_routing::RetainedMessage;
+use tern_session::PublishOutcome;
 use tokio::sync::mpsc;
 
 /// What a publisher must wait for before it reads its next packet: QoS>0
@@ -23,13 +24,22 @@ use tokio::sync::mpsc;
 pub(crate) struct Blocked {
     sends: PendingSends,
     congested: Vec<Rc<ConnCell>>,
-    /// The reason code a v5 PUBACK/PUBREC of the message carries instead
-    /// of Success: 0x10 when no subscriber matched, 0x87 when it was
-    /// refused (a client's PUBLISH to `$SYS`).
-    pub(crate) ack: Option<ReasonCode>,
+    /// No subscription matched the topic (v5 acks say 0x10).
+    no_subscribers: bool,
 }
 
 impl Blocked {
+    /// What the publisher's session acknowledges ([`Connection::complete_publish`](tern_session::Connection::complete_publish)).
+    /// (A client's PUBLISH to `$SYS` never gets here: the session's
+    /// authorizer refuses it.)
+    pub(crate) fn outcome(&self) -> PublishOutcome {
+        if self.no_subscribers {
+            PublishOutcome::NoMatchingSubscribers
+        } else {
+            PublishOutcome::Routed
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.sends.is_empty() && self.congested.is_empty()
     }
@@ -86,16 +96,6 @@ impl Worker {
     pub(crate) fn publish(&self, now: Instant, origin: ClientKey, publish: Publish) -> Blocked {
         let msg = Arc::new(publish);
         self.stats.publish_in(msg.qos);
-        if origin != crate::client::SYS_ORIGIN && crate::sys::is_sys_topic(&msg.topic) {
-            // [MQTT-4.7.2-1]: `$` topics are the server's; clients (and
-            // their wills) do not publish to `$SYS`.
-            self.stats.dropped_sys_topic.inc();
-            tracing::debug!(topic = %msg.topic, "PUBLISH to $SYS from a client: not routed");
-            return Blocked {
-                ack: Some(ReasonCode::NOT_AUTHORIZED),
-                ..Blocked::default()
-            };
-        }
         if msg.retain {
             self.retain(now, &msg);
         }
@@ -109,7 +109,7 @@ impl Worker {
         let mut blocked = Blocked::default();
         if matched.is_empty() {
             self.stats.dropped_no_subscribers.inc();
-            blocked.ack = Some(ReasonCode::NO_MATCHING_SUBSCRIBERS);
+            blocked.no_subscribers = true;
         }
         for w in matched.workers.iter() {
             let w = usize::from(w);
@@ -149,6 +149,20 @@ impl Worker {
             self.route_shared(now, &msg, origin, &matched.shared, (congested, sends));
         }
         blocked
+    }
+
+    /// Counts a client's PUBLISH or will that the session's authorizer
+    /// refused (not routed). The default authorizer refuses only `$SYS`
+    /// topics ([MQTT-4.7.2-1]: `$` topics are the server's; clients and
+    /// their wills do not publish there).
+    pub(crate) fn publish_denied(&self, topic: &str) {
+        if crate::sys::is_sys_topic(topic) {
+            self.stats.dropped_sys_topic.inc();
+            tracing::debug!(%topic, "PUBLISH to $SYS from a client: not routed");
+        } else {
+            self.stats.dropped_not_authorized.inc();
+            tracing::debug!(%topic, "PUBLISH not authorized: not routed");
+        }
     }
 
     /// Publishes from a context that cannot wait (wills): blocked deliveries

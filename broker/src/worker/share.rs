@@ -160,7 +160,7 @@ impl Worker {
                         group: Some(&o.group),
                     };
                     let live = self.live.borrow();
-                    let outcome = crate::client::enqueue(session, now, &offer, &live.session);
+                    let outcome = session.enqueue(now, &offer, &live.session);
                     let mut templates = self.templates.borrow_mut();
                     crate::deliver::count_enqueue(&self.deliver_ctx(&mut templates), outcome);
                 }

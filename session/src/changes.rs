@@ -1,0 +1,145 @@
+//! The store-change journal: what changed in a persistent session, for a
+//! persistence backend to write down.
+//!
+//! With [`SessionConfig::record_changes`](crate::SessionConfig::record_changes)
+//! on, a [`Connection`](crate::Connection), and an offline
+//! [`Session`](crate::Session) through [`Session::enqueue`](crate::Session::enqueue),
+//! record a [`SessionChange`] for each change of a persistent session's
+//! state; the broker drains them with
+//! [`Connection::poll_change`](crate::Connection::poll_change) /
+//! [`Session::poll_change`](crate::Session::poll_change). The journal
+//! travels with the session: what a connection recorded and the broker did
+//! not drain yet is still there in the [`Session`](crate::Session) that
+//! [`handle_close`](crate::Connection::handle_close) returns.
+//!
+//! Off (the default), or for a session that is not persistent, nothing is
+//! recorded: one branch, no allocation. Sessions created, resumed and ended
+//! and wills are the broker's own acts (attach, detach), so they have no
+//! variant here.
+
+use crate::session::Session;
+use crate::SessionConfig;
+use bytestring::ByteString;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use tern_codec::{PacketId, Publish, QoS, SubscriptionOptions};
+
+/// One change to a persistent session's stored state.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SessionChange {
+    /// A subscription was granted (stored with its granted QoS), new or
+    /// replacing one with the same filter.
+    Subscribed {
+        /// The filter as subscribed (a shared one in full, `$share/g/f`).
+        filter: ByteString,
+        /// The options, with the granted QoS.
+        options: SubscriptionOptions,
+        /// The v5 Subscription Identifier.
+        subscription_identifier: Option<u32>,
+    },
+    /// A subscription was removed by UNSUBSCRIBE.
+    Unsubscribed {
+        /// The filter removed.
+        filter: ByteString,
+    },
+    /// A message entered the session: its queue, or directly its inflight
+    /// window (QoS 0 only when it is queued).
+    Queued {
+        /// The message.
+        msg: Arc<Publish>,
+        /// Its QoS for this client.
+        qos: QoS,
+    },
+    /// A delivery to the client is complete and its packet id free: PUBACK
+    /// or PUBCOMP (also an error PUBREC [MQTT-4.4.0-2], and a message
+    /// discarded as too large for the client [MQTT5-3.1.2-25]).
+    Acked {
+        /// The packet id freed.
+        packet_id: PacketId,
+    },
+    /// PUBREC received: the QoS 2 delivery now waits for PUBCOMP (PUBREL sent).
+    Released {
+        /// The packet id of the delivery.
+        packet_id: PacketId,
+    },
+    /// An incoming QoS 2 packet id was stored (`done` false: PUBREC sent,
+    /// waiting for PUBREL) or released (`done` true: PUBREL received, or the
+    /// message refused).
+    InboundQos2 {
+        /// The client's packet id.
+        packet_id: PacketId,
+        /// Released.
+        done: bool,
+    },
+    /// The Session Expiry Interval changed (v5 DISCONNECT).
+    ExpiryChanged {
+        /// The new interval in seconds (0: the session ends with the connection).
+        secs: u32,
+    },
+}
+
+/// Shows a queued message's topic and payload length, never the payload.
+impl fmt::Debug for SessionChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Subscribed {
+                filter,
+                options,
+                subscription_identifier,
+            } => f
+                .debug_struct("Subscribed")
+                .field("filter", filter)
+                .field("options", options)
+                .field("subscription_identifier", subscription_identifier)
+                .finish(),
+            Self::Unsubscribed { filter } => f
+                .debug_struct("Unsubscribed")
+                .field("filter", filter)
+                .finish(),
+            Self::Queued { msg, qos } => f
+                .debug_struct("Queued")
+                .field("topic", &msg.topic)
+                .field("payload_len", &msg.payload.len())
+                .field("qos", qos)
+                .finish(),
+            Self::Acked { packet_id } => f
+                .debug_struct("Acked")
+                .field("packet_id", packet_id)
+                .finish(),
+            Self::Released { packet_id } => f
+                .debug_struct("Released")
+                .field("packet_id", packet_id)
+                .finish(),
+            Self::InboundQos2 { packet_id, done } => f
+                .debug_struct("InboundQos2")
+                .field("packet_id", packet_id)
+                .field("done", done)
+                .finish(),
+            Self::ExpiryChanged { secs } => {
+                f.debug_struct("ExpiryChanged").field("secs", secs).finish()
+            }
+        }
+    }
+}
+
+/// The journal a [`Session`] carries: boxed, and only once something is
+/// recorded, so a session that records nothing pays one pointer.
+pub(crate) type Journal = Option<Box<VecDeque<SessionChange>>>;
+
+impl Session {
+    /// Records the change `change` makes, when `cfg` asks for a journal and
+    /// this session is persistent. `change` is only called then.
+    pub(crate) fn record(&mut self, cfg: &SessionConfig, change: impl FnOnce() -> SessionChange) {
+        if cfg.record_changes && self.is_persistent() {
+            self.changes
+                .get_or_insert_with(Box::default)
+                .push_back(change());
+        }
+    }
+
+    /// The next recorded change, oldest first (see [`SessionChange`]).
+    pub fn poll_change(&mut self) -> Option<SessionChange> {
+        self.changes.as_mut()?.pop_front()
+    }
+}
