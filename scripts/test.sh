@@ -19,6 +19,9 @@ step() { echo; echo "==> $*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "broker/src layering: no import loop (scripts/check-layers.py)"
+python3 scripts/check-layers.py
+
 step "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 

@@ -10,23 +10,24 @@
 use crate::shared::{Control, Shared};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use tern_transport::{ConnectionLimiter, Listener};
+use tern_transport::{ConnectionLimiter, Listener, ListenerSpec};
 use tokio::sync::watch;
 
-/// Runs the accept loops until `stop` turns true.
+/// Runs the accept loops until `stop` turns true. Each listener comes
+/// bound, with the spec it was bound from (its name and kind).
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(ListenerSpec, std::net::TcpListener)>,
     limiter: ConnectionLimiter,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     let mut registered = true;
-    for l in listeners {
-        let listener = match Listener::from_std(l, tern_transport::ListenerKind::Tcp) {
+    for (spec, l) in listeners {
+        let listener = match Listener::from_spec(l, &spec) {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(error = %e, "cannot register listener");
+                tracing::error!(listener = %spec.name, error = %e, "cannot register listener");
                 registered = false;
                 continue;
             }

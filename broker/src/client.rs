@@ -57,6 +57,7 @@ impl ClientState {
             }
             Self::Offline(session) => {
                 let outcome = session.enqueue(now, offer, cfg);
+                crate::store::drain_session(ctx.store, session);
                 deliver::count_enqueue(ctx, outcome);
             }
         }

@@ -10,6 +10,13 @@ pub enum BrokerError {
         addr: SocketAddr,
         source: tern_transport::TransportError,
     },
+    /// A listener kind the transport does not have yet (validation
+    /// refuses it first; this guards a `Config` built by hand).
+    #[error("listener `{name}`: kind \"{kind}\" is not supported yet")]
+    ListenerKind {
+        name: String,
+        kind: tern_config::ListenerKindConfig,
+    },
     #[error("cannot start the metrics endpoint: {0}")]
     Metrics(String),
     #[error("cannot start thread: {0}")]

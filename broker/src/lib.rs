@@ -34,6 +34,7 @@ mod registry;
 mod route_writer;
 mod runtime;
 mod stats;
+pub mod store;
 mod sys;
 
 pub use error::BrokerError;
@@ -42,7 +43,7 @@ use shared::{Control, Shared, WorkerLink};
 use std::net::SocketAddr;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
-use tern_config::Config;
+use tern_config::{Config, ListenerConfig, ListenerKindConfig};
 use tern_routing::{RetainedLimits, RetainedStore, RouteTable};
 use tern_transport::{ConnectionLimiter, ListenerKind, ListenerSpec};
 
@@ -118,35 +119,64 @@ impl BrokerHandle {
     }
 }
 
+/// The transport's spec for a configured listener: config's kind translated
+/// to the transport's.
+fn listener_spec(listener: &ListenerConfig) -> Result<ListenerSpec, BrokerError> {
+    let kind = match listener.kind {
+        ListenerKindConfig::Tcp => ListenerKind::Tcp,
+        kind @ (ListenerKindConfig::Tls | ListenerKindConfig::Ws | ListenerKindConfig::Wss) => {
+            return Err(BrokerError::ListenerKind {
+                name: listener.name.clone(),
+                kind,
+            })
+        }
+    };
+    Ok(ListenerSpec {
+        name: listener.name.as_str().into(),
+        bind: listener.bind,
+        kind,
+        backlog: ListenerSpec::DEFAULT_BACKLOG,
+    })
+}
+
 /// Starts a broker that cannot reload ([`BrokerHandle::reload`] says so).
 pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
-    start_with(config, None)
+    start_with(config, None, Arc::new(store::NullStore))
+}
+
+/// Starts a broker that cannot reload and reports every change of its
+/// sessions and retained messages to `store` (see [`store`]).
+pub fn start_with_store(
+    config: Config,
+    store: Arc<dyn store::StoreBackend>,
+) -> Result<BrokerHandle, BrokerError> {
+    start_with(config, None, store)
 }
 
 /// Starts a broker whose reloads (SIGHUP, `POST /admin/reload`) read the
 /// configuration from `source`.
 pub fn start_reloadable(config: Config, source: ReloadSource) -> Result<BrokerHandle, BrokerError> {
-    start_with(config, Some(source))
+    start_with(config, Some(source), Arc::new(store::NullStore))
 }
 
-fn start_with(config: Config, source: Option<ReloadSource>) -> Result<BrokerHandle, BrokerError> {
+fn start_with(
+    config: Config,
+    source: Option<ReloadSource>,
+    store: Arc<dyn store::StoreBackend>,
+) -> Result<BrokerHandle, BrokerError> {
     let mut listeners = Vec::new();
     let mut local_addrs = Vec::new();
-    for addr in &config.listeners {
-        let spec = ListenerSpec {
-            bind: *addr,
-            kind: ListenerKind::Tcp,
-            backlog: 1024,
-        };
+    for listener in &config.listeners {
+        let spec = listener_spec(listener)?;
         let l = tern_transport::bind(&spec).map_err(|source| BrokerError::Bind {
-            addr: *addr,
+            addr: spec.bind,
             source,
         })?;
         local_addrs.push(l.local_addr()?);
-        listeners.push(l);
+        listeners.push((spec, l));
     }
 
-    let live = live::Live::new(config.clone())?;
+    let live = live::Live::new(config.clone(), store.records_session_changes())?;
     let n = config.workers.clamp(1, 64);
     let routes = Arc::new(RouteTable::new());
     let (route_tx, route_rx) = std_mpsc::channel();
@@ -180,6 +210,7 @@ fn start_with(config: Config, source: Option<ReloadSource>) -> Result<BrokerHand
     };
     let shared = Arc::new(Shared {
         live,
+        store,
         limiter: limiter.clone(),
         health: health::Health::new(n),
         sys: Default::default(),
@@ -245,4 +276,97 @@ fn start_with(config: Config, source: Option<ReloadSource>) -> Result<BrokerHand
         acceptor: Some(acceptor),
         stop_accepting: stop_tx,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_specs_carry_name_and_kind() {
+        let config = ListenerConfig {
+            name: "internal".into(),
+            bind: "127.0.0.1:1884".parse().unwrap(),
+            kind: ListenerKindConfig::Tcp,
+        };
+        let spec = listener_spec(&config).unwrap();
+        assert_eq!(&*spec.name, "internal");
+        assert_eq!(spec.bind, config.bind);
+        assert_eq!(spec.kind, ListenerKind::Tcp);
+        assert_eq!(spec.backlog, ListenerSpec::DEFAULT_BACKLOG);
+
+        // A hand-built Config skips validation: the broker refuses too.
+        let tls = ListenerConfig {
+            kind: ListenerKindConfig::Tls,
+            ..config
+        };
+        let err = listener_spec(&tls).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "listener `internal`: kind \"tls\" is not supported yet"
+        );
+        let bad = Config {
+            listeners: vec![tls],
+            ..Config::default()
+        };
+        assert!(matches!(start(bad), Err(BrokerError::ListenerKind { .. })));
+    }
+
+    /// The store observer sees a persistent session open, the retained set
+    /// and clear it publishes, the session kept offline at DISCONNECT, and
+    /// the session resumed on the next CONNECT.
+    #[test]
+    fn the_store_observer_sees_sessions_and_retained_messages() {
+        use std::io::{Read, Write};
+        let recorder = store::Recorder::default();
+        let config = Config {
+            listeners: vec![ListenerConfig {
+                name: "test".into(),
+                bind: "127.0.0.1:0".parse().unwrap(),
+                kind: ListenerKindConfig::Tcp,
+            }],
+            metrics_bind: None,
+            workers: 1,
+            ..Config::default()
+        };
+        let broker = start_with_store(config, Arc::new(recorder.clone())).unwrap();
+        let addr = broker.local_addrs()[0];
+        // MQTT 3.1.1 CONNECT, Clean Session 0, keep-alive 60, client id "p1".
+        let connect = [
+            0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 0, 0, 60, 0, 2, b'p', b'1',
+        ];
+        let session = |packets: &[&[u8]]| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(&connect).unwrap();
+            let mut connack = [0u8; 4];
+            s.read_exact(&mut connack).unwrap();
+            assert_eq!(connack[3], 0, "accepted");
+            for p in packets {
+                s.write_all(p).unwrap();
+            }
+            s.write_all(&[0xE0, 0]).unwrap();
+            // The server closes after DISCONNECT.
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        };
+        let retain = [0x31, 6, 0, 3, b'r', b'/', b'1', b'x'];
+        let clear = [0x31, 5, 0, 3, b'r', b'/', b'1'];
+        session(&[&retain, &clear]);
+        session(&[]);
+        let want = [
+            "opened p1 resumed=false",
+            "retained r/1",
+            "retained-cleared r/1",
+            "offline p1",
+            "opened p1 resumed=true",
+            "offline p1",
+        ];
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while recorder.lines().len() < want.len() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(recorder.lines(), want);
+        broker.shutdown(Duration::from_secs(1));
+    }
 }

@@ -27,8 +27,13 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     /// Fails when the `[auth]` users cannot be turned into credentials.
-    pub(crate) fn new(config: Config) -> Result<Self, BrokerError> {
-        let session = Arc::new(session_config(&config)?);
+    /// `record_changes`: the persistence backend wants the sessions'
+    /// change journal (see `store`).
+    pub(crate) fn new(config: Config, record_changes: bool) -> Result<Self, BrokerError> {
+        let session = Arc::new(SessionConfig {
+            record_changes,
+            ..session_config(&config)?
+        });
         Ok(Self { config, session })
     }
 }
@@ -41,9 +46,9 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    pub(crate) fn new(config: Config) -> Result<Self, BrokerError> {
+    pub(crate) fn new(config: Config, record_changes: bool) -> Result<Self, BrokerError> {
         Ok(Self {
-            current: ArcSwap::from_pointee(Runtime::new(config)?),
+            current: ArcSwap::from_pointee(Runtime::new(config, record_changes)?),
             version: AtomicU64::new(0),
         })
     }
@@ -167,13 +172,13 @@ mod tests {
 
     #[test]
     fn workers_see_a_store_at_their_next_refresh() {
-        let live = Live::new(Config::default()).unwrap();
+        let live = Live::new(Config::default(), false).unwrap();
         let worker = WorkerLive::new(&live);
         assert!(!worker.refresh(&live), "nothing changed");
         let mut config = Config::default();
         config.limits.max_inflight = 3;
         config.limits.max_packet_size = 1000;
-        live.store(Runtime::new(config).unwrap());
+        live.store(Runtime::new(config, false).unwrap());
         assert_eq!(
             worker.runtime().session.max_inflight,
             32,

@@ -144,8 +144,11 @@ impl Reloader {
         let old = self.shared.live.load().config.clone();
         let effective = merge_live(&old, &new);
         // Derive everything (the users' credentials too) before changing anything.
-        let runtime = crate::live::Runtime::new(effective.clone())
-            .map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let runtime = crate::live::Runtime::new(
+            effective.clone(),
+            self.shared.store.records_session_changes(),
+        )
+        .map_err(|e| ReloadError::Invalid(e.to_string()))?;
         if effective.log_level != old.log_level {
             (source.set_log_level)(&effective.log_level).map_err(ReloadError::LogLevel)?;
         }

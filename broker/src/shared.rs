@@ -15,7 +15,7 @@ use std::time::Duration;
 use tern_codec::{Connect, Publish};
 use tern_config::Config;
 use tern_routing::{RetainedStore, RouteTable, WorkerSet};
-use tern_transport::{Accepted, ConnectionLimiter, ConnectionPermit};
+use tern_transport::{Accepted, ConnectionLimiter, ConnectionPermit, DetachedStream};
 use tokio::sync::mpsc;
 
 /// Deliveries to other workers that did not fit in their inbox now.
@@ -65,7 +65,10 @@ impl Routed {
 /// A connection handed to the worker that is home to its client's session.
 #[derive(Debug)]
 pub(crate) struct Adopted {
-    pub(crate) stream: std::net::TcpStream,
+    /// The connection, detached from the sending worker's runtime (it
+    /// knows its listener).
+    pub(crate) stream: DetachedStream,
+    /// The client's address (what the first worker took it to be).
     pub(crate) peer: std::net::SocketAddr,
     /// Bytes read after the CONNECT packet.
     pub(crate) rest: BytesMut,
@@ -108,6 +111,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// The configuration in force (see `live`); workers read their copy.
     pub(crate) live: crate::live::Live,
+    /// The persistence backend; each worker takes its observer (see `store`).
+    pub(crate) store: Arc<dyn crate::store::StoreBackend>,
     /// The connection caps; a reload changes them in place.
     pub(crate) limiter: ConnectionLimiter,
     pub(crate) health: crate::health::Health,

@@ -371,3 +371,72 @@ fn shutdown_grace_is_configured_and_reloads() {
         "idle shutdown is quick"
     );
 }
+
+/// A config file for one test, named by `tag` so tests running at once do
+/// not share it; removed on drop.
+fn temp_config(tag: &str, text: &str) -> TempConfig {
+    let path =
+        std::env::temp_dir().join(format!("tern-lifecycle-{}-{tag}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("write the config file");
+    TempConfig(path)
+}
+
+// Listeners from `[[listener]]` tables (issue 10, no spec statement):
+// `tern check-config` accepts a table and refuses a kind not supported yet,
+// and the broker serves MQTT on a table's listener.
+#[test]
+fn listener_tables_are_checked_and_served() {
+    if Broker::is_external() {
+        println!("SKIPPED: spawns its own tern");
+        return;
+    }
+    let good = temp_config(
+        "listener",
+        "bind = []\n[[listener]]\nbind = \"127.0.0.1:0\"\nkind = \"tcp\"\nname = \"internal\"\n",
+    );
+    let tls = temp_config(
+        "listener-tls",
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nkind = \"tls\"\n",
+    );
+    let check = |file: &TempConfig| {
+        Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(["check-config", file.path()])
+            .output()
+            .expect("run tern check-config")
+    };
+    let out = check(&good);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with(": ok\n"),
+        "{out:?}"
+    );
+    let out = check(&tls);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`listener.kind`") && stderr.contains("kind \"tls\" is not supported yet"),
+        "{stderr}"
+    );
+
+    let mut tern = Reap(
+        Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(["--config", good.path(), "--no-metrics", "--workers", "1"])
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tern"),
+    );
+    let mut line = String::new();
+    BufReader::new(tern.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("tern: listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let (_c, ack) = Client::connect(addr, &Connect::new(V5, &client_id()));
+    assert_eq!(ack.connack_code(), 0, "accepted on the table's listener");
+}

@@ -106,7 +106,11 @@ fn validate_levels(filter: &str) -> Result<(), TopicError> {
 
 /// Splits a shared subscription filter `$share/{group}/{filter}` into the
 /// group (share name) and the filter. `None` when `filter` is not a
-/// well-formed shared subscription.
+/// well-formed shared subscription: the share name must be non-empty and
+/// hold no `+` or `#` (nor `/`, which ends it) [MQTT5-4.8.2-1], and a
+/// non-empty filter must follow it [MQTT5-4.8.2-2], as
+/// [`validate_topic_filter`] demands. The one definition: routing and the
+/// broker call it too.
 pub fn split_shared(filter: &str) -> Option<(&str, &str)> {
     let rest = filter.strip_prefix(SHARE_PREFIX)?;
     let (group, inner) = rest.split_once('/')?;
@@ -234,17 +238,47 @@ mod tests {
         assert_eq!(split_shared("$share/g/a/b"), Some(("g", "a/b")));
         assert_eq!(split_shared("$share/g/#"), Some(("g", "#")));
         assert_eq!(split_shared("$share/g//"), Some(("g", "/")));
+        assert_eq!(split_shared("$share/g/+/b"), Some(("g", "+/b")));
         for not_shared in [
             "a/b",
+            "$share",
             "$share/",
             "$share/g",
             "$share/g/",
             "$share//a",
             "$share/+/a",
+            "$share/#/a",
+            "$share/g+/a",
+            "$share/g#/a",
             "$sharex/g/a",
             "$SHARE/g/a",
+            "a/$share/g/a",
         ] {
             assert_eq!(split_shared(not_shared), None, "{not_shared:?}");
+        }
+    }
+
+    /// A filter is split exactly when it validates as a `$share/` filter.
+    #[test]
+    fn split_shared_agrees_with_validation() {
+        for filter in [
+            "$share/g/a",
+            "$share/g/#",
+            "$share/g/+/b",
+            "$share/g//",
+            "$share/",
+            "$share//a",
+            "$share/g+/a",
+            "$share/#/a",
+            "$share/+",
+            "$share/g",
+            "$share/g/",
+        ] {
+            assert_eq!(
+                split_shared(filter).is_some(),
+                validate_topic_filter(filter).is_ok(),
+                "{filter:?}"
+            );
         }
     }
 

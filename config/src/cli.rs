@@ -20,8 +20,8 @@ Every setting comes from, in order of precedence:
      TERN_BIND is comma-separated; an empty variable counts as unset, except that an empty
      TERN_METRICS_BIND disables metrics),
   3. the config file given by --config or TERN_CONFIG (TOML; unknown keys are errors;
-     see deploy/tern.toml for every key with its default; the [auth] user table is set
-     only there),
+     see deploy/tern.toml for every key with its default; the [auth] user table and
+     [[listener]] tables are set only there),
   4. its built-in default.
 `tern check-config FILE` validates a file on its own and exits.";
 
@@ -39,7 +39,8 @@ pub(crate) struct Cli {
     /// Listen for MQTT over TCP on this address; repeat for several.
     ///
     /// IPv6 addresses are written `[::]:1883` and bound IPv6-only, so
-    /// `0.0.0.0:1883` and `[::]:1883` can be given together.
+    /// `0.0.0.0:1883` and `[::]:1883` can be given together. Replaces the
+    /// config file's listeners (`bind` and `[[listener]]` tables).
     #[arg(long, short = 'b', value_name = "ADDR:PORT", action = ArgAction::Append)]
     pub(crate) bind: Vec<SocketAddr>,
 
@@ -118,6 +119,7 @@ impl Cli {
         };
         Layer {
             bind: (!self.bind.is_empty()).then(|| self.bind.clone()),
+            listener: None,
             workers: self.workers,
             log_level: self.log_level.clone(),
             log_format: self.log_format,

@@ -66,9 +66,9 @@ impl ConfigError {
 }
 
 /// `limits.max_inflight` → "`limits.max_inflight` (--max-inflight, TERN_MAX_INFLIGHT)".
-/// Keys only the file sets (`auth.users`) are named alone.
+/// Keys only the file sets (`auth.users`, `listener.*`) are named alone.
 fn describe_key(key: &str) -> String {
-    if key == "auth.users" {
+    if key == "auth.users" || key.starts_with("listener.") {
         return format!("`{key}`");
     }
     let field = key.rsplit('.').next().unwrap_or(key);

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 use crate::auth::AuthLayer;
 use crate::env::{self, Lookup};
 use crate::limits::LimitsLayer;
+use crate::listener::{self, ListenerTable};
 use crate::mqtt::MqttLayer;
 use crate::{Config, ConfigError, LogFormat};
 
@@ -16,6 +17,8 @@ use crate::{Config, ConfigError, LogFormat};
 #[serde(deny_unknown_fields)]
 pub(crate) struct Layer {
     pub(crate) bind: Option<Vec<SocketAddr>>,
+    /// `[[listener]]` tables: the file only.
+    pub(crate) listener: Option<Vec<ListenerTable>>,
     pub(crate) workers: Option<usize>,
     pub(crate) log_level: Option<String>,
     pub(crate) log_format: Option<LogFormat>,
@@ -55,6 +58,7 @@ impl Layer {
     pub(crate) fn from_env(env: Lookup<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
             bind: env::get(env, "bind")?,
+            listener: None,
             workers: env::get(env, "workers")?,
             log_level: env::get(env, "log_level")?,
             log_format: env::get(env, "log_format")?,
@@ -76,10 +80,17 @@ impl Layer {
         toml::from_str(text)
     }
 
-    /// `self`'s values where given, `lower`'s elsewhere.
+    /// `self`'s values where given, `lower`'s elsewhere. `bind` and
+    /// `listener` are one setting: a source that gives either replaces both.
     pub(crate) fn or(self, lower: Self) -> Self {
+        let (bind, listener) = if self.bind.is_some() || self.listener.is_some() {
+            (self.bind, self.listener)
+        } else {
+            (lower.bind, lower.listener)
+        };
         Self {
-            bind: self.bind.or(lower.bind),
+            bind,
+            listener,
             workers: self.workers.or(lower.workers),
             log_level: self.log_level.or(lower.log_level),
             log_format: self.log_format.or(lower.log_format),
@@ -98,8 +109,11 @@ impl Layer {
     /// The given values over the defaults, validated.
     pub(crate) fn into_config(self) -> Result<Config, ConfigError> {
         let mut config = Config::default();
-        if let Some(bind) = self.bind {
-            config.listeners = bind;
+        if self.bind.is_some() || self.listener.is_some() {
+            config.listeners = listener::merge(
+                self.bind.unwrap_or_default(),
+                self.listener.unwrap_or_default(),
+            );
         }
         if let Some(workers) = self.workers {
             config.workers = crate::resolve_workers(workers)?;

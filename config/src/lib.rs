@@ -7,14 +7,18 @@
 //!
 //! * Every file key `k` (top level), `limits.k`, `mqtt.k` or `auth.k` has the
 //!   flag `--k` (with `-` for `_`) and the variable `TERN_K` (upper case),
-//!   except `auth.users`, which only the file sets. `TERN_BIND` is
-//!   comma-separated. Empty variables count as unset, except that an empty
+//!   except `auth.users` and the `[[listener]]` tables, which only the file
+//!   sets. `TERN_BIND` is comma-separated. Empty variables count as unset, except that an empty
 //!   (or `off`) `TERN_METRICS_BIND` disables metrics, like
 //!   `metrics_bind = ""` in the file and `--no-metrics`.
 //! * The file is named by `--config FILE` or `TERN_CONFIG`; there is no
 //!   default path. It is strict: an unknown key or a wrongly typed value is
 //!   an error naming the key and its line. `deploy/tern.toml` lists every key
 //!   at its default.
+//! * Listeners: each `bind` address (file, `--bind`, `TERN_BIND`) is a tcp
+//!   listener; the file may add `[[listener]]` tables (`bind`, `kind`,
+//!   `name`) after them. Flag and variable replace the file's listeners,
+//!   tables included. Only `kind = "tcp"` is accepted so far.
 //! * `tern check-config FILE` returns [`Command::CheckConfig`]; the binary then
 //!   calls [`parse_file`] and reports.
 //!
@@ -30,6 +34,7 @@ mod env;
 mod error;
 mod layer;
 mod limits;
+mod listener;
 mod mqtt;
 
 use std::ffi::OsString;
@@ -45,6 +50,7 @@ pub use auth::{AuthConfig, User, MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS};
 pub use diff::Change;
 pub use error::ConfigError;
 pub use limits::{Limits, MAX_PACKET_SIZE_CAP};
+pub use listener::{ListenerConfig, ListenerKindConfig};
 pub use mqtt::Mqtt;
 
 use layer::Layer;
@@ -58,9 +64,11 @@ pub const MAX_SHUTDOWN_GRACE: u32 = 3600;
 /// The whole broker configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// MQTT-over-TCP listener addresses (`bind`, `--bind`, repeatable).
-    /// Default `0.0.0.0:1883`.
-    pub listeners: Vec<SocketAddr>,
+    /// The MQTT listeners: the file's `bind` addresses (each a tcp
+    /// listener) followed by its `[[listener]]` tables, or the `--bind` /
+    /// `TERN_BIND` addresses, which replace both. Default one tcp listener
+    /// on `0.0.0.0:1883`.
+    pub listeners: Vec<ListenerConfig>,
     /// Worker threads, 1..=64 (`workers`, `--workers`). Always resolved: a
     /// given 0 becomes the number of cores (capped at 64), as is the default.
     pub workers: usize,
@@ -100,7 +108,10 @@ impl Default for Config {
     /// The built-in defaults; `workers` is the number of cores (at most 64).
     fn default() -> Self {
         Self {
-            listeners: vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883))],
+            listeners: vec![ListenerConfig::tcp(SocketAddr::from((
+                Ipv4Addr::UNSPECIFIED,
+                1883,
+            )))],
             workers: default_workers(),
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
@@ -121,26 +132,13 @@ impl Config {
     /// Checks every value; the error names the key. [`load`] and
     /// [`parse_file`] already call it.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.listeners.is_empty() {
-            return Err(ConfigError::Invalid {
-                key: "bind",
-                reason: "at least one listener address is required".into(),
-            });
-        }
-        for (i, addr) in self.listeners.iter().enumerate() {
-            if addr.port() != 0 && self.listeners[..i].contains(addr) {
-                return Err(ConfigError::Invalid {
-                    key: "bind",
-                    reason: format!("{addr} is listed twice"),
-                });
-            }
-        }
+        listener::validate(&self.listeners)?;
         limits::at_least("workers", self.workers, 1)?;
         limits::at_most("shutdown_grace", self.shutdown_grace, MAX_SHUTDOWN_GRACE)?;
         limits::at_most("workers", self.workers, MAX_WORKERS)?;
         validate_log_level(&self.log_level)?;
         if let Some(metrics) = self.metrics_bind {
-            if metrics.port() != 0 && self.listeners.contains(&metrics) {
+            if metrics.port() != 0 && self.listeners.iter().any(|l| l.bind == metrics) {
                 return Err(ConfigError::Invalid {
                     key: "metrics_bind",
                     reason: format!("{metrics} is also an MQTT listener address"),

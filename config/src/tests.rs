@@ -356,3 +356,139 @@ fn shutdown_grace_from_every_source_and_bounded() {
     let err = run(&[], &[("TERN_SHUTDOWN_GRACE", "soon")]).unwrap_err();
     assert!(err.to_string().contains("SHUTDOWN_GRACE"), "{err}");
 }
+
+#[test]
+fn listener_tables_parse_with_defaults() {
+    let file = TempFile::new(
+        "[[listener]]\nbind = \"127.0.0.1:1884\"\n\
+         [[listener]]\nbind = \"[::1]:1885\"\nkind = \"tcp\"\nname = \"internal\"\n",
+    );
+    // `tern check-config` reads the file with `parse_file`.
+    let c = parse_file(&file.0).unwrap();
+    assert_eq!(
+        c.listeners,
+        vec![
+            ListenerConfig {
+                name: "tcp:127.0.0.1:1884".into(),
+                bind: addr("127.0.0.1:1884"),
+                kind: ListenerKindConfig::Tcp,
+            },
+            ListenerConfig {
+                name: "internal".into(),
+                bind: addr("[::1]:1885"),
+                kind: ListenerKindConfig::Tcp,
+            },
+        ]
+    );
+    assert_eq!(run(&["-c", &file.arg()], &[]).unwrap(), c);
+
+    // The inline-array spelling of the same table array.
+    let c = parse_str("listener = [{ bind = \"127.0.0.1:1884\" }]\n").unwrap();
+    assert_eq!(c.listeners, vec![addr("127.0.0.1:1884")]);
+}
+
+#[test]
+fn listener_kinds_other_than_tcp_are_rejected() {
+    for kind in ["tls", "ws", "wss"] {
+        let text = format!("[[listener]]\nbind = \"0.0.0.0:8883\"\nkind = \"{kind}\"\n");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "invalid `listener.kind`: listener `{kind}:0.0.0.0:8883` (0.0.0.0:8883): kind \"{kind}\" is not supported yet; only \"tcp\" listeners are available in this version"
+            )
+        );
+    }
+    let err = parse_str("[[listener]]\nbind = \"0.0.0.0:1\"\nkind = \"quic\"\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unknown variant `quic`"), "{msg}");
+    assert!(msg.contains("`tcp`, `tls`, `ws`, `wss`"), "{msg}");
+    let err = parse_str("[[listener]]\nkind = \"tcp\"\n").unwrap_err();
+    assert!(err.to_string().contains("missing field `bind`"), "{err}");
+    let err = parse_str("[[listener]]\nbind = \"0.0.0.0:1\"\nport = 2\n").unwrap_err();
+    assert!(err.to_string().contains("unknown field `port`"), "{err}");
+    let err = parse_str("[[listener]]\nbind = \"0.0.0.0:1\"\nname = \"\"\n").unwrap_err();
+    assert!(err.to_string().contains("`listener.name`"), "{err}");
+}
+
+#[test]
+fn bind_and_listener_tables_are_one_setting() {
+    // In one file, `bind` and `[[listener]]` add up: `bind` first.
+    let file = TempFile::new(
+        "bind = [\"127.0.0.1:1\"]\n\
+         [[listener]]\nbind = \"127.0.0.1:2\"\nname = \"two\"\n",
+    );
+    let c = run(&["-c", &file.arg()], &[]).unwrap();
+    let binds: Vec<SocketAddr> = c.listeners.iter().map(|l| l.bind).collect();
+    assert_eq!(binds, [addr("127.0.0.1:1"), addr("127.0.0.1:2")]);
+    assert_eq!(c.listeners[1].name, "two");
+
+    // --bind and TERN_BIND replace the file's listeners, tables included.
+    let c = run(&["-c", &file.arg(), "--bind", "127.0.0.1:3"], &[]).unwrap();
+    assert_eq!(c.listeners, vec![addr("127.0.0.1:3")]);
+    let c = run(&["-c", &file.arg()], &[("TERN_BIND", "127.0.0.1:4")]).unwrap();
+    assert_eq!(c.listeners, vec![addr("127.0.0.1:4")]);
+
+    // An address is listed once across both forms.
+    let err =
+        parse_str("bind = [\"127.0.0.1:1\"]\n[[listener]]\nbind = \"127.0.0.1:1\"\n").unwrap_err();
+    assert!(
+        err.to_string().contains("127.0.0.1:1 is listed twice"),
+        "{err}"
+    );
+    let err = parse_str(
+        "[[listener]]\nbind = \"127.0.0.1:1\"\nname = \"a\"\n\
+         [[listener]]\nbind = \"127.0.0.1:1\"\nname = \"b\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("127.0.0.1:1 is listed twice (listeners `a` and `b`)"),
+        "{err}"
+    );
+    // Tables alone, with `bind = []`: the tables are the listeners.
+    let c = parse_str("bind = []\n[[listener]]\nbind = \"127.0.0.1:5\"\n").unwrap();
+    assert_eq!(c.listeners, vec![addr("127.0.0.1:5")]);
+    // The metrics address may not be a listener's, whichever form names it.
+    let err = parse_str("metrics_bind = \"127.0.0.1:6\"\n[[listener]]\nbind = \"127.0.0.1:6\"\n")
+        .unwrap_err();
+    assert!(err.to_string().contains("also an MQTT listener"), "{err}");
+}
+
+#[test]
+fn listeners_in_entries_are_written_as_in_the_file() {
+    let c = parse_str(
+        "bind = [\"127.0.0.1:1\"]\n[[listener]]\nbind = \"127.0.0.1:2\"\nname = \"two\"\n",
+    )
+    .unwrap();
+    let entries = c.entries();
+    let (_, bind) = entries.iter().find(|(k, _)| k == "bind").unwrap();
+    assert_eq!(
+        bind,
+        "127.0.0.1:1,{ name = \"two\", bind = \"127.0.0.1:2\", kind = \"tcp\" }"
+    );
+    // A changed name is a change of `bind` (which needs a restart).
+    let renamed = parse_str(
+        "bind = [\"127.0.0.1:1\"]\n[[listener]]\nbind = \"127.0.0.1:2\"\nname = \"deux\"\n",
+    )
+    .unwrap();
+    let keys: Vec<String> = c.changes(&renamed).into_iter().map(|c| c.key).collect();
+    assert_eq!(keys, ["bind"]);
+}
+
+/// The commented `[[listener]]` example of deploy/tern.toml parses.
+#[test]
+fn deploy_example_listener_table_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tern.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let example: String = text
+        .lines()
+        .skip_while(|l| *l != "#   [[listener]]")
+        .map_while(|l| l.strip_prefix("#   "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(example.starts_with("[[listener]]\n"), "{example}");
+    let c = parse_str(&example).unwrap();
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.listeners[0].name, "internal");
+}

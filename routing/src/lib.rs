@@ -52,8 +52,7 @@ mod worker_set;
 pub use local::{LocalSubscriptions, SubEntry, SubscribeOutcome, Target, UnsubscribeOutcome};
 pub use retained::{RetainError, RetainOutcome, RetainedLimits, RetainedMessage, RetainedStore};
 pub use route::{
-    split_shared, RouteMatch, RouteOp, RouteSnapshot, RouteTable, RouteUpdate, SharedGroups,
-    SharedTarget,
+    RouteMatch, RouteOp, RouteSnapshot, RouteTable, RouteUpdate, SharedGroups, SharedTarget,
 };
 pub use share::ShareCursors;
 pub use trie::{Iter, Trie};

@@ -1,6 +1,5 @@
 //! A worker's own subscriptions and the per-message fan-out plan.
 
-use crate::route::split_shared;
 use crate::trie::Trie;
 use smallvec::SmallVec;
 use std::cell::RefCell;
@@ -9,6 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use subscribers::Subscribers;
+use tern_codec::topic::split_shared;
 use tern_codec::{QoS, SubscriptionOptions};
 
 mod subscribers;

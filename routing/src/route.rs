@@ -8,21 +8,10 @@ use bytestring::ByteString;
 use smallvec::SmallVec;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use tern_codec::topic::split_shared;
 
 #[cfg(test)]
 mod tests;
-
-/// Splits a shared-subscription filter `$share/{group}/{filter}` into its
-/// share name and inner filter; `None` for any other filter (including a
-/// `$share/` filter with an empty share name or inner filter).
-pub fn split_shared(filter: &str) -> Option<(&str, &str)> {
-    let rest = filter.strip_prefix("$share/")?;
-    let (group, inner) = rest.split_once('/')?;
-    if group.is_empty() || inner.is_empty() {
-        return None;
-    }
-    Some((group, inner))
-}
 
 /// What a worker reports about one of its filters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

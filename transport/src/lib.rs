@@ -5,7 +5,7 @@
 //! 1. On the main thread, [`bind`] every [`ListenerSpec`] (so bind errors surface
 //!    before any thread starts). It returns a non-blocking `std::net::TcpListener`.
 //! 2. On the acceptor thread, inside its tokio runtime, wrap each one with
-//!    [`Listener::from_std`] and loop on [`Listener::accept`]. Accept errors are
+//!    [`Listener::from_spec`] and loop on [`Listener::accept`]. Accept errors are
 //!    never fatal: they are logged and retried after a short backoff.
 //! 3. Check the peer against the shared [`ConnectionLimiter`]; keep the
 //!    [`ConnectionPermit`] with the connection so the slot frees when it drops.
@@ -13,9 +13,15 @@
 //!    `std::net::TcpStream`) to a worker, which turns it into a [`Stream`] with
 //!    [`Stream::from_accepted`] inside its own runtime.
 //!
-//! [`Stream`] is an enum over transports (TCP now; TLS, WebSocket and PROXY
+//! 5. To move a connection to another worker (the one holding its client's
+//!    session), [`Stream::detach`] it into a `Send` [`DetachedStream`] and
+//!    [`Stream::attach`] it in the other worker's runtime.
+//!
+//! [`Stream`] wraps an enum over transports (TCP now; TLS, WebSocket and PROXY
 //! slot in as variants) implementing `AsyncRead + AsyncWrite`, with vectored
-//! writes forwarded so header + payload go out in one `writev`.
+//! writes forwarded so header + payload go out in one `writev`. It and
+//! [`Accepted`] carry the name of the listener they came from
+//! ([`ListenerSpec::name`]).
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -25,7 +31,7 @@ mod stream;
 
 pub use limiter::{ConnectionLimiter, ConnectionPermit, LimitExceeded};
 pub use listener::{bind, set_socket_buffers, Accepted, Listener, ListenerKind, ListenerSpec};
-pub use stream::Stream;
+pub use stream::{DetachedStream, Stream};
 
 use std::io;
 use std::net::SocketAddr;

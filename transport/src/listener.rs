@@ -1,7 +1,9 @@
 //! Binding listeners and accepting connections.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -18,9 +20,20 @@ pub enum ListenerKind {
     Tcp,
 }
 
+impl fmt::Display for ListenerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tcp => "tcp",
+        })
+    }
+}
+
 /// What to listen on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSpec {
+    /// The listener's name, carried by every connection it accepts
+    /// ([`Accepted::listener`]).
+    pub name: Arc<str>,
     /// Local address; port 0 picks a free port.
     pub bind: SocketAddr,
     /// The transport.
@@ -33,9 +46,10 @@ impl ListenerSpec {
     /// The default `listen(2)` backlog.
     pub const DEFAULT_BACKLOG: u32 = 1024;
 
-    /// A plain TCP listener on `bind` with the default backlog.
+    /// A plain TCP listener on `bind` named `tcp:{bind}`, with the default backlog.
     pub fn tcp(bind: SocketAddr) -> Self {
         Self {
+            name: format!("{}:{bind}", ListenerKind::Tcp).into(),
             bind,
             kind: ListenerKind::Tcp,
             backlog: Self::DEFAULT_BACKLOG,
@@ -102,6 +116,8 @@ pub struct Accepted {
     pub local: SocketAddr,
     /// The listener's transport.
     pub kind: ListenerKind,
+    /// The listener's name ([`ListenerSpec::name`]).
+    pub listener: Arc<str>,
 }
 
 /// A listener registered with the current tokio runtime.
@@ -112,6 +128,7 @@ pub struct Listener {
     inner: AsyncFd<std::net::TcpListener>,
     local: SocketAddr,
     kind: ListenerKind,
+    name: Arc<str>,
 }
 
 /// First backoff after a resource error (EMFILE, ENOBUFS, …); doubles per
@@ -120,8 +137,20 @@ const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 impl Listener {
-    /// Registers a listener from [`bind`] with the current runtime. Returns
+    /// Registers a listener bound by [`bind`] from `spec` with the current
+    /// runtime, under the spec's name and kind. Returns
     /// [`TransportError::Register`] when called outside a tokio runtime.
+    pub fn from_spec(
+        listener: std::net::TcpListener,
+        spec: &ListenerSpec,
+    ) -> Result<Self, TransportError> {
+        let mut listener = Self::from_std(listener, spec.kind)?;
+        listener.name = Arc::clone(&spec.name);
+        Ok(listener)
+    }
+
+    /// [`Listener::from_spec`] without a spec: the listener is named
+    /// `{kind}:{local address}`.
     pub fn from_std(
         listener: std::net::TcpListener,
         kind: ListenerKind,
@@ -136,7 +165,13 @@ impl Listener {
         // descriptor, until the `AsyncFd` (and with it the listener) is dropped.
         let inner = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
             .map_err(|e| TransportError::Register(e.into()))?;
-        Ok(Self { inner, local, kind })
+        let name = format!("{kind}:{local}").into();
+        Ok(Self {
+            inner,
+            local,
+            kind,
+            name,
+        })
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -147,6 +182,11 @@ impl Listener {
     /// The listener's transport.
     pub fn kind(&self) -> ListenerKind {
         self.kind
+    }
+
+    /// The listener's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// Accepts one connection and sets `TCP_NODELAY` on it.
@@ -198,6 +238,7 @@ impl Listener {
             peer,
             local,
             kind: self.kind,
+            listener: Arc::clone(&self.name),
         })
     }
 }
@@ -370,10 +411,30 @@ mod tests {
         assert_eq!(accepted.peer, client.local_addr().unwrap());
         assert_eq!(accepted.local, addr);
         assert_eq!(accepted.kind, ListenerKind::Tcp);
+        assert_eq!(&*accepted.listener, format!("tcp:{addr}"));
         assert!(accepted.stream.nodelay().unwrap());
         // Handed over non-blocking, ready for another runtime.
         let mut buf = [0u8; 1];
         let err = io::Read::read(&mut &accepted.stream, &mut buf).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[tokio::test]
+    async fn a_spec_names_its_connections() {
+        let spec = ListenerSpec {
+            name: "internal".into(),
+            ..loopback()
+        };
+        assert_eq!(&*loopback().name, "tcp:127.0.0.1:0");
+        let listener = Listener::from_spec(bind(&spec).unwrap(), &spec).unwrap();
+        assert_eq!(&**listener.name(), "internal");
+        assert_eq!(listener.kind(), spec.kind);
+        let _client = tokio::net::TcpStream::connect(listener.local_addr())
+            .await
+            .unwrap();
+        let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .unwrap();
+        assert_eq!(&*accepted.listener, "internal");
     }
 }

@@ -3,6 +3,7 @@
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -10,13 +11,61 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::listener::ensure_runtime;
 use crate::{Accepted, ListenerKind, TransportError};
 
-/// A client connection. Every transport is a variant, so the broker's
-/// connection task is written once against `AsyncRead + AsyncWrite`.
-/// Vectored writes are forwarded to the inner stream.
+/// A client connection, registered with the runtime of the thread that
+/// serves it. Every transport is a variant of its inner enum, so the
+/// broker's connection task is written once against `AsyncRead +
+/// AsyncWrite`. Vectored writes are forwarded to the inner stream.
+///
+/// It remembers the listener it came from, through [`Stream::detach`] and
+/// [`Stream::attach`]. The client's address is the broker's to keep (a
+/// PROXY header may change it); the socket's own is [`Stream::peer_addr`].
 #[derive(Debug)]
-pub enum Stream {
+pub struct Stream {
+    io: Io,
+    listener: Arc<str>,
+}
+
+/// The transports, registered with a runtime.
+#[derive(Debug)]
+enum Io {
     /// Plain TCP.
     Tcp(tokio::net::TcpStream),
+}
+
+/// A connection detached from any runtime, on its way to another worker
+/// thread (a new connection is handed to the worker that holds its
+/// client's session). `Send`; nothing is read or written while detached.
+///
+/// This is where a transport's own state travels with the socket: today a
+/// TCP stream is only its socket; a TLS stream will carry its session state
+/// (keys, buffered plaintext and records) and a WebSocket stream its
+/// framing state (a partly read frame, the masking key), so that the
+/// receiving worker continues the byte stream exactly where it stopped.
+#[derive(Debug)]
+pub struct DetachedStream {
+    io: DetachedIo,
+    listener: Arc<str>,
+}
+
+/// The transports, detached.
+#[derive(Debug)]
+enum DetachedIo {
+    /// A non-blocking std TCP stream.
+    Tcp(std::net::TcpStream),
+}
+
+impl DetachedStream {
+    /// The transport.
+    pub fn kind(&self) -> ListenerKind {
+        match self.io {
+            DetachedIo::Tcp(_) => ListenerKind::Tcp,
+        }
+    }
+
+    /// The name of the listener that accepted the connection.
+    pub fn listener(&self) -> &Arc<str> {
+        &self.listener
+    }
 }
 
 impl Stream {
@@ -27,47 +76,76 @@ impl Stream {
     /// call is spent on it here besides the registration.
     pub fn from_accepted(accepted: Accepted) -> Result<Self, TransportError> {
         ensure_runtime()?;
-        match accepted.kind {
+        let io = match accepted.kind {
             ListenerKind::Tcp => {
                 let stream = tokio::net::TcpStream::from_std(accepted.stream)
                     .map_err(TransportError::Register)?;
-                Ok(Self::Tcp(stream))
+                Io::Tcp(stream)
             }
-        }
+        };
+        Ok(Self {
+            io,
+            listener: accepted.listener,
+        })
     }
 
     /// Detaches the connection from the current runtime so it can move to
-    /// another worker thread (a new connection is handed to the worker that
-    /// holds its client's session). The returned stream is non-blocking;
-    /// register it again with [`Stream::from_detached`]. Every transport must
-    /// be able to do this: later ones detach their protocol state with it.
-    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
-        match self {
-            Self::Tcp(s) => s.into_std(),
-        }
+    /// another worker thread; register it there with [`Stream::attach`].
+    /// Every transport must be able to do this, taking its protocol state
+    /// along (see [`DetachedStream`]).
+    pub fn detach(self) -> io::Result<DetachedStream> {
+        let io = match self.io {
+            Io::Tcp(s) => DetachedIo::Tcp(s.into_std()?),
+        };
+        Ok(DetachedStream {
+            io,
+            listener: self.listener,
+        })
     }
 
-    /// Registers a stream detached by [`Stream::into_std`] with the current runtime.
-    pub fn from_detached(stream: std::net::TcpStream) -> Result<Self, TransportError> {
+    /// Registers a stream detached by [`Stream::detach`] with the current
+    /// runtime. Returns [`TransportError::Register`] outside a runtime.
+    pub fn attach(detached: DetachedStream) -> Result<Self, TransportError> {
         ensure_runtime()?;
-        stream
-            .set_nonblocking(true)
-            .map_err(TransportError::Register)?;
-        let stream = tokio::net::TcpStream::from_std(stream).map_err(TransportError::Register)?;
-        Ok(Self::Tcp(stream))
+        let io = match detached.io {
+            DetachedIo::Tcp(stream) => {
+                stream
+                    .set_nonblocking(true)
+                    .map_err(TransportError::Register)?;
+                let stream =
+                    tokio::net::TcpStream::from_std(stream).map_err(TransportError::Register)?;
+                Io::Tcp(stream)
+            }
+        };
+        Ok(Self {
+            io,
+            listener: detached.listener,
+        })
     }
 
-    /// The remote address, if the socket still knows it.
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        match self {
-            Self::Tcp(s) => s.peer_addr().ok(),
+    /// The transport.
+    pub fn kind(&self) -> ListenerKind {
+        match self.io {
+            Io::Tcp(_) => ListenerKind::Tcp,
         }
     }
 
-    /// The local address, if the socket still knows it.
+    /// The name of the listener that accepted the connection.
+    pub fn listener(&self) -> &Arc<str> {
+        &self.listener
+    }
+
+    /// The remote address the socket reports now, if it still knows it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        match &self.io {
+            Io::Tcp(s) => s.peer_addr().ok(),
+        }
+    }
+
+    /// The local address the socket reports now, if it still knows it.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        match self {
-            Self::Tcp(s) => s.local_addr().ok(),
+        match &self.io {
+            Io::Tcp(s) => s.local_addr().ok(),
         }
     }
 
@@ -75,8 +153,8 @@ impl Stream {
     /// connection wait without holding a read buffer. Transports that buffer
     /// decrypted or decoded bytes themselves must report those as ready.
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Self::Tcp(s) => s.poll_read_ready(cx),
+        match &self.io {
+            Io::Tcp(s) => s.poll_read_ready(cx),
         }
     }
 }
@@ -87,8 +165,8 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -99,8 +177,8 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -109,26 +187,26 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        match &mut self.get_mut().io {
+            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Tcp(s) => s.is_write_vectored(),
+        match &self.io {
+            Io::Tcp(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Tcp(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -251,8 +329,92 @@ mod tests {
             peer,
             local: addr,
             kind: ListenerKind::Tcp,
+            listener: "tcp:test".into(),
         };
         let err = Stream::from_accepted(accepted).unwrap_err();
+        assert!(matches!(err, TransportError::Register(_)), "{err:?}");
+    }
+
+    /// A connection served on one runtime thread is detached, moved to a
+    /// second thread with its own runtime, attached there and served on,
+    /// keeping its listener name and addresses; bytes flow both ways before
+    /// and after the move.
+    #[test]
+    fn detached_stream_moves_between_runtime_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<DetachedStream>();
+        fn runtime() -> tokio::runtime::Runtime {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        }
+        let spec = ListenerSpec {
+            name: "moving".into(),
+            ..ListenerSpec::tcp((Ipv4Addr::LOCALHOST, 0).into())
+        };
+        let std_listener = bind(&spec).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client.set_read_timeout(Some(LIMIT)).unwrap();
+
+        let (tx, rx) = std::sync::mpsc::channel::<DetachedStream>();
+        let first = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let listener = Listener::from_spec(std_listener, &spec).unwrap();
+                let accepted = tokio::time::timeout(LIMIT, listener.accept())
+                    .await
+                    .unwrap();
+                let mut stream = Stream::from_accepted(accepted).unwrap();
+                let mut buf = [0u8; 4];
+                stream.read_exact(&mut buf).await.unwrap();
+                assert_eq!(&buf, b"ping");
+                stream.write_all(b"pong").await.unwrap();
+                tx.send(stream.detach().unwrap()).unwrap();
+            });
+        });
+        let second = std::thread::spawn(move || {
+            let detached = rx.recv_timeout(LIMIT).unwrap();
+            assert_eq!(&**detached.listener(), "moving");
+            assert_eq!(detached.kind(), ListenerKind::Tcp);
+            runtime().block_on(async move {
+                let stream = Stream::attach(detached).unwrap();
+                assert_eq!(stream.local_addr(), Some(addr));
+                let peer = stream.peer_addr().unwrap();
+                let mut stream = stream;
+                assert_eq!(&**stream.listener(), "moving");
+                let mut buf = [0u8; 4];
+                stream.read_exact(&mut buf).await.unwrap();
+                assert_eq!(&buf, b"more");
+                stream.write_all(b"back").await.unwrap();
+                stream.shutdown().await.unwrap();
+                peer
+            })
+        });
+
+        use std::io::{Read, Write};
+        client.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        client.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"pong");
+        first.join().unwrap();
+        client.write_all(b"more").unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"back");
+        assert_eq!(second.join().unwrap(), client.local_addr().unwrap());
+    }
+
+    #[test]
+    fn attach_outside_runtime_is_an_error() {
+        let std_listener = bind(&ListenerSpec::tcp((Ipv4Addr::LOCALHOST, 0).into())).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let detached = DetachedStream {
+            io: DetachedIo::Tcp(client),
+            listener: "tcp:test".into(),
+        };
+        let err = Stream::attach(detached).unwrap_err();
         assert!(matches!(err, TransportError::Register(_)), "{err:?}");
     }
 }

@@ -6,10 +6,11 @@
 use super::auth;
 use super::link::{write_packet, Link, CONNECT_TIMEOUT, MAX_HOPS, MIN_READ};
 use crate::client::ClientKey;
-use crate::deliver::{flush_transmits, ConnCell, ConnShared};
+use crate::deliver::{ConnCell, ConnShared};
 use crate::registry::Claim;
 use crate::shared::{Adopted, Control};
 use crate::stats::{RejectReason, WorkerStats};
+use crate::store::StoreEvent;
 use crate::worker::Worker;
 use bytes::BytesMut;
 use std::cell::RefCell;
@@ -108,6 +109,7 @@ pub(super) async fn attach(
         }
     };
     check.peer = Some(peer);
+    check.listener = Some(worker.listener_name(link.stream.listener()));
     if let Err(code) = Connection::authorize_connect(&connect, &check, &live.session) {
         tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection not authorized");
         return refuse(worker, link, version, code).await;
@@ -141,8 +143,13 @@ pub(super) async fn attach(
     let key = worker.key_for(&client_id);
     let clean_start = connect.clean_start;
     let existing = worker.take_session(now, key, clean_start);
+    let resumed = existing.is_some();
     let cfg = Arc::clone(&live.session);
     let conn = Connection::new(now, *connect, existing, check, cfg);
+    worker.store.observe(StoreEvent::SessionOpened {
+        session: conn.session(),
+        resumed,
+    });
     let cell = Rc::new(RefCell::new(ConnShared::new(
         conn,
         version,
@@ -152,7 +159,7 @@ pub(super) async fn attach(
     link.guard.attached = Some((key, Rc::clone(&cell)));
     {
         let mut cs = cell.borrow_mut();
-        flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+        worker.flush(&mut cs);
         // The CONNACK is encoded: the queue it waited in is not needed until
         // the client sends something.
         if let Some(conn) = cs.conn.as_mut() {
@@ -251,7 +258,7 @@ pub(super) async fn hand_over(worker: &Worker, link: Box<Link>, to: HandOver, ho
         let _ = write_packet(&mut stream, version, &ack, &worker.stats).await;
         return;
     }
-    let std_stream = match stream.into_std() {
+    let detached = match stream.detach() {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "cannot detach connection for hand-over");
@@ -265,7 +272,7 @@ pub(super) async fn hand_over(worker: &Worker, link: Box<Link>, to: HandOver, ho
     link.connections
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let adopted = Adopted {
-        stream: std_stream,
+        stream: detached,
         peer,
         rest,
         connect,

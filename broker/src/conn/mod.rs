@@ -17,7 +17,7 @@ mod connect;
 mod link;
 
 use crate::client::{ClientKey, ClientState};
-use crate::deliver::{flush_transmits, ConnCell, ConnShared};
+use crate::deliver::{ConnCell, ConnShared};
 use crate::outbuf::MAX_IOVECS;
 use crate::park::Parkable;
 use crate::shared::Adopted;
@@ -89,7 +89,7 @@ pub(crate) fn spawn_adopted(worker: &Rc<Worker>, adopted: Adopted) {
         hops,
         auth,
     } = adopted;
-    match Stream::from_detached(stream) {
+    match Stream::attach(stream) {
         Ok(stream) => {
             let link = Link::new(stream, peer, rest, permit, guard);
             tokio::task::spawn_local(run(link, Some(connect), auth, hops));
@@ -272,7 +272,7 @@ async fn serve(
                             events.push(e);
                         }
                     }
-                    flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+                    worker.flush(&mut cs);
                 }
                 if let Some(reason) = handle_events(worker, cell, key, now, &mut events).await {
                     return Served::Close(reason);
@@ -284,13 +284,7 @@ async fn serve(
         // What the session answers (acks, PINGRESP) is encoded once per read
         // rather than once per packet, and before anything that may wait or
         // write to this connection from elsewhere.
-        let flush = || {
-            flush_transmits(
-                &mut cell.borrow_mut(),
-                &mut worker.templates.borrow_mut(),
-                &worker.stats,
-            )
-        };
+        let flush = || worker.flush(&mut cell.borrow_mut());
         loop {
             let packet = match decoder.decode(rbuf) {
                 Ok(Some(p)) => p,
@@ -365,7 +359,7 @@ async fn handle_events(
                     if let Some(conn) = cs.conn.as_mut() {
                         conn.complete_publish(qos, packet_id, blocked.outcome());
                     }
-                    flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+                    worker.flush(&mut cs);
                 }
                 if !blocked.is_empty() {
                     // Rare (backpressure): boxed so an idle connection's future stays small.
@@ -386,7 +380,7 @@ async fn handle_events(
                     if let Some(conn) = cs.conn.as_mut() {
                         conn.complete_subscribe(packet_id, reasons.clone());
                     }
-                    flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+                    worker.flush(&mut cs);
                 }
                 let now = Instant::now();
                 for (i, (filter, options)) in filters.iter().enumerate() {
@@ -428,7 +422,7 @@ async fn handle_events(
                 if let Some(conn) = cs.conn.as_mut() {
                     conn.complete_unsubscribe(packet_id, reasons);
                 }
-                flush_transmits(&mut cs, &mut worker.templates.borrow_mut(), &worker.stats);
+                worker.flush(&mut cs);
             }
             Event::PublishDenied { topic, qos } => {
                 worker.stats.publish_in(qos);

@@ -16,6 +16,7 @@ pub(crate) use templates::TemplateCache;
 use crate::backpressure::{Backlog, Drain, Watermarks, MAX_PAUSE};
 use crate::outbuf::OutBuf;
 use crate::stats::{RateLimitedLog, WorkerStats};
+use crate::store::{self, StoreObserver};
 use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -147,6 +148,8 @@ pub(crate) struct DeliverCtx<'a> {
     /// For the rate-limited warning when an offline queue is full.
     pub(crate) drop_log: &'a RateLimitedLog,
     pub(crate) worker: usize,
+    /// Told what the sessions' journals recorded (see `store`).
+    pub(crate) store: &'a dyn StoreObserver,
 }
 
 /// Offers one message to a connection: encodes it into its writer, or lets
@@ -183,7 +186,7 @@ pub(crate) fn deliver(
         }
         DeliverOutcome::Queued => {}
     }
-    flush_transmits(&mut cs, ctx.templates, stats);
+    flush_transmits(&mut cs, ctx.templates, stats, ctx.store);
     cs.congested(ctx.marks)
 }
 
@@ -219,6 +222,7 @@ pub(crate) fn flush_transmits(
     cs: &mut ConnShared,
     templates: &mut TemplateCache,
     stats: &WorkerStats,
+    store: &dyn StoreObserver,
 ) {
     let was_empty = cs.out.is_empty();
     let version = cs.version;
@@ -273,6 +277,11 @@ pub(crate) fn flush_transmits(
                 }
             }
         }
+    }
+    // Every change of an online session is followed by a flush: the one
+    // place its journal is drained.
+    if let Some(conn) = cs.conn.as_mut() {
+        store::drain_connection(store, conn);
     }
     if was_empty && !cs.out.is_empty() {
         cs.wake();

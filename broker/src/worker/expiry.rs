@@ -14,6 +14,8 @@
 use super::Worker;
 use crate::client::{ClientKey, ClientState};
 use crate::deadlines::Deadlines;
+use crate::store::StoreEvent;
+use bytestring::ByteString;
 use std::time::Instant;
 use tern_codec::Publish;
 use tern_session::{Session, Will};
@@ -47,6 +49,12 @@ impl Worker {
             self.publish_detached(now, key, will.publish);
             return;
         }
+        if let Some(client_id) = self.offline_client_id(key) {
+            self.store.observe(StoreEvent::WillScheduled {
+                client_id: &client_id,
+                will: &will.publish,
+            });
+        }
         let mut timers = self.timers.borrow_mut();
         match will.publish_at(now) {
             Some(at) => {
@@ -78,6 +86,11 @@ impl Worker {
             let due = self.timers.borrow_mut().wills.pop_due(now);
             let Some((key, will)) = due else { break };
             tracing::debug!(topic = %will.topic, "will delay interval passed: publishing the will");
+            if let Some(client_id) = self.offline_client_id(key) {
+                self.store.observe(StoreEvent::WillCleared {
+                    client_id: &client_id,
+                });
+            }
             self.publish_detached(now, key, will);
         }
         for _ in 0..MAX_PER_TICK {
@@ -127,8 +140,21 @@ impl Worker {
         self.stats.sessions_expired.inc();
         tracing::debug!(%client_id, "session expired");
         let will = self.timers.borrow_mut().wills.cancel(key);
+        if will.is_some() {
+            self.store.observe(StoreEvent::WillCleared { client_id });
+        }
+        self.store.observe(StoreEvent::SessionEnded { client_id });
         if let Some(will) = will {
             self.publish_detached(now, key, will);
+        }
+    }
+
+    /// The client id of the offline session of `key` (for the store's
+    /// will events, which are rare).
+    fn offline_client_id(&self, key: ClientKey) -> Option<ByteString> {
+        match &self.clients.borrow().get(&key)?.state {
+            ClientState::Offline(session) => Some(session.client_id().clone()),
+            ClientState::Online(_) => None,
         }
     }
 
@@ -151,6 +177,11 @@ impl Worker {
             );
         }
         for (key, will) in wills {
+            if let Some(client_id) = self.offline_client_id(key) {
+                self.store.observe(StoreEvent::WillCleared {
+                    client_id: &client_id,
+                });
+            }
             self.publish_detached(now, key, will);
         }
     }

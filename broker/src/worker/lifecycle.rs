@@ -6,6 +6,7 @@
 use super::Worker;
 use crate::client::{Client, ClientKey, ClientState};
 use crate::deliver::ConnCell;
+use crate::store::{self, StoreEvent};
 use bytestring::ByteString;
 use std::rc::Rc;
 use std::time::Instant;
@@ -42,9 +43,17 @@ impl Worker {
         match closed.session {
             Some(mut session) if !discard => {
                 self.hand_off_shared(now, key, orphans, Some(&mut session));
+                store::drain_session(&*self.store, &mut session);
+                self.store
+                    .observe(StoreEvent::SessionOffline { session: &session });
                 (Some(session), will)
             }
-            _ => {
+            closed_session => {
+                if let Some(session) = &closed_session {
+                    self.store.observe(StoreEvent::SessionEnded {
+                        client_id: session.client_id(),
+                    });
+                }
                 self.unsubscribe(key, filters.iter());
                 self.hand_off_shared(now, key, orphans, None);
                 (None, will)
@@ -128,8 +137,18 @@ impl Worker {
     ) -> Option<Session> {
         let previous = self.clients.borrow_mut().remove(&key)?;
         let pending_will = self.session_taken(key);
+        if pending_will.is_some() {
+            if let ClientState::Offline(session) = &previous.state {
+                self.store.observe(StoreEvent::WillCleared {
+                    client_id: session.client_id(),
+                });
+            }
+        }
         match previous.state {
             ClientState::Offline(mut session) if clean_start => {
+                self.store.observe(StoreEvent::SessionEnded {
+                    client_id: session.client_id(),
+                });
                 let orphans = session.take_shared_unacked();
                 self.drop_subscriptions(key, &session);
                 self.hand_off_shared(now, key, orphans, None);

@@ -25,11 +25,12 @@ mod tick;
 use crate::backpressure::Watermarks;
 use crate::client::{Client, ClientKey, ClientState};
 use crate::deadlines::SessionTimers;
-use crate::deliver::{DeliverCtx, TemplateCache};
+use crate::deliver::{self, ConnShared, DeliverCtx, TemplateCache};
 use crate::park::ParkingLot;
 use crate::share::ShareState;
 use crate::shared::Shared;
 use crate::stats::{RateLimitedLog, WorkerStats};
+use crate::store::StoreObserver;
 use bytestring::ByteString;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -64,6 +65,11 @@ pub(crate) struct Worker {
     shares: ShareState,
     /// When offline sessions expire and delayed wills are due (see `expiry`).
     timers: RefCell<SessionTimers>,
+    /// One shared copy of each listener's name, for the identities of the
+    /// connections that came in on it (a clone, not an allocation, each).
+    listener_names: RefCell<Vec<(Arc<str>, ByteString)>>,
+    /// Told every change of the sessions and retained messages (see `store`).
+    pub(crate) store: Box<dyn StoreObserver>,
 }
 
 impl Worker {
@@ -71,6 +77,7 @@ impl Worker {
         let stats = Rc::new(WorkerStats::default());
         let marks = Watermarks::from_limits(&shared.config.limits);
         let live = crate::live::WorkerLive::new(&shared.live);
+        let store = shared.store.observer(id);
         Self {
             id,
             shared,
@@ -83,6 +90,8 @@ impl Worker {
             templates: RefCell::default(),
             stats,
             drop_log: Default::default(),
+            listener_names: RefCell::default(),
+            store,
             live_tasks: Cell::new(0),
             tasks_done: tokio::sync::Notify::new(),
             marks,
@@ -91,6 +100,18 @@ impl Worker {
             shares: Default::default(),
             timers: Default::default(),
         }
+    }
+
+    /// The name of a listener as the session's `Identity` holds it: one
+    /// copy per worker and listener, shared by its connections.
+    pub(crate) fn listener_name(&self, name: &Arc<str>) -> ByteString {
+        let mut names = self.listener_names.borrow_mut();
+        if let Some((_, n)) = names.iter().find(|(k, _)| **k == **name) {
+            return n.clone();
+        }
+        let n = ByteString::from(&**name);
+        names.push((Arc::clone(name), n.clone()));
+        n
     }
 
     /// What a delivery needs of this worker, with its template cache
@@ -102,7 +123,19 @@ impl Worker {
             templates,
             drop_log: &self.drop_log,
             worker: self.id,
+            store: &*self.store,
         }
+    }
+
+    /// Encodes what `cs`'s session queued for the wire (see
+    /// `deliver::flush_transmits`).
+    pub(crate) fn flush(&self, cs: &mut ConnShared) {
+        deliver::flush_transmits(
+            cs,
+            &mut self.templates.borrow_mut(),
+            &self.stats,
+            &*self.store,
+        );
     }
 
     /// The key for `client_id`, creating one if the client is new here.

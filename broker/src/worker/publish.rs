@@ -8,12 +8,13 @@ use crate::client::{ClientKey, Origin};
 use crate::deliver::{self, ConnCell, Offer};
 use crate::shared::{PendingSends, Routed};
 use crate::stats::WorkerStats;
+use crate::store::StoreEvent;
 use bytestring::ByteString;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 use tern_codec::{Publish, QoS};
-use tern_routing::RetainedMessage;
+use tern_routing::{RetainOutcome, RetainedMessage};
 use tern_session::PublishOutcome;
 use tokio::sync::mpsc;
 
@@ -189,7 +190,7 @@ impl Worker {
             properties: msg.properties.clone(),
             payload: bytes::Bytes::copy_from_slice(&msg.payload),
         };
-        let mut store = self
+        let mut retained = self
             .shared
             .retained
             .lock()
@@ -198,12 +199,30 @@ impl Worker {
             .properties
             .message_expiry_interval
             .and_then(|secs| now.checked_add(std::time::Duration::from_secs(u64::from(secs))));
-        if let Err(e) = store.set(RetainedMessage {
-            publish: Arc::new(compact),
+        let compact = Arc::new(compact);
+        let outcome = retained.set(RetainedMessage {
+            publish: Arc::clone(&compact),
             expires_at,
-        }) {
-            self.stats.retained_rejected.inc();
-            tracing::warn!(topic = %msg.topic, error = %e, "retained message not stored");
+        });
+        // Not under the lock of the shared store: the observer is this
+        // worker's.
+        drop(retained);
+        match outcome {
+            // The broker's own `$SYS` topics are not the store's: they are
+            // published afresh after a start.
+            Ok(_) if crate::sys::is_sys_topic(&compact.topic) => {}
+            Ok(RetainOutcome::Deleted) => {
+                self.store
+                    .observe(StoreEvent::RetainedCleared { topic: &msg.topic });
+            }
+            Ok(RetainOutcome::NothingToDelete) => {}
+            Ok(_) => self
+                .store
+                .observe(StoreEvent::RetainedSet { msg: &compact }),
+            Err(e) => {
+                self.stats.retained_rejected.inc();
+                tracing::warn!(topic = %msg.topic, error = %e, "retained message not stored");
+            }
         }
     }
 

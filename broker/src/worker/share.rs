@@ -161,6 +161,7 @@ impl Worker {
                     };
                     let live = self.live.borrow();
                     let outcome = session.enqueue(now, &offer, &live.session);
+                    crate::store::drain_session(&*self.store, session);
                     let mut templates = self.templates.borrow_mut();
                     crate::deliver::count_enqueue(&self.deliver_ctx(&mut templates), outcome);
                 }

@@ -22,19 +22,6 @@ fn workers(m: &RouteMatch) -> Vec<u16> {
 }
 
 #[test]
-fn split_shared_filters() {
-    assert_eq!(split_shared("$share/g/a/b"), Some(("g", "a/b")));
-    assert_eq!(split_shared("$share/g/#"), Some(("g", "#")));
-    assert_eq!(split_shared("$share/g//"), Some(("g", "/")));
-    assert_eq!(split_shared("$share/g/"), None);
-    assert_eq!(split_shared("$share//a"), None);
-    assert_eq!(split_shared("$share/g"), None);
-    assert_eq!(split_shared("$share"), None);
-    assert_eq!(split_shared("$SHARE/g/a"), None);
-    assert_eq!(split_shared("a/$share/g/a"), None);
-}
-
-#[test]
 fn batches_bump_the_version_once() {
     let table = RouteTable::new();
     assert_eq!(table.load().version(), 0);

@@ -1,0 +1,308 @@
+//! Listeners: the `[[listener]]` tables of the file and the `bind` shorthand.
+//!
+//! ```toml
+//! bind = ["0.0.0.0:1883"]          # shorthand: one tcp listener per address
+//!
+//! [[listener]]
+//! bind = "127.0.0.1:1884"          # required
+//! kind = "tcp"                     # default tcp
+//! name = "internal"                # default "tcp:127.0.0.1:1884"
+//! ```
+//!
+//! A file may use both: its listeners are the `bind` addresses followed by
+//! the `[[listener]]` tables. The listeners are one setting for precedence:
+//! `--bind` (or `TERN_BIND`) replaces the file's `bind` and `[[listener]]`
+//! together, as it replaced the file's `bind` before tables existed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::ConfigError;
+
+/// A listener's transport, as the config file spells it (`kind`). The
+/// broker translates it to the transport's own kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerKindConfig {
+    /// MQTT over TCP (`"tcp"`).
+    #[default]
+    Tcp,
+    /// MQTT over TLS (`"tls"`): not supported yet, rejected by validation.
+    Tls,
+    /// MQTT over WebSocket (`"ws"`): not supported yet, rejected by validation.
+    Ws,
+    /// MQTT over WebSocket over TLS (`"wss"`): not supported yet, rejected
+    /// by validation.
+    Wss,
+}
+
+impl fmt::Display for ListenerKindConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+            Self::Ws => "ws",
+            Self::Wss => "wss",
+        })
+    }
+}
+
+/// One listener (`[[listener]]`, or an address of `bind` / `--bind`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// The listener's name, for logs and (later) per-listener authorization.
+    /// Default [`ListenerConfig::default_name`].
+    pub name: String,
+    /// Local address; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// The transport. Default tcp.
+    pub kind: ListenerKindConfig,
+}
+
+impl ListenerConfig {
+    /// A tcp listener on `bind` with its default name: what one address of
+    /// `bind` / `--bind` / `TERN_BIND` stands for.
+    pub fn tcp(bind: SocketAddr) -> Self {
+        Self {
+            name: Self::default_name(ListenerKindConfig::Tcp, bind),
+            bind,
+            kind: ListenerKindConfig::Tcp,
+        }
+    }
+
+    /// The name a listener gets when none is given: `tcp:0.0.0.0:1883`.
+    pub fn default_name(kind: ListenerKindConfig, bind: SocketAddr) -> String {
+        format!("{kind}:{bind}")
+    }
+
+    /// True when the listener carries the name it would get by default.
+    fn has_default_name(&self) -> bool {
+        self.name == Self::default_name(self.kind, self.bind)
+    }
+
+    /// True when the bare address says it all (tcp, default name).
+    fn is_shorthand(&self) -> bool {
+        self.kind == ListenerKindConfig::Tcp && self.has_default_name()
+    }
+}
+
+impl From<SocketAddr> for ListenerConfig {
+    fn from(bind: SocketAddr) -> Self {
+        Self::tcp(bind)
+    }
+}
+
+/// `"ADDR:PORT"` is the tcp listener [`ListenerConfig::tcp`] on it.
+impl FromStr for ListenerConfig {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self::tcp)
+    }
+}
+
+/// A listener equals an address when it is that address's shorthand (tcp,
+/// default name).
+impl PartialEq<SocketAddr> for ListenerConfig {
+    fn eq(&self, addr: &SocketAddr) -> bool {
+        self.bind == *addr && self.is_shorthand()
+    }
+}
+
+/// As the file would write it: the bare address for a shorthand, otherwise
+/// an inline table `{ name = "…", bind = "…", kind = "…" }`.
+impl fmt::Display for ListenerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_shorthand() {
+            return write!(f, "{}", self.bind);
+        }
+        write!(
+            f,
+            "{{ name = {:?}, bind = \"{}\", kind = \"{}\" }}",
+            self.name, self.bind, self.kind
+        )
+    }
+}
+
+/// One `[[listener]]` table of a file, before defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListenerTable {
+    bind: SocketAddr,
+    #[serde(default)]
+    kind: ListenerKindConfig,
+    name: Option<String>,
+}
+
+impl ListenerTable {
+    fn into_config(self) -> ListenerConfig {
+        let name = self
+            .name
+            .unwrap_or_else(|| ListenerConfig::default_name(self.kind, self.bind));
+        ListenerConfig {
+            name,
+            bind: self.bind,
+            kind: self.kind,
+        }
+    }
+}
+
+/// One source's listeners: the `bind` addresses, then the tables.
+pub(crate) fn merge(bind: Vec<SocketAddr>, tables: Vec<ListenerTable>) -> Vec<ListenerConfig> {
+    bind.into_iter()
+        .map(ListenerConfig::tcp)
+        .chain(tables.into_iter().map(ListenerTable::into_config))
+        .collect()
+}
+
+/// At least one listener; every name non-empty and every kind supported;
+/// no address (port 0 aside) and no name used twice.
+pub(crate) fn validate(listeners: &[ListenerConfig]) -> Result<(), ConfigError> {
+    if listeners.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: "bind",
+            reason: "at least one listener address is required".into(),
+        });
+    }
+    for (i, l) in listeners.iter().enumerate() {
+        if l.name.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "listener.name",
+                reason: format!("listener #{} ({}): name must not be empty", i + 1, l.bind),
+            });
+        }
+        if l.kind != ListenerKindConfig::Tcp {
+            return Err(ConfigError::Invalid {
+                key: "listener.kind",
+                reason: format!(
+                    "listener `{}` ({}): kind \"{}\" is not supported yet; only \"tcp\" listeners are available in this version",
+                    l.name, l.bind, l.kind
+                ),
+            });
+        }
+    }
+    for (i, l) in listeners.iter().enumerate() {
+        for earlier in &listeners[..i] {
+            if l.bind.port() != 0 && l.bind == earlier.bind {
+                let names = if l.name == earlier.name {
+                    String::new()
+                } else {
+                    format!(" (listeners `{}` and `{}`)", earlier.name, l.name)
+                };
+                return Err(ConfigError::Invalid {
+                    key: "bind",
+                    reason: format!("{} is listed twice{names}", l.bind),
+                });
+            }
+            // Two listeners on port 0 may share their default name as they
+            // share their address: each bind picks its own port.
+            let both_port_zero_defaults = l.bind.port() == 0
+                && earlier.bind.port() == 0
+                && l.has_default_name()
+                && earlier.has_default_name();
+            if l.name == earlier.name && !both_port_zero_defaults {
+                return Err(ConfigError::Invalid {
+                    key: "listener.name",
+                    reason: format!(
+                        "`{}` names two listeners ({} and {})",
+                        l.name, earlier.bind, l.bind
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn named(name: &str, bind: &str, kind: ListenerKindConfig) -> ListenerConfig {
+        ListenerConfig {
+            name: name.into(),
+            bind: addr(bind),
+            kind,
+        }
+    }
+
+    #[test]
+    fn shorthand_forms() {
+        let l: ListenerConfig = "[::]:1883".parse().unwrap();
+        assert_eq!(l, ListenerConfig::tcp(addr("[::]:1883")));
+        assert_eq!(l.name, "tcp:[::]:1883");
+        assert_eq!(l, addr("[::]:1883"));
+        assert_eq!(l.to_string(), "[::]:1883");
+        assert!("localhost:1883".parse::<ListenerConfig>().is_err());
+
+        let l = named("internal", "127.0.0.1:1884", ListenerKindConfig::Tcp);
+        assert_ne!(
+            l,
+            addr("127.0.0.1:1884"),
+            "a named listener is no shorthand"
+        );
+        assert_eq!(
+            l.to_string(),
+            "{ name = \"internal\", bind = \"127.0.0.1:1884\", kind = \"tcp\" }"
+        );
+    }
+
+    #[test]
+    fn merge_puts_bind_first() {
+        let tables = vec![ListenerTable {
+            bind: addr("127.0.0.1:2"),
+            kind: ListenerKindConfig::Tcp,
+            name: None,
+        }];
+        let all = merge(vec![addr("127.0.0.1:1")], tables);
+        assert_eq!(all, [addr("127.0.0.1:1"), addr("127.0.0.1:2")]);
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let tls = named("secure", "0.0.0.0:8883", ListenerKindConfig::Tls);
+        let err = validate(&[tls]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid `listener.kind`: listener `secure` (0.0.0.0:8883): kind \"tls\" is not supported yet; only \"tcp\" listeners are available in this version"
+        );
+        for kind in [ListenerKindConfig::Ws, ListenerKindConfig::Wss] {
+            let l = named("w", "0.0.0.0:8080", kind);
+            let err = validate(&[l]).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("kind \"{kind}\" is not supported yet")),
+                "{err}"
+            );
+        }
+
+        let err = validate(&[named(" ", "127.0.0.1:1", ListenerKindConfig::Tcp)]).unwrap_err();
+        assert!(err.to_string().contains("`listener.name`"), "{err}");
+        assert!(err.to_string().contains("must not be empty"), "{err}");
+
+        let a = named("a", "127.0.0.1:1", ListenerKindConfig::Tcp);
+        let b = named("b", "127.0.0.1:1", ListenerKindConfig::Tcp);
+        let err = validate(&[a.clone(), b]).unwrap_err().to_string();
+        assert!(
+            err.contains("127.0.0.1:1 is listed twice (listeners `a` and `b`)"),
+            "{err}"
+        );
+
+        let a2 = named("a", "127.0.0.1:2", ListenerKindConfig::Tcp);
+        let err = validate(&[a.clone(), a2]).unwrap_err().to_string();
+        assert!(err.contains("`a` names two listeners"), "{err}");
+
+        // Port 0 repeats, with its default name; a chosen name stays unique.
+        let zero = ListenerConfig::tcp(addr("127.0.0.1:0"));
+        validate(&[zero.clone(), zero.clone()]).unwrap();
+        let taken = named(&zero.name, "127.0.0.1:5", ListenerKindConfig::Tcp);
+        assert!(validate(&[zero.clone(), taken.clone()]).is_err());
+        assert!(validate(&[taken, zero]).is_err());
+    }
+}
