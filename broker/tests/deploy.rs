@@ -19,8 +19,8 @@ mod common;
 
 use common::*;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -576,17 +576,8 @@ fn every_dashboard_metric_is_exported() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start tern");
-    let stdout = child.stdout.take().expect("stdout");
+    let addr = listening_addr(&mut child);
     let tern = Tern(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("tern: listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
 
     // A little of everything the dashboard shows: connections, a
     // subscription, QoS 0 and 1 traffic, a retained message, a drop (no

@@ -13,8 +13,8 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -139,15 +139,7 @@ fn metrics_move_with_traffic_and_sigterm_exits_cleanly() {
             .expect("start tern"),
     );
     let child = &mut tern.0;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("tern: listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let addr = listening_addr(child);
 
     // Refused at CONNECT: two wrong passwords, one unsupported protocol level.
     let (mut c, ack) = Client::connect(addr, &wrong_password(V311));
@@ -428,15 +420,7 @@ fn listener_tables_are_checked_and_served() {
             .spawn()
             .expect("start tern"),
     );
-    let mut line = String::new();
-    BufReader::new(tern.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("tern: listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let addr = listening_addr(&mut tern.0);
     let (_c, ack) = Client::connect(addr, &Connect::new(V5, &client_id()));
     assert_eq!(ack.connack_code(), 0, "accepted on the table's listener");
 }

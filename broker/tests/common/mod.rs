@@ -162,6 +162,20 @@ fn external() -> Option<SocketAddr> {
     )
 }
 
+/// The address of `child`'s first line, `tern: listening on ADDR` (its
+/// stdout piped), which takes that pipe.
+#[allow(dead_code)] // not every test binary starts its own tern
+pub fn listening_addr(child: &mut Child) -> SocketAddr {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .expect("listening line");
+    line.trim()
+        .strip_prefix("tern: listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+}
+
 /// Reads `pipe` line by line on a thread, keeping the last lines in `log`;
 /// sends the address of the first `tern: listening on ADDR` line to `tx`.
 fn drain_lines(
