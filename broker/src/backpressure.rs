@@ -142,6 +142,18 @@ impl Watermarks {
         !b.connected || self.below(b, 2)
     }
 
+    /// True when a connection replaying retained messages may take the next
+    /// one: its writer is below half the high-water mark and, for QoS 1/2,
+    /// the inflight window has room (`window_free`) or its queue is below
+    /// half the high-water marks. A replay thus never reaches a limit at
+    /// which messages are dropped (`deliver::replay`).
+    pub(crate) fn replay_room(&self, b: &Backlog, window_free: bool) -> bool {
+        b.connected
+            && b.writer < self.high_writer / 2
+            && (window_free
+                || (b.messages < self.high_messages / 2 && b.bytes < self.high_bytes / 2))
+    }
+
     /// Called after a connection wrote something: releases the publishers
     /// waiting for it once it has room, and decides whether a slow
     /// subscriber should be paced again.

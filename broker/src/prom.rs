@@ -106,6 +106,15 @@ fn record_worker_value(worker: &str, name: &'static str, value: u64) -> bool {
         "retained_rejected" => {
             counter!("tern_retained_rejected_total", "worker" => w).absolute(value)
         }
+        "retained_replayed" => {
+            counter!("tern_retained_replayed_total", "worker" => w).absolute(value)
+        }
+        "retained_superseded" => {
+            counter!("tern_retained_superseded_total", "worker" => w).absolute(value)
+        }
+        "replay_unordered" => {
+            counter!("tern_retained_replay_unordered_total", "worker" => w).absolute(value)
+        }
         "sessions_online" => {
             gauge!("tern_sessions", "worker" => w, "state" => "online").set(value as f64)
         }

@@ -27,6 +27,7 @@ mod conformance {
     mod persistent;
     mod publish;
     mod retain;
+    mod retain_replay;
     mod shared;
     mod subscribe;
     mod v5_connect;

@@ -1,16 +1,18 @@
 //! The retained-message store.
 
 use bytestring::ByteString;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_codec::{Publish, ReasonCode};
-use tree::TopicTree;
 
+pub use cursor::RetainedCursor;
+
+mod cursor;
 #[cfg(test)]
 mod tests;
-mod tree;
 
 /// A retained message: the PUBLISH as received and when it stops being sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,10 +95,18 @@ impl RetainError {
 /// Retained messages by topic name, queried by topic filter.
 ///
 /// A plain value: the broker wraps it in a mutex taken for PUBLISH with
-/// RETAIN=1 (`set`), for SUBSCRIBE (`matching`) and on a timer
-/// (`purge_expired`). The clock is never read: `now` is passed in.
+/// RETAIN=1 (`set`), for each batch of a new subscription's replay
+/// (`next_matches`) and on a timer (`purge_expired`). The clock is never
+/// read: `now` is passed in.
+///
+/// Messages are ordered by topic name (bytewise) so that a replay is a
+/// resumable range scan ([`RetainedCursor`]): from the filter's literal
+/// prefix (its levels before the first wildcard) onwards, each topic tested
+/// against the filter. A filter starting with a wildcard scans every topic,
+/// in bounded batches.
 pub struct RetainedStore {
-    tree: TopicTree<RetainedMessage>,
+    /// The key is the message's own topic (`publish.topic`, shared).
+    topics: BTreeMap<ByteString, RetainedMessage>,
     /// `(expires_at, topic)` of every message that expires, soonest first.
     expiries: BTreeSet<(Instant, ByteString)>,
     bytes: usize,
@@ -121,7 +131,7 @@ impl RetainedStore {
     /// An empty store with the given limits.
     pub fn new(limits: RetainedLimits) -> Self {
         Self {
-            tree: TopicTree::default(),
+            topics: BTreeMap::new(),
             expiries: BTreeSet::new(),
             bytes: 0,
             limits,
@@ -130,7 +140,7 @@ impl RetainedStore {
 
     /// Number of retained messages (expired ones count until purged).
     pub fn len(&self) -> usize {
-        self.tree.len()
+        self.topics.len()
     }
 
     /// True when no message is retained.
@@ -150,7 +160,7 @@ impl RetainedStore {
 
     /// The unexpired message retained for exactly `topic`.
     pub fn get(&self, topic: &str, now: Instant) -> Option<&Arc<Publish>> {
-        let msg = self.tree.get(topic)?;
+        let msg = self.topics.get(topic)?;
         (!is_expired(msg, now)).then_some(&msg.publish)
     }
 
@@ -169,7 +179,7 @@ impl RetainedStore {
             });
         }
         let size = size_of(&msg.publish);
-        if let Some(old) = self.tree.get_mut(&topic) {
+        if let Some(old) = self.topics.get_mut(topic.as_ref() as &str) {
             let bytes = self.bytes - size_of(&old.publish) + size;
             if bytes > self.limits.max_bytes {
                 return Err(RetainError::Full);
@@ -195,13 +205,13 @@ impl RetainedStore {
             self.expiries.insert((at, topic.clone()));
         }
         self.bytes += size;
-        self.tree.insert(&topic, msg);
+        self.topics.insert(topic, msg);
         Ok(RetainOutcome::Stored)
     }
 
     /// Removes the message retained for `topic`.
     pub fn remove(&mut self, topic: &str) -> Option<RetainedMessage> {
-        let old = self.tree.remove(topic)?;
+        let old = self.topics.remove(topic)?;
         self.bytes -= size_of(&old.publish);
         if let Some(at) = old.expires_at {
             self.expiries.remove(&(at, old.publish.topic.clone()));
@@ -210,26 +220,78 @@ impl RetainedStore {
     }
 
     /// Appends every unexpired retained message whose topic matches `filter`
-    /// to `out` (the retained messages for a new subscription). A filter with a leading wildcard does not
+    /// to `out`, in topic order. A filter with a leading wildcard does not
     /// match `$` topics ([MQTT-4.7.2-1]). For a shared subscription pass the
     /// inner filter; v5 servers send no retained messages for shared
-    /// subscriptions, that choice is the broker's.
+    /// subscriptions, that choice is the broker's. Unbounded: a new
+    /// subscription's replay uses [`RetainedStore::next_matches`].
     pub fn matching(&self, filter: &str, now: Instant, out: &mut Vec<Arc<Publish>>) {
-        self.tree.for_each_match(filter, |msg| {
-            if !is_expired(msg, now) {
-                out.push(Arc::clone(&msg.publish));
-            }
-        });
+        let mut found = Vec::new();
+        self.matching_messages(filter, now, &mut found);
+        out.extend(found.into_iter().map(|m| m.publish));
     }
 
     /// [`RetainedStore::matching`], with each message's expiry (the broker
     /// sends the remaining Message Expiry Interval, [MQTT5-3.3.2-6]).
     pub fn matching_messages(&self, filter: &str, now: Instant, out: &mut Vec<RetainedMessage>) {
-        self.tree.for_each_match(filter, |msg| {
-            if !is_expired(msg, now) {
-                out.push(msg.clone());
+        let mut cursor = RetainedCursor::new(filter);
+        while !cursor.is_done() {
+            self.next_matches(&mut cursor, now, usize::MAX, usize::MAX, out);
+        }
+    }
+
+    /// The next batch of a replay: appends to `out` the unexpired messages
+    /// matching the cursor's filter after its position, in topic order,
+    /// stopping after `max_out` messages or `max_scan` topics looked at
+    /// (matching or not), and moves the cursor past what it looked at.
+    /// Returns how many messages it appended; the cursor
+    /// [is done](RetainedCursor::is_done) once no topic is left. A topic
+    /// stored behind the cursor between two calls is not seen; one stored
+    /// ahead of it is.
+    pub fn next_matches(
+        &self,
+        cursor: &mut RetainedCursor,
+        now: Instant,
+        max_out: usize,
+        max_scan: usize,
+        out: &mut Vec<RetainedMessage>,
+    ) -> usize {
+        if cursor.is_done() {
+            return 0;
+        }
+        if cursor.is_exact() {
+            let found = self.topics.get(cursor.prefix());
+            let n = match found {
+                Some(msg) if !is_expired(msg, now) => {
+                    out.push(msg.clone());
+                    1
+                }
+                _ => 0,
+            };
+            cursor.finish();
+            return n;
+        }
+        let (mut added, mut scanned) = (0, 0);
+        let range = self
+            .topics
+            .range::<str, _>((cursor.start(), Bound::Unbounded));
+        for (topic, msg) in range {
+            if !topic.starts_with(cursor.prefix()) {
+                cursor.finish();
+                return added;
             }
-        });
+            cursor.advance(topic);
+            scanned += 1;
+            if cursor.matches(topic) && !is_expired(msg, now) {
+                out.push(msg.clone());
+                added += 1;
+            }
+            if added >= max_out || scanned >= max_scan {
+                return added;
+            }
+        }
+        cursor.finish();
+        added
     }
 
     /// Removes every message expired at `now`; returns how many.
@@ -251,7 +313,7 @@ impl RetainedStore {
             let Some((_, topic)) = self.expiries.pop_first() else {
                 break;
             };
-            if let Some(old) = self.tree.remove(&topic) {
+            if let Some(old) = self.topics.remove(&topic) {
                 self.bytes -= size_of(&old.publish);
                 purged += 1;
             }

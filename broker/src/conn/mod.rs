@@ -46,6 +46,8 @@ enum Io {
     CloseRequested,
     /// Nothing to read, write or wait for: the task may end (see `park`).
     Park,
+    /// A retained replay has room for more (see `deliver::replay`).
+    Replay,
 }
 
 /// How `serve` ended.
@@ -263,6 +265,12 @@ async fn serve(
                 return Served::Close(reason);
             }
             Io::Park => return Served::Park,
+            Io::Replay => {
+                worker.pump_replay(cell);
+                // A long replay shares the worker with everyone else.
+                tokio::task::yield_now().await;
+                continue;
+            }
             Io::Timer => {
                 {
                     let mut cs = cell.borrow_mut();
@@ -382,7 +390,6 @@ async fn handle_events(
                     }
                     worker.flush(&mut cs);
                 }
-                let now = Instant::now();
                 for (i, (filter, options)) in filters.iter().enumerate() {
                     let granted = reasons.get(i).is_some_and(|r| r.is_success());
                     let existed = existed.get(i).copied().unwrap_or(false);
@@ -392,13 +399,7 @@ async fn handle_events(
                         tern_codec::RetainHandling::Never => false,
                     };
                     if granted && wanted && tern_codec::topic::split_shared(filter).is_none() {
-                        worker.send_retained(
-                            cell,
-                            now,
-                            filter,
-                            options.qos,
-                            subscription_identifier,
-                        );
+                        worker.send_retained(cell, filter, options.qos, subscription_identifier);
                     }
                 }
             }
@@ -467,7 +468,7 @@ fn poll_io(
         if !cs.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             cs.waker = Some(cx.waker().clone());
         }
-        cs.out.is_empty() && cs.close.is_none()
+        cs.out.is_empty() && cs.close.is_none() && cs.replay.is_none()
     };
     // An idle connection holds no read buffer: wait for readiness first, and
     // allocate only then (more when the last read filled what it had).
@@ -505,6 +506,10 @@ fn poll_io(
     }
     if std::future::Future::poll(sleep, cx).is_ready() {
         return Poll::Ready(Io::Timer);
+    }
+    // After reading and the timer: the client's acks and pings come first.
+    if cell.borrow().replay_room(worker.marks) {
+        return Poll::Ready(Io::Replay);
     }
     if idle && rbuf.capacity() == 0 {
         // Nothing to write, no read buffer, not readable: no task needed.

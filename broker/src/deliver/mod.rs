@@ -9,8 +9,10 @@
 //! comes in a [`DeliverCtx`]. The connection task, the worker's fan-out and
 //! shared subscriptions call into it; it calls none of them.
 
+mod replay;
 mod templates;
 
+pub(crate) use replay::{Replay, ReplayRun, Step, FETCH, SCAN};
 pub(crate) use templates::TemplateCache;
 
 use crate::backpressure::{Backlog, Drain, Watermarks, MAX_PAUSE};
@@ -50,6 +52,8 @@ pub(crate) struct ConnShared {
     pub(crate) parked: bool,
     /// Publishers paused until this connection's backlog has room (see `backpressure`).
     pub(crate) drain: Drain,
+    /// Retained messages still owed to new subscriptions (see `replay`).
+    pub(crate) replay: Option<Box<Replay>>,
 }
 
 impl ConnShared {
@@ -66,6 +70,7 @@ impl ConnShared {
             trim: false,
             parked: false,
             drain: Drain::default(),
+            replay: None,
         }
     }
 
@@ -177,7 +182,8 @@ pub(crate) fn deliver(
     let Some(conn) = cs.conn.as_mut() else {
         return false;
     };
-    match conn.deliver(now, offer) {
+    let outcome = conn.deliver(now, offer);
+    match outcome {
         DeliverOutcome::Dropped(reason) => count_dropped(stats, reason),
         DeliverOutcome::Sent => {
             if arrival == Arrival::Live {
@@ -185,6 +191,12 @@ pub(crate) fn deliver(
             }
         }
         DeliverOutcome::Queued => {}
+    }
+    if arrival == Arrival::Live && !matches!(outcome, DeliverOutcome::Dropped(_)) {
+        if let Some(replay) = cs.replay.as_deref_mut() {
+            let lost = replay.note_live(&offer.msg.topic);
+            stats.replay_unordered.add(lost as u64);
+        }
     }
     flush_transmits(&mut cs, ctx.templates, stats, ctx.store);
     cs.congested(ctx.marks)

@@ -36,7 +36,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use tern_routing::{LocalSubscriptions, RetainedMessage, Target};
+use tern_routing::{LocalSubscriptions, Target};
 
 #[derive(Debug)]
 pub(crate) struct Worker {
@@ -47,7 +47,6 @@ pub(crate) struct Worker {
     pub(crate) by_id: RefCell<HashMap<ByteString, ClientKey, ahash::RandomState>>,
     next_key: Cell<u64>,
     targets: RefCell<Vec<Target<ClientKey>>>,
-    retained_scratch: RefCell<Vec<RetainedMessage>>,
     pub(crate) templates: RefCell<TemplateCache>,
     pub(crate) stats: Rc<WorkerStats>,
     drop_log: RateLimitedLog,
@@ -86,7 +85,6 @@ impl Worker {
             by_id: RefCell::default(),
             next_key: Cell::new(1),
             targets: RefCell::new(Vec::with_capacity(64)),
-            retained_scratch: RefCell::default(),
             templates: RefCell::default(),
             stats,
             drop_log: Default::default(),

@@ -3,7 +3,7 @@
 
 use super::Worker;
 use crate::client::ClientKey;
-use crate::deliver::{self, Arrival, ConnCell, Offer};
+use crate::deliver::{self, Arrival, ConnCell, Offer, ReplayRun, Step, FETCH, SCAN};
 use bytestring::ByteString;
 use std::time::Instant;
 use tern_codec::{QoS, ReasonCode, SubscriptionOptions};
@@ -84,38 +84,91 @@ impl Worker {
         }
     }
 
-    /// Sends the unexpired retained messages matching `filter` to a
-    /// connection; one with a Message Expiry Interval carries what remains of
-    /// it ([MQTT5-3.3.2-5/6]).
+    /// Starts the replay of the unexpired retained messages matching
+    /// `filter` to a connection (behind any replay it already has) and sends
+    /// what fits now; the rest follows as the connection drains (see
+    /// `deliver::replay`).
     pub(crate) fn send_retained(
         &self,
         cell: &ConnCell,
-        now: Instant,
         filter: &str,
         granted: QoS,
         subscription_identifier: Option<u32>,
     ) {
-        let mut found = self.retained_scratch.borrow_mut();
-        found.clear();
-        self.shared
-            .retained
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .matching_messages(filter, now, &mut found);
-        let ids: smallvec::SmallVec<[u32; 2]> = subscription_identifier.into_iter().collect();
-        let mut templates = self.templates.borrow_mut();
-        let mut ctx = self.deliver_ctx(&mut templates);
-        for retained in found.drain(..) {
-            let msg = &retained.publish;
-            let offer = Offer {
-                msg,
-                received_at: retained.received_at().unwrap_or(now),
-                qos: msg.qos.min(granted),
-                retain: true,
-                subscription_identifiers: &ids,
-                group: None,
+        {
+            let Ok(mut cs) = cell.try_borrow_mut() else {
+                return;
             };
-            let _ = deliver::deliver(&mut ctx, cell, now, &offer, Arrival::Retained);
+            if cs.conn.is_none() {
+                return;
+            }
+            let ids = subscription_identifier.into_iter().collect();
+            cs.replay
+                .get_or_insert_with(Box::default)
+                .push(ReplayRun::new(filter, granted, ids));
+        }
+        self.pump_replay(cell);
+    }
+
+    /// Offers a connection the next retained messages of its replay while
+    /// it has room ([`ConnShared::replay_room`](crate::deliver::ConnShared::replay_room)),
+    /// at most [`PUMP_BUDGET`] steps per call so that one replay does not
+    /// hold up the worker: the connection task calls again. A message with
+    /// a Message Expiry Interval carries what remains of it ([MQTT5-3.3.2-5/6]).
+    pub(crate) fn pump_replay(&self, cell: &ConnCell) {
+        let now = Instant::now();
+        let mut batch = Vec::new();
+        for _ in 0..PUMP_BUDGET {
+            let step = {
+                let Ok(mut cs) = cell.try_borrow_mut() else {
+                    return;
+                };
+                if !cs.replay_room(self.marks) {
+                    return;
+                }
+                let Some(replay) = cs.replay.as_deref_mut() else {
+                    return;
+                };
+                let step = replay.step();
+                match &step {
+                    Step::Fetch => {
+                        if let Some(run) = replay.front_mut() {
+                            self.shared
+                                .retained
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .next_matches(&mut run.cursor, now, FETCH, SCAN, &mut batch);
+                            let skipped = run.accept(&mut batch);
+                            self.stats.retained_superseded.add(skipped as u64);
+                        }
+                    }
+                    Step::Done => cs.replay = None,
+                    Step::Offer(..) => {}
+                }
+                step
+            };
+            match step {
+                Step::Offer(retained, granted, ids) => {
+                    let msg = &retained.publish;
+                    let offer = Offer {
+                        msg,
+                        received_at: retained.received_at().unwrap_or(now),
+                        qos: msg.qos.min(granted),
+                        retain: true,
+                        subscription_identifiers: &ids,
+                        group: None,
+                    };
+                    self.stats.retained_replayed.inc();
+                    let mut templates = self.templates.borrow_mut();
+                    let mut ctx = self.deliver_ctx(&mut templates);
+                    let _ = deliver::deliver(&mut ctx, cell, now, &offer, Arrival::Retained);
+                }
+                Step::Fetch => {}
+                Step::Done => return,
+            }
         }
     }
 }
+
+/// Messages offered or batches fetched per [`Worker::pump_replay`] call.
+const PUMP_BUDGET: usize = 256;
