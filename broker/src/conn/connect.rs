@@ -4,7 +4,7 @@
 //! session.
 
 use super::auth;
-use super::link::{write_packet, Link, CONNECT_TIMEOUT, MAX_HOPS, MIN_READ};
+use super::link::{linger, write_packet, Link, CONNECT_TIMEOUT, MAX_HOPS, MIN_READ};
 use crate::client::ClientKey;
 use crate::deliver::{ConnCell, ConnShared};
 use crate::registry::Claim;
@@ -201,14 +201,23 @@ async fn read_connect(
                 tracing::debug!(error = %e, "bad CONNECT");
                 if let DecodeError::UnsupportedProtocol { name_ok: true, .. } = e {
                     // [MQTT-3.1.2-2] a known protocol name at an unsupported
-                    // level: answer return code 0x01 and close.
-                    let version = ProtocolVersion::V311;
+                    // level: answer and close. Levels above 5 get a v5
+                    // CONNACK 0x84 (a client newer than v5 can read it), the
+                    // others the 3.1.1 return code 0x01.
+                    let version = match &e {
+                        DecodeError::UnsupportedProtocol { level, .. } if *level > 5 => {
+                            ProtocolVersion::V5
+                        }
+                        _ => ProtocolVersion::V311,
+                    };
                     let ack = Packet::ConnAck(ConnAck {
                         session_present: false,
                         code: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
                         ..ConnAck::default()
                     });
-                    let _ = write_packet(stream, version, &ack, stats).await;
+                    if write_packet(stream, version, &ack, stats).await.is_ok() {
+                        linger(stream).await;
+                    }
                 }
                 return None;
             }
@@ -296,6 +305,11 @@ async fn refuse(
 ) -> Attach {
     worker.stats.refused(code);
     let ack = Packet::ConnAck(tern_session::reject_connack(code));
-    let _ = write_packet(&mut link.stream, version, &ack, &worker.stats).await;
+    if write_packet(&mut link.stream, version, &ack, &worker.stats)
+        .await
+        .is_ok()
+    {
+        linger(&mut link.stream).await;
+    }
     Attach::Done
 }

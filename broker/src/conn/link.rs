@@ -116,6 +116,29 @@ pub(super) async fn write_packet(
     stream.flush().await
 }
 
+/// How long a connection the server closes with a reason lingers.
+pub(super) const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// After the server's last word on a connection (an error DISCONNECT or a
+/// refusing CONNACK): shuts the write side down, then discards what the
+/// client still sends until it closes or [`LINGER`] passes. Closing at once
+/// while the client is still writing makes the kernel answer with a reset,
+/// and the client may never read the reason.
+pub(super) async fn linger(stream: &mut Stream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut sink = [0u8; 256];
+        while let Ok(n) = tokio::io::AsyncReadExt::read(stream, &mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use std::mem::size_of;

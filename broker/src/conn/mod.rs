@@ -187,7 +187,15 @@ async fn connected(mut link: Box<Link>, cell: Rc<ConnCell>, key: ClientKey) {
     Box::pin(async {
         let stream = &mut link.stream;
         let _ = tokio::time::timeout(FLUSH_TIMEOUT, flush_out(stream, &cell, &worker)).await;
-        let _ = stream.shutdown().await;
+        if matches!(
+            reason,
+            CloseReason::ProtocolError(_) | CloseReason::Administrative
+        ) {
+            // The client may still be writing: let it read why.
+            link::linger(stream).await;
+        } else {
+            let _ = stream.shutdown().await;
+        }
     })
     .await;
     let now = Instant::now();
@@ -239,19 +247,27 @@ async fn serve(
     tokio::pin!(sleep);
     let mut events = Vec::new();
     let mut read_size = MIN_READ;
+    // Packets that arrived with the CONNECT (a client may pipeline its
+    // SUBSCRIBE behind it) or before the connection parked are decoded
+    // before waiting for more.
+    let mut unread = !rbuf.is_empty();
     loop {
-        let io = poll_fn(|cx| {
-            poll_io(
-                cx,
-                stream,
-                cell,
-                rbuf,
-                &mut read_size,
-                sleep.as_mut(),
-                worker,
-            )
-        })
-        .await;
+        let io = if std::mem::take(&mut unread) {
+            Io::Read
+        } else {
+            poll_fn(|cx| {
+                poll_io(
+                    cx,
+                    stream,
+                    cell,
+                    rbuf,
+                    &mut read_size,
+                    sleep.as_mut(),
+                    worker,
+                )
+            })
+            .await
+        };
         let now = Instant::now();
         match io {
             Io::Read => {}

@@ -5,18 +5,68 @@ use crate::common::*;
 use std::time::{Duration, Instant};
 
 // [MQTT-3.1.2-2] [MQTT-3.2.2-4] [MQTT-3.2.2-5] [MQTT5-3.1.2-2]: a level other than
-// 3, 4 or 5 gets a CONNACK refusal, then the close.
+// 3, 4 or 5 gets a CONNACK refusal, then the close: the 3.1.1 return code
+// 0x01 below 5, a v5 CONNACK 0x84 (Unsupported Protocol Version) above it,
+// which a client newer than v5 can read.
 #[test]
 fn unacceptable_protocol_level_gets_return_code_1_then_close() {
     let broker = Broker::start();
-    for level in [2u8, 6, 0x7F] {
+    let v5_refusal = [0x20, 0x03, 0x00, 0x84, 0x00];
+    for (level, expected) in [
+        (2u8, connack_v3(false, 0x01)),
+        (6, v5_refusal.to_vec()),
+        (0x7F, v5_refusal.to_vec()),
+    ] {
         let mut c = Client::tcp(broker.addr);
         let mut bytes = Connect::v311(&client_id()).bytes();
         bytes[8] = level; // 10 ; len ; 00 04 'MQTT' ; level
         c.send(&bytes);
-        c.expect_bytes(&connack_v3(false, 0x01));
+        c.expect_bytes(&expected);
         c.expect_closed_silently(WAIT);
     }
+}
+
+// After a DISCONNECT with a reason code, the server shuts its side down and
+// reads on until the client closes, so that a client still writing reads
+// the reason instead of getting a reset. [MQTT5-4.13.1-1] [MQTT5-3.14.4-1]
+// [MQTT5-3.14.4-2]: the connection still closes, with nothing after the
+// DISCONNECT.
+#[test]
+fn a_client_still_writing_reads_the_disconnect_reason() {
+    let broker = Broker::start();
+    // Five times: without the half-close, the reset loses the DISCONNECT
+    // most of the time, not always.
+    for _ in 0..5 {
+        disconnect_reaches_a_writing_client(broker.addr);
+    }
+}
+
+fn disconnect_reaches_a_writing_client(addr: std::net::SocketAddr) {
+    let t = topic("linger");
+    // A subscriber with a 4 KiB receive buffer and 400 KiB of messages
+    // waiting for it: the server's DISCONNECT sits behind them in its send
+    // buffer when it closes.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect_timeout(&addr.into(), WAIT).expect("connect");
+    let mut c = Client::from_stream(std::net::TcpStream::from(socket));
+    c.version = V5;
+    c.send(&Connect::v5(&client_id()).bytes());
+    assert_eq!(c.read().kind(), CONNACK);
+    c.sub(&t, 0);
+    let mut publisher = Client::v311(addr);
+    for _ in 0..100 {
+        publisher.publish(&Message::new(&t, vec![b'x'; 4096]));
+    }
+    publisher.ping();
+    // A PUBLISH with QoS 3 is malformed; 256 KiB of PINGREQs follow it in
+    // the same write, which the server never answers.
+    let mut bytes = vec![0x36, 0x03, 0x00, 0x01, b'a'];
+    bytes.extend(std::iter::repeat_n([0xC0u8, 0x00], 128 * 1024).flatten());
+    let _ = c.send_lossy(&bytes);
+    c.read_until("DISCONNECT", |p| p.kind() == DISCONNECT);
+    c.expect_closed(WAIT);
 }
 
 // [MQTT-3.1.4-4] [MQTT-3.2.0-1] [MQTT-3.2.2-1]: exact CONNACK bytes for each level.
@@ -29,6 +79,32 @@ fn accepted_connect_gets_exact_connack_for_v31_and_v311() {
         c.send(&connect.bytes());
         c.expect_bytes(&connack_v3(false, 0));
         c.ping();
+        c.disconnect();
+    }
+}
+
+// [MQTT-3.1.4-5] [MQTT-3.8.4-1]: a client may send packets right behind its
+// CONNECT without waiting for the CONNACK; those in the same segment as the
+// CONNECT are answered at once, not when more bytes arrive.
+#[test]
+fn packets_pipelined_behind_connect_are_answered() {
+    let broker = Broker::start();
+    let t = topic("pipelined");
+    for version in [V311, V5] {
+        let mut c = Client::tcp(broker.addr);
+        c.version = version;
+        let mut bytes = Connect::new(version, &client_id()).bytes();
+        bytes.extend(subscribe(version, 1, &[(&t, 1)]));
+        bytes.extend(Message::new(&t, "self").qos(1, 2).encode(version));
+        c.send(&bytes);
+        let connack = c.read();
+        assert_eq!(connack.kind(), CONNACK, "{connack:?}");
+        let suback = c.read_until("SUBACK", |p| p.kind() == SUBACK);
+        assert_eq!(suback.suback_codes(version), vec![1]);
+        let puback = c.read_until("PUBACK", |p| p.kind() == PUBACK);
+        assert_eq!(puback.pid(), 2);
+        let msg = c.recv_acked();
+        assert_eq!(msg.payload, b"self");
         c.disconnect();
     }
 }
