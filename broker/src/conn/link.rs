@@ -117,7 +117,7 @@ pub(super) async fn write_packet(
 }
 
 /// How long a connection the server closes with a reason lingers.
-pub(super) const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const LINGER: Duration = Duration::from_secs(1);
 
 /// After the server's last word on a connection (an error DISCONNECT or a
 /// refusing CONNACK): shuts the write side down, then discards what the
