@@ -288,6 +288,7 @@ mod tests {
             name: "internal".into(),
             bind: "127.0.0.1:1884".parse().unwrap(),
             kind: ListenerKindConfig::Tcp,
+            limits: Default::default(),
         };
         let spec = listener_spec(&config).unwrap();
         assert_eq!(&*spec.name, "internal");
@@ -324,6 +325,7 @@ mod tests {
                 name: "test".into(),
                 bind: "127.0.0.1:0".parse().unwrap(),
                 kind: ListenerKindConfig::Tcp,
+                limits: Default::default(),
             }],
             metrics_bind: None,
             workers: 1,
