@@ -1,5 +1,9 @@
-//! The acceptor thread: accepts on every listener and gives each connection
-//! to the worker with the fewest live connections.
+//! The acceptor thread: accepts on every listener, checks the peer against
+//! the connect rate, the flapping ban (`Shared::admit`) and the connection
+//! caps (global, per IP, the listener's own), and gives each connection it
+//! keeps to the worker with the fewest live connections. A refused
+//! connection is closed here, before any worker sees it, and counted by
+//! reason.
 //!
 //! Why not SO_REUSEPORT per worker: the kernel spreads connections by a hash
 //! of the 4-tuple, which cannot follow load, and a session's home worker is
@@ -10,7 +14,7 @@
 use crate::shared::{Control, Shared};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use tern_transport::{ConnectionLimiter, Listener, ListenerSpec};
+use tern_transport::{ConnectionLimiter, LimitExceeded, Listener, ListenerSpec};
 use tokio::sync::watch;
 
 /// Runs the accept loops until `stop` turns true. Each listener comes
@@ -23,7 +27,7 @@ pub(crate) async fn run(
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     let mut registered = true;
-    for (spec, l) in listeners {
+    for (index, (spec, l)) in listeners.into_iter().enumerate() {
         let listener = match Listener::from_spec(l, &spec) {
             Ok(l) => l,
             Err(e) => {
@@ -38,10 +42,23 @@ pub(crate) async fn run(
             let mut next = 0usize;
             loop {
                 let accepted = listener.accept().await;
-                let Some(permit) = limiter.try_acquire(accepted.peer.ip()) else {
-                    shared.rejected_limit.fetch_add(1, Relaxed);
-                    tracing::warn!(peer = %accepted.peer, "connection limit reached; refusing connection");
+                let ip = accepted.peer.ip();
+                if !shared.admit(ip) {
                     continue;
+                }
+                let permit = match limiter.acquire_on(Some(index), ip) {
+                    Ok(permit) => permit,
+                    Err(LimitExceeded::Listener) => {
+                        shared.rejected_listener_limit.fetch_add(1, Relaxed);
+                        tracing::warn!(peer = %accepted.peer, listener = %spec.name,
+                            "listener connection limit reached; refusing connection");
+                        continue;
+                    }
+                    Err(why) => {
+                        shared.rejected_limit.fetch_add(1, Relaxed);
+                        tracing::warn!(peer = %accepted.peer, "{why}; refusing connection");
+                        continue;
+                    }
                 };
                 let live = shared.live.load();
                 if let Err(e) = tern_transport::set_socket_buffers(
@@ -65,7 +82,11 @@ pub(crate) async fn run(
                 next = next.wrapping_add(1);
                 let link = &shared.workers[best];
                 link.connections.fetch_add(1, Relaxed);
-                if link.control.send(Control::Accepted(accepted, Some(permit))).is_err() {
+                if link
+                    .control
+                    .send(Control::Accepted(accepted, Some(permit)))
+                    .is_err()
+                {
                     link.connections.fetch_sub(1, Relaxed);
                 }
             }

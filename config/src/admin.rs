@@ -111,7 +111,10 @@ mod tests {
         validate(true, None, Some(&file)).unwrap();
         let err = validate(true, None, None).unwrap_err().to_string();
         assert!(err.contains("`admin_endpoint`"), "{err}");
-        assert!(err.contains("needs admin_token or admin_token_file"), "{err}");
+        assert!(
+            err.contains("needs admin_token or admin_token_file"),
+            "{err}"
+        );
         let err = validate(false, Some(&t), Some(&file))
             .unwrap_err()
             .to_string();

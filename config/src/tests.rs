@@ -544,9 +544,13 @@ fn admin_token_sources() {
     let c = run(&["-c", &file.arg()], &env).unwrap();
     assert_eq!(c.admin_token, Some(Secret::new("fromenv")));
     // "" is none: the endpoint then refuses to start.
-    let file = TempFile::new("admin_endpoint = true\nadmin_token = \"\"\nadmin_token_file = \"\"\n");
+    let file =
+        TempFile::new("admin_endpoint = true\nadmin_token = \"\"\nadmin_token_file = \"\"\n");
     let err = run(&["-c", &file.arg()], &[]).unwrap_err().to_string();
-    assert!(err.contains("needs admin_token or admin_token_file"), "{err}");
+    assert!(
+        err.contains("needs admin_token or admin_token_file"),
+        "{err}"
+    );
     let c = run(&["-c", &file.arg(), "--admin-token-file", "/run/t"], &[]).unwrap();
     assert_eq!(c.admin_token_file, Some(PathBuf::from("/run/t")));
     assert_eq!(c.admin_token, None);

@@ -55,8 +55,9 @@ pub struct ConnectionPermit {
     inner: Arc<Inner>,
     /// The counted IP, when per-IP limiting is on.
     ip: Option<IpAddr>,
-    /// The counted listener's index.
-    listener: Option<u32>,
+    /// The counted listener's index (`u16` keeps the permit, which every
+    /// parked connection holds, at four words).
+    listener: Option<u16>,
 }
 
 impl ConnectionLimiter {
@@ -67,10 +68,12 @@ impl ConnectionLimiter {
     }
 
     /// Like [`new`](Self::new), with a cap per listener (0 = unlimited),
-    /// by index: [`acquire_on`](Self::acquire_on) names the index.
+    /// by index: [`acquire_on`](Self::acquire_on) names the index. Only
+    /// the first 65,535 listeners can have a cap.
     pub fn with_listeners(max_total: usize, max_per_ip: usize, listeners: &[usize]) -> Self {
         let listeners = listeners
             .iter()
+            .take(usize::from(u16::MAX))
             .map(|&max| ListenerSlot {
                 max: AtomicUsize::new(max),
                 current: AtomicUsize::new(0),
@@ -137,7 +140,7 @@ impl ConnectionLimiter {
                 inner.total.fetch_sub(1, Ordering::AcqRel);
                 return Err(LimitExceeded::Listener);
             }
-            listener = u32::try_from(i).ok();
+            listener = u16::try_from(i).ok();
         }
         let counted = table.as_mut().map(|table| {
             *table.entry(ip).or_insert(0) += 1;
@@ -227,7 +230,7 @@ impl Drop for ConnectionPermit {
         }
         if let Some(slot) = self
             .listener
-            .and_then(|i| self.inner.listeners.get(usize::try_from(i).ok()?))
+            .and_then(|i| self.inner.listeners.get(usize::from(i)))
         {
             slot.current.fetch_sub(1, Ordering::AcqRel);
         }

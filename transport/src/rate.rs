@@ -65,8 +65,11 @@ pub enum RateRefusal {
     /// The address's bucket is empty.
     #[error("connection rate limit reached for this address")]
     Rate,
-    /// The address is banned for flapping (this connect may have started
-    /// the ban: [`RateStats::bans`] counts those).
+    /// This connect was one too many within the flap window: the address
+    /// is banned from now on.
+    #[error("too many connections from this address: banned")]
+    BanStarted,
+    /// The address is banned for flapping.
     #[error("address banned for connecting too often")]
     Banned,
 }
@@ -220,7 +223,7 @@ impl ConnectRate {
             if entry.window_connects > limits.flap_connects {
                 entry.banned_until = Some(now + limits.ban);
                 stats.bans += 1;
-                return Err(RateRefusal::Banned);
+                return Err(RateRefusal::BanStarted);
             }
         }
         if limits.per_minute > 0 {
@@ -391,7 +394,7 @@ mod tests {
         for i in 0..3 {
             r.check(A, t0 + secs(i)).unwrap();
         }
-        assert_eq!(r.check(A, t0 + secs(3)), Err(RateRefusal::Banned));
+        assert_eq!(r.check(A, t0 + secs(3)), Err(RateRefusal::BanStarted));
         assert_eq!(r.stats(t0 + secs(3)).bans, 1);
         assert_eq!(r.stats(t0 + secs(3)).banned, 1);
         // Attempts during the ban are refused and do not extend it.
@@ -405,7 +408,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(r.stats(t0 + secs(33)).bans, 1);
-        assert_eq!(r.check(A, t0 + secs(34)), Err(RateRefusal::Banned));
+        assert_eq!(r.check(A, t0 + secs(34)), Err(RateRefusal::BanStarted));
         assert_eq!(r.stats(t0 + secs(34)).bans, 2);
     }
 
@@ -431,6 +434,7 @@ mod tests {
         r.check(A, t0).unwrap();
         assert_eq!(r.check(A, t0), Err(RateRefusal::Rate));
         assert_eq!(r.check(A, t0), Err(RateRefusal::Rate));
+        assert_eq!(r.check(A, t0), Err(RateRefusal::BanStarted));
         assert_eq!(r.check(A, t0), Err(RateRefusal::Banned));
     }
 
@@ -484,7 +488,7 @@ mod tests {
         let r = ConnectRate::new(limits);
         let t0 = Instant::now();
         r.check(A, t0).unwrap();
-        assert_eq!(r.check(A, t0), Err(RateRefusal::Banned));
+        assert_eq!(r.check(A, t0), Err(RateRefusal::BanStarted));
         for i in 0..1000u32 {
             r.check(IpAddr::V6(Ipv6Addr::from(u128::from(i) + 1)), t0)
                 .unwrap();
@@ -497,7 +501,7 @@ mod tests {
         });
         for ip in [A, B] {
             r.check(ip, t0).unwrap();
-            assert_eq!(r.check(ip, t0), Err(RateRefusal::Banned));
+            assert_eq!(r.check(ip, t0), Err(RateRefusal::BanStarted));
         }
         let c = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3));
         r.check(c, t0).unwrap();

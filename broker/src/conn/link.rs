@@ -15,8 +15,19 @@ use tern_session::CloseReason;
 use tern_transport::{ConnectionPermit, Stream};
 use tokio::io::AsyncWriteExt;
 
-/// How long a new connection may take to send CONNECT.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection on `listener` may take to send its CONNECT:
+/// the listener's own `connect_timeout`, else `[limits]`'s (the settings in
+/// force when the connection starts).
+pub(super) fn connect_timeout(config: &tern_config::Config, listener: &str) -> Duration {
+    let global = config.limits.connect_timeout;
+    let secs = config
+        .listeners
+        .iter()
+        .find(|l| l.name == listener)
+        .map_or(global, |l| l.limits.connect_timeout_or(global));
+    Duration::from_secs(secs.into())
+}
+
 /// How long a closing connection may take to flush what is queued for it.
 pub(super) const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Read sizes: start small (an idle or slow client), double while reads fill
