@@ -159,6 +159,10 @@ fn respond(
                 None => Err(Unauthorized::Missing),
             };
             if let Err(why) = checked {
+                let health = &endpoints.shared.health;
+                health
+                    .admin_unauthorized
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(?why, "POST /admin/reload without the admin token; 401");
                 return unauthorized(why);
             }

@@ -173,6 +173,7 @@ fn record(shared: &Shared) {
         .absolute(health.reloads_ok.load(Relaxed));
     counter!("tern_config_reloads_total", "result" => "rejected")
         .absolute(health.reloads_failed.load(Relaxed));
+    counter!("tern_admin_unauthorized_total").absolute(health.admin_unauthorized.load(Relaxed));
     let rs = &shared.route_stats;
     counter!("tern_route_rebuilds_total").absolute(rs.rebuilds.load(Relaxed));
     gauge!("tern_route_last_rebuild_seconds")

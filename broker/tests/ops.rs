@@ -244,6 +244,9 @@ fn admin_endpoint_requires_the_bearer_token() {
     assert_eq!((status, body.as_str()), (200, "no change\n"));
     // The other endpoints need no token.
     assert_eq!(d.http_with("GET", "/healthz", "").0, 200);
+    wait_for(WAIT, "three refusals counted", || {
+        (d.metric("tern_admin_unauthorized_total") == Some(3.0)).then_some(())
+    });
 
     // Rotate: write the file, reload with the old token.
     std::fs::write(&token_file, "second-token\n").unwrap();
