@@ -14,6 +14,7 @@
 use crate::shared::{Control, Shared};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tern_transport::{ConnectionLimiter, LimitExceeded, Listener, ListenerSpec};
 use tokio::sync::watch;
 
@@ -40,6 +41,17 @@ pub(crate) async fn run(
         let limiter = limiter.clone();
         tasks.spawn(async move {
             let mut next = 0usize;
+            // Refusals are logged at warn at most once a second (a flood
+            // must not become a flood of log lines), the rest at debug.
+            let mut warned: Option<Instant> = None;
+            let mut warn_now = move || {
+                let now = Instant::now();
+                let due = warned.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+                if due {
+                    warned = Some(now);
+                }
+                due
+            };
             loop {
                 let accepted = listener.accept().await;
                 let ip = accepted.peer.ip();
@@ -48,15 +60,20 @@ pub(crate) async fn run(
                 }
                 let permit = match limiter.acquire_on(Some(index), ip) {
                     Ok(permit) => permit,
-                    Err(LimitExceeded::Listener) => {
-                        shared.rejected_listener_limit.fetch_add(1, Relaxed);
-                        tracing::warn!(peer = %accepted.peer, listener = %spec.name,
-                            "listener connection limit reached; refusing connection");
-                        continue;
-                    }
                     Err(why) => {
-                        shared.rejected_limit.fetch_add(1, Relaxed);
-                        tracing::warn!(peer = %accepted.peer, "{why}; refusing connection");
+                        let counter = if why == LimitExceeded::Listener {
+                            &shared.rejected_listener_limit
+                        } else {
+                            &shared.rejected_limit
+                        };
+                        counter.fetch_add(1, Relaxed);
+                        if warn_now() {
+                            tracing::warn!(peer = %accepted.peer, listener = %spec.name,
+                                "{why}; refusing connections (logged at most once a second)");
+                        } else {
+                            tracing::debug!(peer = %accepted.peer, listener = %spec.name,
+                                "{why}; refusing connection");
+                        }
                         continue;
                     }
                 };
