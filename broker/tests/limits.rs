@@ -32,17 +32,26 @@ fn tcp_from(source: [u8; 4], addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// Connects from `source` with a v3.1.1 CONNECT: true when the broker
-/// answers CONNACK 0, false when it closes without a word (a refusal at
-/// accept). Anything else fails the test.
+/// Connects from `source` with a v3.1.1 CONNECT and disconnects: true when
+/// the broker answered CONNACK 0, false when it closed without a word (a
+/// refusal at accept). Anything else fails the test.
 fn connects_from(source: [u8; 4], addr: SocketAddr) -> bool {
+    let Some(mut s) = accepted_from(source, addr) else {
+        return false;
+    };
+    let _ = s.write_all(&[0xE0, 0]);
+    true
+}
+
+/// Like [`connects_from`], keeping the connection open.
+fn accepted_from(source: [u8; 4], addr: SocketAddr) -> Option<TcpStream> {
     let mut s = tcp_from(source, addr);
     // The broker may already have closed: a failed write is a refusal too.
     let _ = s.write_all(&Connect::v311(&client_id()).bytes());
     let mut buf = [0u8; 4];
     match s.read(&mut buf) {
-        Ok(0) => false,
-        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => false,
+        Ok(0) => None,
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => None,
         Ok(n) => {
             let mut rest = [0u8; 4];
             if n < 4 {
@@ -50,8 +59,7 @@ fn connects_from(source: [u8; 4], addr: SocketAddr) -> bool {
                 buf[n..].copy_from_slice(&rest[..4 - n]);
             }
             assert_eq!(buf, [0x20, 2, 0, 0], "expected CONNACK 0");
-            let _ = s.write_all(&[0xE0, 0]);
-            true
+            Some(s)
         }
         Err(e) => panic!("neither a CONNACK nor a close: {e}"),
     }
@@ -188,8 +196,9 @@ fn max_connections_per_listener() {
     let (status, body) = d.http("POST", "/admin/reload");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("applied listener.limits"), "{body}");
-    let c = Client::v311(capped);
-    let e = Client::v311(capped);
+    // The connection that found room above may still be closing: wait.
+    let c = wait_for(WAIT, "room for a second", || accepted_from(LOCAL, capped));
+    let e = wait_for(WAIT, "room for a third", || accepted_from(LOCAL, capped));
     assert!(!connects_from(LOCAL, capped), "full again at 3");
     drop((b, c, e, others));
 }
