@@ -168,9 +168,10 @@ impl Reloader {
                 .limiter
                 .set_listener_limit(i, l.limits.max_connections);
         }
-        self.shared
-            .rate
-            .set_limits(crate::shared::rate_limits(limits));
+        self.shared.rate.set_limits(
+            crate::shared::rate_limits(limits),
+            std::time::Instant::now(),
+        );
         let report = ReloadReport {
             applied: old.changes(&effective),
             restart_needed: effective.changes(&new),

@@ -238,12 +238,16 @@ impl ConnectRate {
 
     /// Changes the limits for later checks. Remembered addresses keep
     /// their state (a ban keeps its end; a bucket larger than the new burst
-    /// is cut down at its next refill).
-    pub fn set_limits(&self, limits: RateLimits) {
+    /// is cut down at its next refill); a table over a lowered
+    /// `max_tracked` is cut down at once (`now`: for what is idle).
+    pub fn set_limits(&self, limits: RateLimits, now: Instant) {
         let mut table = self.table();
         table.limits = limits;
+        table.futile_sweep = None;
         if limits.is_off() {
             table.entries = HashMap::new();
+        } else if table.entries.len() >= limits.max_tracked.max(1) {
+            table.make_room(now);
         }
     }
 
@@ -516,12 +520,26 @@ mod tests {
         let t0 = Instant::now();
         r.check(A, t0).unwrap();
         assert_eq!(r.check(A, t0), Err(RateRefusal::Rate));
-        r.set_limits(rate(60, 5));
+        r.set_limits(rate(60, 5), t0);
         assert_eq!(r.limits().burst, 5);
         // The empty bucket refills towards the new size.
         r.check(A, t0 + secs(2)).unwrap();
         r.check(A, t0 + secs(2)).unwrap();
-        r.set_limits(RateLimits::OFF);
+        // A lower max_tracked applies at once.
+        for i in 0..100u32 {
+            r.check(IpAddr::V6(Ipv6Addr::from(u128::from(i) + 1)), t0 + secs(2))
+                .unwrap();
+        }
+        assert_eq!(r.stats(t0).tracked, 101);
+        r.set_limits(
+            RateLimits {
+                max_tracked: 16,
+                ..rate(60, 5)
+            },
+            t0 + secs(2),
+        );
+        assert!(r.stats(t0).tracked < 16, "{}", r.stats(t0).tracked);
+        r.set_limits(RateLimits::OFF, t0);
         r.check(A, t0 + secs(2)).unwrap();
         assert_eq!(r.stats(t0).tracked, 0, "off forgets everything");
     }

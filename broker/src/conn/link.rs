@@ -130,6 +130,21 @@ pub(super) async fn write_packet(
 #[cfg(test)]
 mod tests {
     use std::mem::size_of;
+    use std::time::Duration;
+
+    #[test]
+    fn connect_timeout_is_the_listeners_or_the_global_one() {
+        let config = tern_config::parse_str(
+            "[limits]\nconnect_timeout = 7\n\
+             [[listener]]\nname = \"strict\"\nbind = \"127.0.0.1:1\"\nlimits = { connect_timeout = 2 }\n\
+             [[listener]]\nname = \"plain\"\nbind = \"127.0.0.1:2\"\n",
+        )
+        .unwrap();
+        let timeout = |name| super::connect_timeout(&config, name);
+        assert_eq!(timeout("strict"), Duration::from_secs(2));
+        assert_eq!(timeout("plain"), Duration::from_secs(7));
+        assert_eq!(timeout("unknown"), Duration::from_secs(7));
+    }
 
     // What every parked connection keeps: keep it from growing unnoticed.
     #[test]
