@@ -26,6 +26,7 @@ fn on(max_tracked: usize) -> RateLimits {
         flap_window: Duration::from_secs(10),
         ban: Duration::from_secs(60),
         max_tracked,
+        ipv6_prefix: 128,
     }
 }
 

@@ -9,7 +9,7 @@
 //! `socket_recv_buffer` (new connections), `limits.max_connections`,
 //! `limits.max_connections_per_ip`, `connect_rate_per_ip`,
 //! `connect_burst_per_ip`, `flap_connects`, `flap_window`, `flap_ban`,
-//! `max_tracked_ips` (every later accept; addresses keep what was counted
+//! `max_tracked_ips`, `ipv6_prefix_len` (every later accept; addresses keep what was counted
 //! and bans their end), each listener's `limits` when the listener stays
 //! bound (same name, bind and kind: `max_connections` from the next accept,
 //! `connect_timeout` for later connections), `limits.connect_timeout` (for
@@ -213,6 +213,7 @@ pub(crate) fn merge_live(running: &Config, new: &Config) -> Config {
     l.flap_window = n.flap_window;
     l.flap_ban = n.flap_ban;
     l.max_tracked_ips = n.max_tracked_ips;
+    l.ipv6_prefix_len = n.ipv6_prefix_len;
     l.connect_timeout = n.connect_timeout;
     // A listener that stays bound takes its new limits.
     for running in &mut c.listeners {
@@ -284,7 +285,7 @@ mod tests {
             max_retained_messages = 15\nmax_retained_bytes = 16\nwriter_buffer_bytes = 17\n\
             worker_queue_len = 18\nqueue_qos0_offline = true\nconnect_rate_per_ip = 19\n\
             connect_burst_per_ip = 20\nflap_connects = 21\nflap_window = 22\nflap_ban = 23\n\
-            max_tracked_ips = 24\nconnect_timeout = 25\n\
+            max_tracked_ips = 24\nipv6_prefix_len = 48\nconnect_timeout = 25\n\
             [mqtt]\nmax_qos = 1\nretain_available = false\ntopic_alias_maximum = 1\n\
             outbound_topic_alias_maximum = 1\nvalidate_payload_format = true\n\
             response_information = \"r/\"\nserver_reference = \"x:1\"\nserver_moved = true\n\

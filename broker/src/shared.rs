@@ -186,6 +186,7 @@ pub(crate) fn rate_limits(limits: &tern_config::Limits) -> RateLimits {
         flap_window: Duration::from_secs(limits.flap_window.into()),
         ban: Duration::from_secs(limits.flap_ban.into()),
         max_tracked: limits.max_tracked_ips,
+        ipv6_prefix: limits.ipv6_prefix_len,
     }
 }
 

@@ -174,6 +174,13 @@ settings! {
     [value_name = "N"]
     max_tracked_ips: usize = 65_536;
 
+    /// Leading bits by which IPv6 source addresses count for
+    /// connect_rate_per_ip and the flapping ban (1..=128): 64 counts a whole
+    /// /64, usually one host or site, which could otherwise cycle through
+    /// its addresses. IPv4 addresses count whole.
+    [value_name = "BITS"]
+    ipv6_prefix_len: u8 = 64;
+
     /// Seconds a new connection may take to send its whole CONNECT packet
     /// (1..=3600); a listener may set its own.
     ///
@@ -269,6 +276,8 @@ impl Limits {
         at_most("limits.flap_ban", self.flap_ban, MAX_FLAP_SECS)?;
         at_least("limits.max_tracked_ips", self.max_tracked_ips, 1)?;
         at_most("limits.max_tracked_ips", self.max_tracked_ips, 1 << 24)?;
+        at_least("limits.ipv6_prefix_len", self.ipv6_prefix_len, 1)?;
+        at_most("limits.ipv6_prefix_len", self.ipv6_prefix_len, 128)?;
         validate_connect_timeout("limits.connect_timeout", self.connect_timeout)?;
         Ok(())
     }
@@ -416,6 +425,16 @@ mod tests {
                 |l| l.max_tracked_ips = (1 << 24) + 1,
                 "limits.max_tracked_ips",
                 "at most 16777216",
+            ),
+            (
+                |l| l.ipv6_prefix_len = 0,
+                "limits.ipv6_prefix_len",
+                "at least 1",
+            ),
+            (
+                |l| l.ipv6_prefix_len = 129,
+                "limits.ipv6_prefix_len",
+                "at most 128",
             ),
             (
                 |l| l.connect_timeout = 0,

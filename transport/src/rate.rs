@@ -41,6 +41,10 @@ pub struct RateLimits {
     pub ban: Duration,
     /// Addresses remembered at most (>= 1).
     pub max_tracked: usize,
+    /// IPv6 addresses count by this many leading bits (1..=128; 64 = one
+    /// count per /64, what one host or site usually gets). IPv4 addresses
+    /// always count by the whole address.
+    pub ipv6_prefix: u8,
 }
 
 impl RateLimits {
@@ -52,6 +56,7 @@ impl RateLimits {
         flap_window: Duration::from_secs(1),
         ban: Duration::from_secs(1),
         max_tracked: 1,
+        ipv6_prefix: 128,
     };
 
     fn is_off(&self) -> bool {
@@ -107,6 +112,19 @@ struct Table {
     /// next one waits a second, so a table full of bans costs no scan per
     /// connect.
     futile_sweep: Option<Instant>,
+}
+
+/// The table key of `ip`: IPv4 (also IPv4-mapped IPv6) whole, IPv6 cut to
+/// its first `prefix` bits.
+fn key(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u32::from(prefix.clamp(1, 128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+        v4 => v4,
+    }
 }
 
 /// Units of a token: milliseconds in a minute.
@@ -189,14 +207,15 @@ impl ConnectRate {
     }
 
     /// Counts a connect from `ip` at `now`: `Ok` lets it through. IPv4-mapped
-    /// IPv6 addresses count as their IPv4 address.
+    /// IPv6 addresses count as their IPv4 address, other IPv6 addresses by
+    /// their [`RateLimits::ipv6_prefix`].
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), RateRefusal> {
         let mut table = self.table();
         if table.limits.is_off() {
             return Ok(());
         }
-        let ip = ip.to_canonical();
         let limits = table.limits;
+        let ip = key(ip, limits.ipv6_prefix);
         if !table.entries.contains_key(&ip) && !table.make_room(now) {
             table.stats.untracked += 1;
             return Ok(());
@@ -323,6 +342,24 @@ mod tests {
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    #[test]
+    fn ipv6_counts_by_prefix() {
+        let r = ConnectRate::new(RateLimits {
+            ipv6_prefix: 64,
+            ..rate(60, 1)
+        });
+        let t0 = Instant::now();
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        r.check(a, t0).unwrap();
+        assert_eq!(r.check(same_64, t0), Err(RateRefusal::Rate));
+        r.check(other_64, t0).unwrap();
+        assert_eq!(key(a, 128), a);
+        assert_eq!(key(a, 1), "::".parse::<IpAddr>().unwrap());
+        assert_eq!(key(A, 1), A, "IPv4 is never cut");
     }
 
     fn rate(per_minute: u32, burst: u32) -> RateLimits {
