@@ -1,5 +1,9 @@
-//! The acceptor thread: accepts on every listener and gives each connection
-//! to the worker with the fewest live connections.
+//! The acceptor thread: accepts on every listener, checks the peer against
+//! the connect rate, the flapping ban (`Shared::admit`) and the connection
+//! caps (global, per IP, the listener's own), and gives each connection it
+//! keeps to the worker with the fewest live connections. A refused
+//! connection is closed here, before any worker sees it, and counted by
+//! reason.
 //!
 //! Why not SO_REUSEPORT per worker: the kernel spreads connections by a hash
 //! of the 4-tuple, which cannot follow load, and a session's home worker is
@@ -10,7 +14,8 @@
 use crate::shared::{Control, Shared};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use tern_transport::{ConnectionLimiter, Listener, ListenerSpec};
+use std::time::{Duration, Instant};
+use tern_transport::{ConnectionLimiter, LimitExceeded, Listener, ListenerSpec};
 use tokio::sync::watch;
 
 /// Runs the accept loops until `stop` turns true. Each listener comes
@@ -23,7 +28,7 @@ pub(crate) async fn run(
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     let mut registered = true;
-    for (spec, l) in listeners {
+    for (index, (spec, l)) in listeners.into_iter().enumerate() {
         let listener = match Listener::from_spec(l, &spec) {
             Ok(l) => l,
             Err(e) => {
@@ -36,12 +41,41 @@ pub(crate) async fn run(
         let limiter = limiter.clone();
         tasks.spawn(async move {
             let mut next = 0usize;
+            // Refusals are logged at warn at most once a second (a flood
+            // must not become a flood of log lines), the rest at debug.
+            let mut warned: Option<Instant> = None;
+            let mut warn_now = move || {
+                let now = Instant::now();
+                let due = warned.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+                if due {
+                    warned = Some(now);
+                }
+                due
+            };
             loop {
                 let accepted = listener.accept().await;
-                let Some(permit) = limiter.try_acquire(accepted.peer.ip()) else {
-                    shared.rejected_limit.fetch_add(1, Relaxed);
-                    tracing::warn!(peer = %accepted.peer, "connection limit reached; refusing connection");
+                let ip = accepted.peer.ip();
+                if !shared.admit(ip) {
                     continue;
+                }
+                let permit = match limiter.acquire_on(Some(index), ip) {
+                    Ok(permit) => permit,
+                    Err(why) => {
+                        let counter = if why == LimitExceeded::Listener {
+                            &shared.rejected_listener_limit
+                        } else {
+                            &shared.rejected_limit
+                        };
+                        counter.fetch_add(1, Relaxed);
+                        if warn_now() {
+                            tracing::warn!(peer = %accepted.peer, listener = %spec.name,
+                                "{why}; refusing connections (logged at most once a second)");
+                        } else {
+                            tracing::debug!(peer = %accepted.peer, listener = %spec.name,
+                                "{why}; refusing connection");
+                        }
+                        continue;
+                    }
                 };
                 let live = shared.live.load();
                 if let Err(e) = tern_transport::set_socket_buffers(
@@ -65,7 +99,11 @@ pub(crate) async fn run(
                 next = next.wrapping_add(1);
                 let link = &shared.workers[best];
                 link.connections.fetch_add(1, Relaxed);
-                if link.control.send(Control::Accepted(accepted, Some(permit))).is_err() {
+                if link
+                    .control
+                    .send(Control::Accepted(accepted, Some(permit)))
+                    .is_err()
+                {
                     link.connections.fetch_sub(1, Relaxed);
                 }
             }

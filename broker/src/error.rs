@@ -21,6 +21,9 @@ pub enum BrokerError {
     Metrics(String),
     #[error("cannot start thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The admin endpoint's token file cannot be read or holds no valid token.
+    #[error("{0}")]
+    AdminToken(String),
     #[error("cannot prepare the [auth] user table: {0}")]
     Auth(#[from] tern_session::auth::ScramError),
 }

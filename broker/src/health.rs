@@ -23,6 +23,8 @@ pub(crate) struct Health {
     pub(crate) accepting: AtomicBool,
     pub(crate) reloads_ok: AtomicU64,
     pub(crate) reloads_failed: AtomicU64,
+    /// Admin requests refused for a missing or wrong bearer token.
+    pub(crate) admin_unauthorized: AtomicU64,
 }
 
 impl Health {
@@ -34,6 +36,7 @@ impl Health {
             accepting: AtomicBool::new(false),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            admin_unauthorized: AtomicU64::new(0),
         }
     }
 

@@ -7,14 +7,21 @@
 //!   ticked within [`HEARTBEAT_DEADLINE`](crate::health::HEARTBEAT_DEADLINE),
 //!   else 503 with the reason on one line.
 //! * `POST /admin/reload`: reloads the configuration like SIGHUP, when
-//!   `admin_endpoint` is on (404 otherwise): 200 with one line per changed
-//!   key, or 500 with why the configuration was rejected.
+//!   `admin_endpoint` is on (404 otherwise) and the request carries
+//!   `Authorization: Bearer TOKEN` with the configured token (401 with
+//!   `WWW-Authenticate: Bearer` without it or with another one; the
+//!   configuration refuses `admin_endpoint` without a token): 200 with one
+//!   line per changed key, or 500 with why the configuration was rejected.
+//!
+//! Only the admin endpoint is authenticated: bind `metrics_bind` to
+//! loopback or a private address.
 
+use crate::admin_token::Unauthorized;
 use crate::reload::Reloader;
 use crate::shared::Shared;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -71,7 +78,7 @@ async fn serve(listener: std::net::TcpListener, endpoints: Arc<Endpoints>) {
         let endpoints = Arc::clone(&endpoints);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let response = respond(&endpoints, req.method(), req.uri().path());
+                let response = respond(&endpoints, req.method(), req.uri().path(), req.headers());
                 async move { Ok::<_, Infallible>(response) }
             });
             let conn = http1::Builder::new()
@@ -103,7 +110,25 @@ fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
     r
 }
 
-fn respond(endpoints: &Endpoints, method: &Method, path: &str) -> Response<Full<Bytes>> {
+/// 401 with the challenge of RFC 6750 (`error="invalid_token"` when a
+/// token was given).
+fn unauthorized(why: Unauthorized) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+    let challenge = match why {
+        Unauthorized::Missing => "Bearer realm=\"tern\"",
+        Unauthorized::Wrong => "Bearer realm=\"tern\", error=\"invalid_token\"",
+    };
+    r.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    r
+}
+
+fn respond(
+    endpoints: &Endpoints,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response<Full<Bytes>> {
     let read = method == Method::GET || method == Method::HEAD;
     match path {
         "/metrics" if read => {
@@ -126,6 +151,21 @@ fn respond(endpoints: &Endpoints, method: &Method, path: &str) -> Response<Full<
         },
         "/metrics" | "/healthz" | "/readyz" => not_allowed("GET, HEAD"),
         "/admin/reload" if endpoints.shared.live.load().config.admin_endpoint => {
+            // Validation refuses the endpoint without a token; a hand-built
+            // configuration without one is refused here all the same.
+            let authorization = headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
+            let checked = match &endpoints.shared.live.load().admin_token {
+                Some(token) => token.check(authorization),
+                None => Err(Unauthorized::Missing),
+            };
+            if let Err(why) = checked {
+                let health = &endpoints.shared.health;
+                health
+                    .admin_unauthorized
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(?why, "POST /admin/reload without the admin token; 401");
+                return unauthorized(why);
+            }
             if method != Method::POST {
                 return not_allowed("POST");
             }

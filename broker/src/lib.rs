@@ -25,6 +25,7 @@ mod client;
 mod deadlines;
 mod deliver;
 
+mod admin_token;
 mod backpressure;
 mod error;
 mod health;
@@ -45,7 +46,7 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
 use tern_config::{Config, ListenerConfig, ListenerKindConfig};
 use tern_routing::{RetainedLimits, RetainedStore, RouteTable};
-use tern_transport::{ConnectionLimiter, ListenerKind, ListenerSpec};
+use tern_transport::{ListenerKind, ListenerSpec};
 
 /// A running broker.
 #[derive(Debug)]
@@ -192,10 +193,8 @@ fn start_with(
         });
         inboxes.push((data_rx, control_rx));
     }
-    let limiter = ConnectionLimiter::new(
-        config.limits.max_connections,
-        config.limits.max_connections_per_ip,
-    );
+    let limiter = shared::connection_limiter(&config);
+    let rate = tern_transport::ConnectRate::new(shared::rate_limits(&config.limits));
     // Bound before anything starts, so a taken port is a start error.
     let http_listener = match config.metrics_bind {
         Some(addr) => Some(
@@ -226,6 +225,10 @@ fn start_with(
         worker_stats: (0..n).map(|_| Default::default()).collect(),
         route_stats: Default::default(),
         rejected_limit: Default::default(),
+        rate,
+        rejected_listener_limit: Default::default(),
+        rejected_rate: Default::default(),
+        rejected_banned: Default::default(),
     });
 
     let route_stats = Arc::clone(&shared.route_stats);
@@ -288,6 +291,7 @@ mod tests {
             name: "internal".into(),
             bind: "127.0.0.1:1884".parse().unwrap(),
             kind: ListenerKindConfig::Tcp,
+            limits: Default::default(),
         };
         let spec = listener_spec(&config).unwrap();
         assert_eq!(&*spec.name, "internal");
@@ -324,6 +328,7 @@ mod tests {
                 name: "test".into(),
                 bind: "127.0.0.1:0".parse().unwrap(),
                 kind: ListenerKindConfig::Tcp,
+                limits: Default::default(),
             }],
             metrics_bind: None,
             workers: 1,

@@ -23,18 +23,26 @@ use tern_session::SessionConfig;
 pub(crate) struct Runtime {
     pub(crate) config: Config,
     pub(crate) session: Arc<SessionConfig>,
+    /// What `POST /admin/reload` requires (`admin_token`, `admin_token_file`).
+    pub(crate) admin_token: Option<crate::admin_token::AdminToken>,
 }
 
 impl Runtime {
-    /// Fails when the `[auth]` users cannot be turned into credentials.
+    /// Fails when the `[auth]` users cannot be turned into credentials, or
+    /// `admin_token_file` cannot be read.
     /// `record_changes`: the persistence backend wants the sessions'
     /// change journal (see `store`).
     pub(crate) fn new(config: Config, record_changes: bool) -> Result<Self, BrokerError> {
+        let admin_token = crate::admin_token::AdminToken::from_config(&config)?;
         let session = Arc::new(SessionConfig {
             record_changes,
             ..session_config(&config)?
         });
-        Ok(Self { config, session })
+        Ok(Self {
+            config,
+            session,
+            admin_token,
+        })
     }
 }
 

@@ -149,10 +149,25 @@ fn record(shared: &Shared) {
         counter!("tern_packets_sent_total", "worker" => worker, "type" => "PUBLISH")
             .absolute(publish_out);
     }
-    // Refused by the acceptor (max_connections, max_connections_per_ip),
-    // before any worker sees the connection.
-    counter!("tern_connections_rejected_total", "worker" => "acceptor", "reason" => "limit")
-        .absolute(shared.rejected_limit.load(Relaxed));
+    // Refused by the acceptor (max_connections, max_connections_per_ip; a
+    // listener's own max_connections; connect rate; flapping ban), before
+    // any worker sees the connection.
+    let acceptor = [
+        ("limit", &shared.rejected_limit),
+        ("listener_limit", &shared.rejected_listener_limit),
+        ("rate", &shared.rejected_rate),
+        ("banned", &shared.rejected_banned),
+    ];
+    for (reason, count) in acceptor {
+        counter!("tern_connections_rejected_total", "worker" => "acceptor", "reason" => reason)
+            .absolute(count.load(Relaxed));
+    }
+    let rate = shared.rate.stats(std::time::Instant::now());
+    counter!("tern_connect_bans_total").absolute(rate.bans);
+    gauge!("tern_connect_banned_addresses").set(rate.banned as f64);
+    gauge!("tern_connect_tracked_addresses").set(rate.tracked as f64);
+    counter!("tern_connect_tracked_evictions_total").absolute(rate.evicted);
+    counter!("tern_connect_untracked_total").absolute(rate.untracked);
     let retained = shared.retained.lock().unwrap_or_else(|e| e.into_inner());
     gauge!("tern_retained_messages").set(retained.len() as f64);
     gauge!("tern_retained_bytes").set(retained.bytes() as f64);
@@ -167,6 +182,7 @@ fn record(shared: &Shared) {
         .absolute(health.reloads_ok.load(Relaxed));
     counter!("tern_config_reloads_total", "result" => "rejected")
         .absolute(health.reloads_failed.load(Relaxed));
+    counter!("tern_admin_unauthorized_total").absolute(health.admin_unauthorized.load(Relaxed));
     let rs = &shared.route_stats;
     counter!("tern_route_rebuilds_total").absolute(rs.rebuilds.load(Relaxed));
     gauge!("tern_route_last_rebuild_seconds")

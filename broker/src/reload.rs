@@ -3,10 +3,17 @@
 //! while clients stay connected, and say what needs a restart.
 //!
 //! Applied live ([`merge_live`] is the one list): `log_level`,
-//! `sys_interval`, `admin_endpoint`, `shutdown_grace` (the next shutdown),
+//! `sys_interval`, `admin_endpoint`, `admin_token`, `admin_token_file` (the
+//! file is read again at every reload), `shutdown_grace` (the next shutdown),
 //! `socket_send_buffer`,
-//! `socket_recv_buffer` (new connections), `limits.max_connections` and
-//! `limits.max_connections_per_ip` (every later accept), and for
+//! `socket_recv_buffer` (new connections), `limits.max_connections`,
+//! `limits.max_connections_per_ip`, `connect_rate_per_ip`,
+//! `connect_burst_per_ip`, `flap_connects`, `flap_window`, `flap_ban`,
+//! `max_tracked_ips`, `ipv6_prefix_len` (every later accept; addresses keep what was counted
+//! and bans their end), each listener's `limits` when the listener stays
+//! bound (same name, bind and kind: `max_connections` from the next accept,
+//! `connect_timeout` for later connections), `limits.connect_timeout` (for
+//! later connections), and for
 //! connections made after the reload `limits.max_packet_size`,
 //! `max_inflight`, `max_incoming_inflight`, `max_queued_messages`,
 //! `max_queued_bytes` (these two and `queue_qos0_offline` also for messages
@@ -156,6 +163,15 @@ impl Reloader {
         self.shared
             .limiter
             .set_limits(limits.max_connections, limits.max_connections_per_ip);
+        for (i, l) in effective.listeners.iter().enumerate() {
+            self.shared
+                .limiter
+                .set_listener_limit(i, l.limits.max_connections);
+        }
+        self.shared.rate.set_limits(
+            crate::shared::rate_limits(limits),
+            std::time::Instant::now(),
+        );
         let report = ReloadReport {
             applied: old.changes(&effective),
             restart_needed: effective.changes(&new),
@@ -172,6 +188,8 @@ pub(crate) fn merge_live(running: &Config, new: &Config) -> Config {
     c.log_level.clone_from(&new.log_level);
     c.sys_interval = new.sys_interval;
     c.admin_endpoint = new.admin_endpoint;
+    c.admin_token.clone_from(&new.admin_token);
+    c.admin_token_file.clone_from(&new.admin_token_file);
     c.shutdown_grace = new.shutdown_grace;
     c.socket_send_buffer = new.socket_send_buffer;
     c.socket_recv_buffer = new.socket_recv_buffer;
@@ -189,6 +207,24 @@ pub(crate) fn merge_live(running: &Config, new: &Config) -> Config {
     l.max_keep_alive = n.max_keep_alive;
     l.writer_buffer_bytes = n.writer_buffer_bytes;
     l.queue_qos0_offline = n.queue_qos0_offline;
+    l.connect_rate_per_ip = n.connect_rate_per_ip;
+    l.connect_burst_per_ip = n.connect_burst_per_ip;
+    l.flap_connects = n.flap_connects;
+    l.flap_window = n.flap_window;
+    l.flap_ban = n.flap_ban;
+    l.max_tracked_ips = n.max_tracked_ips;
+    l.ipv6_prefix_len = n.ipv6_prefix_len;
+    l.connect_timeout = n.connect_timeout;
+    // A listener that stays bound takes its new limits.
+    for running in &mut c.listeners {
+        let same = new
+            .listeners
+            .iter()
+            .find(|l| l.name == running.name && l.bind == running.bind && l.kind == running.kind);
+        if let Some(l) = same {
+            running.limits = l.limits;
+        }
+    }
     c.mqtt = new.mqtt.clone();
     c.auth = new.auth.clone();
     c
@@ -240,24 +276,28 @@ mod tests {
         let text = format!(
             "bind = [\"127.0.0.1:1\"]\nworkers = {workers}\nlog_level = \"warn\"\n\
             log_format = \"json\"\nmetrics_bind = \"\"\nsocket_send_buffer = 1\n\
-            socket_recv_buffer = 1\nsys_interval = 1\nadmin_endpoint = true\nshutdown_grace = 9\n\
+            socket_recv_buffer = 1\nsys_interval = 1\nadmin_endpoint = true\nadmin_token_file = \"/t\"\n\
+            shutdown_grace = 9\n\
             [limits]\nmax_packet_size = 2000\nmax_inflight = 5\nmax_incoming_inflight = 6\n\
             max_queued_messages = 7\nmax_queued_bytes = 8\nmax_connections = 9\n\
             max_connections_per_ip = 10\nmax_topic_levels = 11\nmax_topic_length = 12\n\
             max_subscriptions_per_client = 13\nmax_keep_alive = 14\n\
             max_retained_messages = 15\nmax_retained_bytes = 16\nwriter_buffer_bytes = 17\n\
-            worker_queue_len = 18\nqueue_qos0_offline = true\n\
+            worker_queue_len = 18\nqueue_qos0_offline = true\nconnect_rate_per_ip = 19\n\
+            connect_burst_per_ip = 20\nflap_connects = 21\nflap_window = 22\nflap_ban = 23\n\
+            max_tracked_ips = 24\nipv6_prefix_len = 48\nconnect_timeout = 25\n\
             [mqtt]\nmax_qos = 1\nretain_available = false\ntopic_alias_maximum = 1\n\
             outbound_topic_alias_maximum = 1\nvalidate_payload_format = true\n\
             response_information = \"r/\"\nserver_reference = \"x:1\"\nserver_moved = true\n\
             [auth]\nallow_anonymous = false\nscram_iterations = 5000\n\
-            users = [{{ username = \"u\", password = \"p\" }}]\n"
+            users = [{{ username = \"u\", password = \"p\" }}]\n\
+            [[listener]]\nbind = \"127.0.0.1:2\"\nlimits = {{ max_connections = 1 }}\n"
         );
         let new = tern_config::parse_str(&text).unwrap();
         assert_eq!(
             running.changes(&new).len(),
-            running.entries().len(),
-            "the test changes every key"
+            running.entries().len() - 1,
+            "the test changes every key but admin_token (admin_token_file excludes it)"
         );
         let merged = merge_live(&running, &new);
         assert_eq!(
@@ -269,9 +309,31 @@ mod tests {
                 "metrics_bind",
                 "limits.max_retained_messages",
                 "limits.max_retained_bytes",
-                "limits.worker_queue_len"
+                "limits.worker_queue_len",
+                "listener.limits"
             ]
         );
+    }
+
+    #[test]
+    fn listener_limits_apply_to_a_listener_that_stays_bound() {
+        let text = |max: usize, bind: &str| {
+            format!(
+                "[[listener]]\nname = \"a\"\nbind = \"{bind}\"\nlimits = {{ max_connections = {max} }}\n\
+                 [[listener]]\nname = \"b\"\nbind = \"127.0.0.1:2\"\n"
+            )
+        };
+        let running = tern_config::parse_str(&text(1, "127.0.0.1:1")).unwrap();
+        let new = tern_config::parse_str(&text(5, "127.0.0.1:1")).unwrap();
+        let merged = merge_live(&running, &new);
+        assert_eq!(merged.listeners[0].limits.max_connections, 5);
+        assert_eq!(keys(&running.changes(&merged)), ["listener.limits"]);
+        assert!(merged.changes(&new).is_empty());
+        // Moved to another address: a restart, and the old limits stay.
+        let moved = tern_config::parse_str(&text(5, "127.0.0.1:3")).unwrap();
+        let merged = merge_live(&running, &moved);
+        assert_eq!(merged.listeners[0].limits.max_connections, 1);
+        assert_eq!(keys(&merged.changes(&moved)), ["bind", "listener.limits"]);
     }
 
     #[test]

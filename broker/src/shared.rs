@@ -15,7 +15,10 @@ use std::time::Duration;
 use tern_codec::{Connect, Publish};
 use tern_config::Config;
 use tern_routing::{RetainedStore, RouteTable, WorkerSet};
-use tern_transport::{Accepted, ConnectionLimiter, ConnectionPermit, DetachedStream};
+use tern_transport::{
+    Accepted, ConnectRate, ConnectionLimiter, ConnectionPermit, DetachedStream, RateLimits,
+    RateRefusal,
+};
 use tokio::sync::mpsc;
 
 /// Deliveries to other workers that did not fit in their inbox now.
@@ -128,4 +131,76 @@ pub(crate) struct Shared {
     /// Connections the acceptor refused at `max_connections` or
     /// `max_connections_per_ip` (`tern_connections_rejected_total{reason="limit"}`).
     pub(crate) rejected_limit: std::sync::atomic::AtomicU64,
+    /// Connect rate and flapping ban per source address (see [`Shared::admit`]).
+    pub(crate) rate: ConnectRate,
+    /// Refused at a listener's own `max_connections` (`reason="listener_limit"`).
+    pub(crate) rejected_listener_limit: std::sync::atomic::AtomicU64,
+    /// Refused by [`Shared::admit`] (`reason="rate"`, `reason="banned"`).
+    pub(crate) rejected_rate: std::sync::atomic::AtomicU64,
+    pub(crate) rejected_banned: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// Counts a new connection from `ip` against the connect rate and the
+    /// flapping ban (`[limits] connect_rate_per_ip`, `flap_*`); false means
+    /// close it now (the refusal is counted and, when it starts a ban,
+    /// logged). One short lock, no allocation for a known address.
+    ///
+    /// The acceptor calls it with the socket's peer address. A listener
+    /// whose client address is known only later (a PROXY protocol header,
+    /// read by the connection task) must not be checked on the acceptor
+    /// with the proxy's address: it calls this from the connection task
+    /// with the address the header reports, and closes the connection when
+    /// it returns false, before reading CONNECT.
+    pub(crate) fn admit(&self, ip: std::net::IpAddr) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.rate.check(ip, std::time::Instant::now()) {
+            Ok(()) => true,
+            Err(RateRefusal::Rate) => {
+                self.rejected_rate.fetch_add(1, Relaxed);
+                tracing::debug!(%ip, "connection rate limit reached; refusing connection");
+                false
+            }
+            Err(RateRefusal::BanStarted) => {
+                self.rejected_banned.fetch_add(1, Relaxed);
+                let limits = self.rate.limits();
+                tracing::warn!(%ip, connects = limits.flap_connects, window = ?limits.flap_window,
+                    ban = ?limits.ban, "address connects too often; banned");
+                false
+            }
+            Err(RateRefusal::Banned) => {
+                self.rejected_banned.fetch_add(1, Relaxed);
+                tracing::debug!(%ip, "address banned; refusing connection");
+                false
+            }
+        }
+    }
+}
+
+/// The connect rate and flapping ban settings of `[limits]`.
+pub(crate) fn rate_limits(limits: &tern_config::Limits) -> RateLimits {
+    RateLimits {
+        per_minute: limits.connect_rate_per_ip,
+        burst: limits.connect_burst_per_ip,
+        flap_connects: limits.flap_connects,
+        flap_window: Duration::from_secs(limits.flap_window.into()),
+        ban: Duration::from_secs(limits.flap_ban.into()),
+        max_tracked: limits.max_tracked_ips,
+        ipv6_prefix: limits.ipv6_prefix_len,
+    }
+}
+
+/// The connection caps of a configuration: global, per IP, and per
+/// listener (by index in `config.listeners`, the order they are bound in).
+pub(crate) fn connection_limiter(config: &Config) -> ConnectionLimiter {
+    let per_listener: Vec<usize> = config
+        .listeners
+        .iter()
+        .map(|l| l.limits.max_connections)
+        .collect();
+    ConnectionLimiter::with_listeners(
+        config.limits.max_connections,
+        config.limits.max_connections_per_ip,
+        &per_listener,
+    )
 }

@@ -2,7 +2,8 @@
 //! endpoints (`/healthz`, `/readyz`, `/metrics`, `/admin/reload`), the
 //! `$SYS` topics as Mosquitto's `mosquitto_sub` sees them (Debian package
 //! `mosquitto-clients`; the test fails naming it when it is missing), and
-//! reloading the configuration with SIGHUP while 100 clients stay connected.
+//! reloading the configuration with SIGHUP while 100 clients stay connected,
+//! and the admin endpoint's bearer token.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,198 +15,17 @@
 mod common;
 
 use common::*;
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A `tern --config FILE` process; SIGTERM then SIGKILL on drop, and the
-/// file removed.
-struct Daemon {
-    child: Child,
-    file: PathBuf,
-    mqtt: SocketAddr,
-    http: SocketAddr,
-    log: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl Daemon {
-    fn start(config: &str) -> Self {
-        let file = std::env::temp_dir().join(format!("tern-ops-{}.toml", client_id()));
-        std::fs::write(&file, config).expect("write the config file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
-            .arg("--config")
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tern");
-        let log: Arc<Mutex<VecDeque<String>>> = Arc::default();
-        let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        for (pipe, tx) in [
-            (Box::new(stdout) as Box<dyn Read + Send>, Some(tx)),
-            (Box::new(stderr), None),
-        ] {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(tx) = &tx {
-                        let _ = tx.send(line.clone());
-                    }
-                    let mut log = log.lock().unwrap();
-                    if log.len() == 5000 {
-                        log.pop_front();
-                    }
-                    log.push_back(strip_ansi(&line));
-                }
-            });
-        }
-        let mut mqtt = None;
-        let mut http = None;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while mqtt.is_none() || http.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!(
-                    "tern did not print its addresses: {:?}",
-                    log.lock().unwrap()
-                )
-            });
-            if let Some(a) = line.strip_prefix("tern: listening on ") {
-                mqtt = a.trim().parse().ok();
-            } else if let Some(a) = line.strip_prefix("tern: http on ") {
-                http = a.trim().parse().ok();
-            }
-        }
-        Self {
-            child,
-            file,
-            mqtt: mqtt.unwrap(),
-            http: http.unwrap(),
-            log,
-        }
-    }
-
-    /// Replaces the config file and sends SIGHUP.
-    fn reload_with(&self, config: &str) {
-        std::fs::write(&self.file, config).expect("rewrite the config file");
-        signal(self.child.id(), libc::SIGHUP);
-    }
-
-    fn log_has(&self, needle: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
-    }
-
-    fn log_count(&self, needle: &str) -> usize {
-        let log = self.log.lock().unwrap();
-        log.iter().filter(|l| l.contains(needle)).count()
-    }
-
-    fn wait_log(&self, needle: &str) {
-        wait_for(WAIT, &format!("`{needle}` in the log"), || {
-            self.log_has(needle).then_some(())
-        });
-    }
-
-    /// One HTTP/1.1 request: (status, body).
-    fn http(&self, method: &str, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect_timeout(&self.http, WAIT).expect("connect to HTTP");
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: tern\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        let _ = s.read_to_string(&mut response);
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
-    }
-
-    /// The value of a counter or gauge sample line starting with `series`.
-    fn metric(&self, series: &str) -> Option<f64> {
-        let (_, body) = self.http("GET", "/metrics");
-        body.lines()
-            .find(|l| l.starts_with(series))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-    }
-
-    fn wait_ready(&self) {
-        wait_for(WAIT, "/readyz to say 200", || {
-            (self.http("GET", "/readyz").0 == 200).then_some(())
-        });
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        signal(self.child.id(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.file);
-        if std::thread::panicking() {
-            let log = self.log.lock().unwrap();
-            eprintln!("---- last {} lines of tern's output ----", log.len());
-            for l in log
-                .iter()
-                .rev()
-                .take(200)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
-                eprintln!("{l}");
-            }
-        }
-    }
-}
-
-/// `line` without terminal colour sequences (`ESC [ … m`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 fn config(admin: bool, log_level: &str, max_connections: usize) -> String {
     format!(
         "bind = [\"127.0.0.1:0\"]\nworkers = 2\nlog_level = \"{log_level}\"\n\
          metrics_bind = \"127.0.0.1:0\"\nsys_interval = 1\nadmin_endpoint = {admin}\n\
+         admin_token = \"{ADMIN_TOKEN}\"\n\
          [limits]\nmax_connections = {max_connections}\n"
     )
 }
@@ -391,4 +211,72 @@ fn sighup_reload_keeps_clients_and_applies_limits() {
         c.ping();
     }
     drop(extra);
+}
+
+// POST /admin/reload needs the bearer token: 401 with `WWW-Authenticate:
+// Bearer` without it or with another one, 200 with it. The token comes from
+// admin_token_file, read again at a reload: a rotated token replaces the old
+// one. Without any token the configuration is refused.
+#[test]
+fn admin_endpoint_requires_the_bearer_token() {
+    let token_file = std::env::temp_dir().join(format!("tern-ops-token-{}", client_id()));
+    std::fs::write(&token_file, "first-token\n").unwrap();
+    let text = format!(
+        "bind = [\"127.0.0.1:0\"]\nworkers = 1\nmetrics_bind = \"127.0.0.1:0\"\n\
+         admin_endpoint = true\nadmin_token_file = {:?}\n",
+        token_file.display().to_string()
+    );
+    let d = Daemon::start(&text);
+    let reload = |headers: &str| d.http_with("POST", "/admin/reload", headers);
+    let (status, head, _) = reload("");
+    assert_eq!(status, 401, "no token");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: bearer realm=\"tern\""),
+        "{head}"
+    );
+    let (status, head, _) = reload("Authorization: Bearer wrong-token\r\n");
+    assert_eq!(status, 401, "wrong token");
+    assert!(head.contains("error=\"invalid_token\""), "{head}");
+    let (status, _, _) = reload("Authorization: Basic Zmlyc3QtdG9rZW4=\r\n");
+    assert_eq!(status, 401, "not a bearer token");
+    let (status, _, body) = reload("Authorization: Bearer first-token\r\n");
+    assert_eq!((status, body.as_str()), (200, "no change\n"));
+    // The other endpoints need no token.
+    assert_eq!(d.http_with("GET", "/healthz", "").0, 200);
+    wait_for(WAIT, "three refusals counted", || {
+        (d.metric("tern_admin_unauthorized_total") == Some(3.0)).then_some(())
+    });
+
+    // Rotate: write the file, reload with the old token.
+    std::fs::write(&token_file, "second-token\n").unwrap();
+    let (status, _, _) = reload("Authorization: Bearer first-token\r\n");
+    assert_eq!(status, 200);
+    assert_eq!(reload("Authorization: Bearer first-token\r\n").0, 401);
+    assert_eq!(reload("Authorization: Bearer second-token\r\n").0, 200);
+
+    // A token file that cannot be read rejects the reload; the token in
+    // force stays.
+    std::fs::remove_file(&token_file).unwrap();
+    let (status, _, body) = reload("Authorization: Bearer second-token\r\n");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("cannot read admin_token_file"), "{body}");
+    assert_eq!(reload("Authorization: Bearer second-token\r\n").0, 500);
+    drop(d);
+
+    // admin_endpoint without a token does not start.
+    let file = std::env::temp_dir().join(format!("tern-ops-notoken-{}.toml", client_id()));
+    std::fs::write(&file, "admin_endpoint = true\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs admin_token or admin_token_file"),
+        "{err}"
+    );
 }

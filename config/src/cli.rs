@@ -82,6 +82,17 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub(crate) admin_endpoint: Option<bool>,
 
+    /// The bearer token `POST /admin/reload` requires (`Authorization:
+    /// Bearer TOKEN`). Other users of the host can see a flag in the
+    /// process list: prefer admin_token_file or the environment.
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) admin_token: Option<String>,
+
+    /// A file holding the admin endpoint's bearer token (read at start and
+    /// at every reload; surrounding whitespace ignored).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) admin_token_file: Option<PathBuf>,
+
     /// Seconds a shutdown waits for connections to flush and close before
     /// closing the rest; 0 closes them at once.
     #[arg(long, value_name = "SECS")]
@@ -128,6 +139,8 @@ impl Cli {
             socket_recv_buffer: self.socket_recv_buffer,
             sys_interval: self.sys_interval,
             admin_endpoint: self.admin_endpoint,
+            admin_token: self.admin_token.clone().map(crate::Secret::new),
+            admin_token_file: self.admin_token_file.clone(),
             shutdown_grace: self.shutdown_grace,
             limits: self.limits.clone(),
             mqtt: self.mqtt.clone(),
@@ -145,7 +158,7 @@ pub(crate) fn command() -> clap::Command {
     let metrics = defaults
         .metrics_bind
         .map_or_else(|| "\"\" (disabled)".to_string(), |a| a.to_string());
-    let top: [(&str, String); 10] = [
+    let top: [(&str, String); 12] = [
         ("bind", listeners.join(",")),
         ("workers", "0 (one per core)".into()),
         ("log_level", defaults.log_level.clone()),
@@ -161,6 +174,8 @@ pub(crate) fn command() -> clap::Command {
         ),
         ("sys_interval", defaults.sys_interval.to_string()),
         ("admin_endpoint", defaults.admin_endpoint.to_string()),
+        ("admin_token", "none".into()),
+        ("admin_token_file", "none".into()),
         ("shutdown_grace", defaults.shutdown_grace.to_string()),
     ];
     for (key, default) in top {

@@ -33,6 +33,24 @@ impl Config {
             ("socket_recv_buffer", self.socket_recv_buffer.to_string()),
             ("sys_interval", self.sys_interval.to_string()),
             ("admin_endpoint", self.admin_endpoint.to_string()),
+            // Whether a token is set, never the token: a new token in the
+            // same place does not show as a change.
+            (
+                "admin_token",
+                if self.admin_token.is_some() {
+                    "(set)"
+                } else {
+                    "\"\""
+                }
+                .to_string(),
+            ),
+            (
+                "admin_token_file",
+                self.admin_token_file.as_ref().map_or_else(
+                    || "\"\"".to_string(),
+                    |p| format!("{:?}", p.display().to_string()),
+                ),
+            ),
             ("shutdown_grace", self.shutdown_grace.to_string()),
         ];
         let top = top.into_iter().map(|(k, v)| (k.to_string(), v));
@@ -66,7 +84,25 @@ impl Config {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v));
-        top.chain(limits).chain(mqtt).chain(auth).collect()
+        // Each listener's own limits, by name (the listeners themselves are
+        // `bind`): a reload applies them to a listener that stays bound.
+        let listener_limits: Vec<String> = self
+            .listeners
+            .iter()
+            .filter(|l| !l.limits.is_default())
+            .map(|l| format!("{:?} = {}", l.name, l.limits))
+            .collect();
+        let listener_limits = if listener_limits.is_empty() {
+            "{}".to_string()
+        } else {
+            format!("{{ {} }}", listener_limits.join(", "))
+        };
+        let listener = std::iter::once(("listener.limits".to_string(), listener_limits));
+        top.chain(limits)
+            .chain(mqtt)
+            .chain(auth)
+            .chain(listener)
+            .collect()
     }
 
     /// The keys whose value in `new` differs from `self`, in [`Config::entries`] order.
@@ -145,6 +181,7 @@ mod tests {
                 .iter()
                 .map(|k| format!("auth.{k}")),
         );
+        want.push("listener.limits".into());
         assert_eq!(keys, want);
     }
 }

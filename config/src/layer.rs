@@ -2,6 +2,7 @@
 //! value optional, and how sources are merged into a [`Config`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
 
@@ -10,7 +11,7 @@ use crate::env::{self, Lookup};
 use crate::limits::LimitsLayer;
 use crate::listener::{self, ListenerTable};
 use crate::mqtt::MqttLayer;
-use crate::{Config, ConfigError, LogFormat};
+use crate::{Config, ConfigError, LogFormat, Secret};
 
 /// The config file's shape; also what the environment and flags produce.
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
@@ -29,6 +30,8 @@ pub(crate) struct Layer {
     pub(crate) socket_recv_buffer: Option<usize>,
     pub(crate) sys_interval: Option<u32>,
     pub(crate) admin_endpoint: Option<bool>,
+    pub(crate) admin_token: Option<Secret>,
+    pub(crate) admin_token_file: Option<PathBuf>,
     pub(crate) shutdown_grace: Option<u32>,
     #[serde(default)]
     pub(crate) limits: LimitsLayer,
@@ -50,6 +53,8 @@ pub(crate) const KEYS: &[&str] = &[
     "socket_recv_buffer",
     "sys_interval",
     "admin_endpoint",
+    "admin_token",
+    "admin_token_file",
     "shutdown_grace",
 ];
 
@@ -67,6 +72,8 @@ impl Layer {
             socket_recv_buffer: env::get(env, "socket_recv_buffer")?,
             sys_interval: env::get(env, "sys_interval")?,
             admin_endpoint: env::get(env, "admin_endpoint")?,
+            admin_token: env::get(env, "admin_token")?,
+            admin_token_file: env::get(env, "admin_token_file")?,
             shutdown_grace: env::get(env, "shutdown_grace")?,
             limits: LimitsLayer::from_env(env)?,
             mqtt: MqttLayer::from_env(env)?,
@@ -99,6 +106,8 @@ impl Layer {
             socket_recv_buffer: self.socket_recv_buffer.or(lower.socket_recv_buffer),
             sys_interval: self.sys_interval.or(lower.sys_interval),
             admin_endpoint: self.admin_endpoint.or(lower.admin_endpoint),
+            admin_token: self.admin_token.or(lower.admin_token),
+            admin_token_file: self.admin_token_file.or(lower.admin_token_file),
             shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
             limits: self.limits.or(lower.limits),
             mqtt: self.mqtt.or(lower.mqtt),
@@ -139,6 +148,13 @@ impl Layer {
         if let Some(on) = self.admin_endpoint {
             config.admin_endpoint = on;
         }
+        // "" (the example file's spelling of "none") is no token.
+        if let Some(token) = self.admin_token {
+            config.admin_token = (!token.expose().is_empty()).then_some(token);
+        }
+        if let Some(path) = self.admin_token_file {
+            config.admin_token_file = (!path.as_os_str().is_empty()).then_some(path);
+        }
         if let Some(secs) = self.shutdown_grace {
             config.shutdown_grace = secs;
         }
@@ -162,6 +178,8 @@ impl Layer {
             self.socket_recv_buffer.is_some(),
             self.sys_interval.is_some(),
             self.admin_endpoint.is_some(),
+            self.admin_token.is_some(),
+            self.admin_token_file.is_some(),
             self.shutdown_grace.is_some(),
         ];
         let top = KEYS.iter().zip(given).filter(|(_, g)| !g);

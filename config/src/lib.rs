@@ -27,6 +27,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod admin;
 mod auth;
 mod cli;
 mod diff;
@@ -35,6 +36,7 @@ mod error;
 mod layer;
 mod limits;
 mod listener;
+mod listener_limits;
 mod mqtt;
 
 use std::ffi::OsString;
@@ -46,11 +48,13 @@ use std::str::FromStr;
 
 use clap::FromArgMatches;
 
+pub use admin::{check_token as check_admin_token, Secret, MAX_ADMIN_TOKEN_LEN};
 pub use auth::{AuthConfig, User, MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS};
 pub use diff::Change;
 pub use error::ConfigError;
-pub use limits::{Limits, MAX_PACKET_SIZE_CAP};
+pub use limits::{Limits, MAX_CONNECT_TIMEOUT, MAX_FLAP_SECS, MAX_PACKET_SIZE_CAP};
 pub use listener::{ListenerConfig, ListenerKindConfig};
+pub use listener_limits::ListenerLimits;
 pub use mqtt::Mqtt;
 
 use layer::Layer;
@@ -90,8 +94,16 @@ pub struct Config {
     /// (`sys_interval`, `--sys-interval`). Default 10.
     pub sys_interval: u32,
     /// Serve `POST /admin/reload` on the metrics listener (`admin_endpoint`,
-    /// `--admin-endpoint`). Default false.
+    /// `--admin-endpoint`). Default false. Needs `admin_token` or
+    /// `admin_token_file`: requests must carry `Authorization: Bearer TOKEN`.
     pub admin_endpoint: bool,
+    /// The admin endpoint's bearer token (`admin_token`, `--admin-token`,
+    /// `TERN_ADMIN_TOKEN`). Default none.
+    pub admin_token: Option<Secret>,
+    /// A file holding the admin endpoint's bearer token (surrounding
+    /// whitespace ignored), read at start and at every reload
+    /// (`admin_token_file`). Default none.
+    pub admin_token_file: Option<PathBuf>,
     /// Seconds a shutdown (SIGTERM, SIGINT) waits for connections to flush
     /// and close before closing the rest (`shutdown_grace`,
     /// `--shutdown-grace`). Default 5, at most 3600.
@@ -120,6 +132,8 @@ impl Default for Config {
             socket_recv_buffer: 0,
             sys_interval: 10,
             admin_endpoint: false,
+            admin_token: None,
+            admin_token_file: None,
             shutdown_grace: 5,
             limits: Limits::default(),
             mqtt: Mqtt::default(),
@@ -145,6 +159,11 @@ impl Config {
                 });
             }
         }
+        admin::validate(
+            self.admin_endpoint,
+            self.admin_token.as_ref(),
+            self.admin_token_file.as_ref(),
+        )?;
         self.limits.validate()?;
         self.mqtt.validate()?;
         self.auth.validate()

@@ -135,6 +135,60 @@ settings! {
     [value_name = "N"]
     max_connections_per_ip: usize = 0;
 
+    /// New connections per minute one source IP address may keep up (a
+    /// token bucket refilled at this rate); 0 = unlimited.
+    ///
+    /// Connections over it are closed right after accept and counted
+    /// (`tern_connections_rejected_total{reason="rate"}`).
+    [value_name = "N"]
+    connect_rate_per_ip: u32 = 0;
+
+    /// New connections one source IP address may open at once, the size of
+    /// the connect_rate_per_ip bucket (>= 1).
+    [value_name = "N"]
+    connect_burst_per_ip: u32 = 10;
+
+    /// Connections from one source IP address within flap_window after
+    /// which the address is banned for flap_ban seconds; 0 = no ban.
+    ///
+    /// Up to this many are let through per window, the next one is refused
+    /// and starts the ban (`reason="banned"`). Connects during a ban are
+    /// refused and do not extend it.
+    [value_name = "N"]
+    flap_connects: u32 = 0;
+
+    /// The window flap_connects counts in, in seconds (1..=86400).
+    [value_name = "SECS"]
+    flap_window: u32 = 10;
+
+    /// How long a flapping address stays banned, in seconds (1..=86400).
+    [value_name = "SECS"]
+    flap_ban: u32 = 60;
+
+    /// Source addresses the connect rate and flapping ban remember at most
+    /// (1..=16777216).
+    ///
+    /// When full, addresses with nothing to remember are forgotten first,
+    /// then the least recently seen unbanned ones; memory stays bounded
+    /// under a flood of distinct addresses.
+    [value_name = "N"]
+    max_tracked_ips: usize = 65_536;
+
+    /// Leading bits by which IPv6 source addresses count for
+    /// connect_rate_per_ip and the flapping ban (1..=128): 64 counts a whole
+    /// /64, usually one host or site, which could otherwise cycle through
+    /// its addresses. IPv4 addresses count whole.
+    [value_name = "BITS"]
+    ipv6_prefix_len: u8 = 64;
+
+    /// Seconds a new connection may take to send its whole CONNECT packet
+    /// (1..=3600); a listener may set its own.
+    ///
+    /// A client that has not (a slow or trickling one) is closed and counted
+    /// (`reason="connect_timeout"`).
+    [value_name = "SECS"]
+    connect_timeout: u32 = 10;
+
     /// Levels (`/`-separated parts) in a topic name or filter (>= 1).
     [value_name = "N"]
     max_topic_levels: usize = 128;
@@ -215,11 +269,33 @@ impl Limits {
         at_least("limits.writer_buffer_bytes", self.writer_buffer_bytes, 1)?;
         at_least("limits.worker_queue_len", self.worker_queue_len, 1)?;
         at_most("limits.worker_queue_len", self.worker_queue_len, 1 << 24)?;
+        at_least("limits.connect_burst_per_ip", self.connect_burst_per_ip, 1)?;
+        at_least("limits.flap_window", self.flap_window, 1)?;
+        at_most("limits.flap_window", self.flap_window, MAX_FLAP_SECS)?;
+        at_least("limits.flap_ban", self.flap_ban, 1)?;
+        at_most("limits.flap_ban", self.flap_ban, MAX_FLAP_SECS)?;
+        at_least("limits.max_tracked_ips", self.max_tracked_ips, 1)?;
+        at_most("limits.max_tracked_ips", self.max_tracked_ips, 1 << 24)?;
+        at_least("limits.ipv6_prefix_len", self.ipv6_prefix_len, 1)?;
+        at_most("limits.ipv6_prefix_len", self.ipv6_prefix_len, 128)?;
+        validate_connect_timeout("limits.connect_timeout", self.connect_timeout)?;
         Ok(())
     }
 }
 
 pub(crate) use settings;
+
+/// The longest `flap_window` and `flap_ban`: a day.
+pub const MAX_FLAP_SECS: u32 = 86_400;
+
+/// The longest `connect_timeout`, in seconds (an hour).
+pub const MAX_CONNECT_TIMEOUT: u32 = 3600;
+
+/// `connect_timeout` (global or a listener's) is 1..=[`MAX_CONNECT_TIMEOUT`].
+pub(crate) fn validate_connect_timeout(key: &'static str, secs: u32) -> Result<(), ConfigError> {
+    at_least(key, secs, 1)?;
+    at_most(key, secs, MAX_CONNECT_TIMEOUT)
+}
 
 pub(crate) fn at_least<T: PartialOrd + Display>(
     key: &'static str,
@@ -327,6 +403,49 @@ mod tests {
                 "limits.worker_queue_len",
                 "at most 16777216",
             ),
+            (
+                |l| l.connect_burst_per_ip = 0,
+                "limits.connect_burst_per_ip",
+                "at least 1",
+            ),
+            (|l| l.flap_window = 0, "limits.flap_window", "at least 1"),
+            (
+                |l| l.flap_window = 86_401,
+                "limits.flap_window",
+                "at most 86400",
+            ),
+            (|l| l.flap_ban = 0, "limits.flap_ban", "at least 1"),
+            (|l| l.flap_ban = 86_401, "limits.flap_ban", "at most 86400"),
+            (
+                |l| l.max_tracked_ips = 0,
+                "limits.max_tracked_ips",
+                "at least 1",
+            ),
+            (
+                |l| l.max_tracked_ips = (1 << 24) + 1,
+                "limits.max_tracked_ips",
+                "at most 16777216",
+            ),
+            (
+                |l| l.ipv6_prefix_len = 0,
+                "limits.ipv6_prefix_len",
+                "at least 1",
+            ),
+            (
+                |l| l.ipv6_prefix_len = 129,
+                "limits.ipv6_prefix_len",
+                "at most 128",
+            ),
+            (
+                |l| l.connect_timeout = 0,
+                "limits.connect_timeout",
+                "at least 1, got 0",
+            ),
+            (
+                |l| l.connect_timeout = 3601,
+                "limits.connect_timeout",
+                "at most 3600",
+            ),
         ];
         for (edit, key, reason) in cases {
             let mut limits = Limits::default();
@@ -348,6 +467,8 @@ mod tests {
             max_subscriptions_per_client: 0,
             max_retained_messages: 0,
             max_retained_bytes: 0,
+            connect_rate_per_ip: 0,
+            flap_connects: 0,
             ..Limits::default()
         };
         limits.validate().unwrap();

@@ -7,6 +7,7 @@
 //! bind = "127.0.0.1:1884"          # required
 //! kind = "tcp"                     # default tcp
 //! name = "internal"                # default "tcp:127.0.0.1:1884"
+//! limits = { max_connections = 100 } # see `ListenerLimits`
 //! ```
 //!
 //! A file may use both: its listeners are the `bind` addresses followed by
@@ -20,6 +21,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::listener_limits::ListenerLimits;
 use crate::ConfigError;
 
 /// A listener's transport, as the config file spells it (`kind`). The
@@ -60,6 +62,8 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
     /// The transport. Default tcp.
     pub kind: ListenerKindConfig,
+    /// This listener's own limits (`limits = { … }`). Default none.
+    pub limits: ListenerLimits,
 }
 
 impl ListenerConfig {
@@ -70,6 +74,7 @@ impl ListenerConfig {
             name: Self::default_name(ListenerKindConfig::Tcp, bind),
             bind,
             kind: ListenerKindConfig::Tcp,
+            limits: ListenerLimits::default(),
         }
     }
 
@@ -83,9 +88,10 @@ impl ListenerConfig {
         self.name == Self::default_name(self.kind, self.bind)
     }
 
-    /// True when the bare address says it all (tcp, default name).
+    /// True when the bare address says it all (tcp, default name, no limits
+    /// of its own).
     fn is_shorthand(&self) -> bool {
-        self.kind == ListenerKindConfig::Tcp && self.has_default_name()
+        self.kind == ListenerKindConfig::Tcp && self.has_default_name() && self.limits.is_default()
     }
 }
 
@@ -113,7 +119,9 @@ impl PartialEq<SocketAddr> for ListenerConfig {
 }
 
 /// As the file would write it: the bare address for a shorthand, otherwise
-/// an inline table `{ name = "…", bind = "…", kind = "…" }`.
+/// an inline table `{ name = "…", bind = "…", kind = "…" }`. The listener's
+/// `limits` are not part of it (`Config::entries` lists them apart, as a
+/// reload applies them while the listener stays bound).
 impl fmt::Display for ListenerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_shorthand() {
@@ -135,6 +143,8 @@ pub(crate) struct ListenerTable {
     #[serde(default)]
     kind: ListenerKindConfig,
     name: Option<String>,
+    #[serde(default)]
+    limits: ListenerLimits,
 }
 
 impl ListenerTable {
@@ -146,6 +156,7 @@ impl ListenerTable {
             name,
             bind: self.bind,
             kind: self.kind,
+            limits: self.limits,
         }
     }
 }
@@ -174,6 +185,7 @@ pub(crate) fn validate(listeners: &[ListenerConfig]) -> Result<(), ConfigError> 
                 reason: format!("listener #{} ({}): name must not be empty", i + 1, l.bind),
             });
         }
+        l.limits.validate(&l.name)?;
         if l.kind != ListenerKindConfig::Tcp {
             return Err(ConfigError::Invalid {
                 key: "listener.kind",
@@ -230,6 +242,7 @@ mod tests {
             name: name.into(),
             bind: addr(bind),
             kind,
+            limits: ListenerLimits::default(),
         }
     }
 
@@ -260,6 +273,7 @@ mod tests {
             bind: addr("127.0.0.1:2"),
             kind: ListenerKindConfig::Tcp,
             name: None,
+            limits: ListenerLimits::default(),
         }];
         let all = merge(vec![addr("127.0.0.1:1")], tables);
         assert_eq!(all, [addr("127.0.0.1:1"), addr("127.0.0.1:2")]);

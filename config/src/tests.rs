@@ -372,11 +372,13 @@ fn listener_tables_parse_with_defaults() {
                 name: "tcp:127.0.0.1:1884".into(),
                 bind: addr("127.0.0.1:1884"),
                 kind: ListenerKindConfig::Tcp,
+                limits: ListenerLimits::default(),
             },
             ListenerConfig {
                 name: "internal".into(),
                 bind: addr("[::1]:1885"),
                 kind: ListenerKindConfig::Tcp,
+                limits: ListenerLimits::default(),
             },
         ]
     );
@@ -491,4 +493,65 @@ fn deploy_example_listener_table_parses() {
     let c = parse_str(&example).unwrap();
     assert_eq!(c.listeners.len(), 1);
     assert_eq!(c.listeners[0].name, "internal");
+}
+
+#[test]
+fn listener_limits_parse_in_both_spellings() {
+    let c = parse_str(
+        "[[listener]]\nbind = \"127.0.0.1:1884\"\nlimits = { max_connections = 3 }\n\
+         [[listener]]\nbind = \"127.0.0.1:1885\"\n[listener.limits]\nconnect_timeout = 2\n\
+         [[listener]]\nbind = \"127.0.0.1:1886\"\n",
+    )
+    .unwrap();
+    let limits: Vec<ListenerLimits> = c.listeners.iter().map(|l| l.limits).collect();
+    assert_eq!(
+        limits,
+        [
+            ListenerLimits {
+                max_connections: 3,
+                connect_timeout: None
+            },
+            ListenerLimits {
+                max_connections: 0,
+                connect_timeout: Some(2)
+            },
+            ListenerLimits::default(),
+        ]
+    );
+    assert_ne!(
+        c.listeners[0],
+        addr("127.0.0.1:1884"),
+        "no shorthand with limits"
+    );
+    assert_eq!(c.listeners[2], addr("127.0.0.1:1886"));
+    let err = parse_str(
+        "[[listener]]\nbind = \"127.0.0.1:1884\"\nname = \"x\"\nlimits = { connect_timeout = 4000 }\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid `listener.limits.connect_timeout`: listener `x`: must be at most 3600, got 4000"
+    );
+}
+
+#[test]
+fn admin_token_sources() {
+    let file = TempFile::new("admin_endpoint = true\nadmin_token = \"abc\"\n");
+    let c = run(&["-c", &file.arg()], &[]).unwrap();
+    assert_eq!(c.admin_token, Some(Secret::new("abc")));
+    assert!(!format!("{c:?}").contains("abc"), "Debug hides the token");
+    let env = [("TERN_ADMIN_TOKEN", "fromenv")];
+    let c = run(&["-c", &file.arg()], &env).unwrap();
+    assert_eq!(c.admin_token, Some(Secret::new("fromenv")));
+    // "" is none: the endpoint then refuses to start.
+    let file =
+        TempFile::new("admin_endpoint = true\nadmin_token = \"\"\nadmin_token_file = \"\"\n");
+    let err = run(&["-c", &file.arg()], &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("needs admin_token or admin_token_file"),
+        "{err}"
+    );
+    let c = run(&["-c", &file.arg(), "--admin-token-file", "/run/t"], &[]).unwrap();
+    assert_eq!(c.admin_token_file, Some(PathBuf::from("/run/t")));
+    assert_eq!(c.admin_token, None);
 }

@@ -7,8 +7,12 @@
 //! 2. On the acceptor thread, inside its tokio runtime, wrap each one with
 //!    [`Listener::from_spec`] and loop on [`Listener::accept`]. Accept errors are
 //!    never fatal: they are logged and retried after a short backoff.
-//! 3. Check the peer against the shared [`ConnectionLimiter`]; keep the
-//!    [`ConnectionPermit`] with the connection so the slot frees when it drops.
+//! 3. Check the peer against the shared [`ConnectRate`] (connects per
+//!    address, flapping ban) and [`ConnectionLimiter`] (live connections in
+//!    total, per address and per listener); keep the [`ConnectionPermit`]
+//!    with the connection so the slot frees when it drops. Where the real
+//!    client address is known only later (a PROXY header), call
+//!    [`ConnectRate::check`] again with it there.
 //! 4. Send the [`Accepted`] (its stream is a plain, `Send`, non-blocking
 //!    `std::net::TcpStream`) to a worker, which turns it into a [`Stream`] with
 //!    [`Stream::from_accepted`] inside its own runtime.
@@ -27,10 +31,12 @@
 
 mod limiter;
 mod listener;
+mod rate;
 mod stream;
 
 pub use limiter::{ConnectionLimiter, ConnectionPermit, LimitExceeded};
 pub use listener::{bind, set_socket_buffers, Accepted, Listener, ListenerKind, ListenerSpec};
+pub use rate::{ConnectRate, RateLimits, RateRefusal, RateStats};
 pub use stream::{DetachedStream, Stream};
 
 use std::io;

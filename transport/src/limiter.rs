@@ -1,11 +1,11 @@
-//! Global and per-source-IP connection caps.
+//! Connection caps: global, per source IP and per listener.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// Caps live connections in total and per source IP. Cheap to clone (an
+/// Caps live connections in total, per source IP and per listener. Cheap to clone (an
 /// `Arc`), shared by the acceptor and the workers; touched only on accept and
 /// close. IPv4-mapped IPv6 peers count as their IPv4 address. The caps can
 /// be changed while connections are live ([`ConnectionLimiter::set_limits`]).
@@ -22,6 +22,15 @@ struct Inner {
     max_per_ip: AtomicUsize,
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// One slot per listener, by index (see [`ConnectionLimiter::with_listeners`]).
+    listeners: Box<[ListenerSlot]>,
+}
+
+#[derive(Debug, Default)]
+struct ListenerSlot {
+    /// 0 = unlimited.
+    max: AtomicUsize,
+    current: AtomicUsize,
 }
 
 /// Which cap refused a connection.
@@ -33,6 +42,9 @@ pub enum LimitExceeded {
     /// The per-source-IP cap is reached for this peer.
     #[error("per-IP connection limit reached")]
     PerIp,
+    /// The cap of the listener the connection came in on is reached.
+    #[error("listener connection limit reached")]
+    Listener,
 }
 
 /// One connection slot; dropping it frees the slot. `Send`, so it travels with
@@ -43,18 +55,37 @@ pub struct ConnectionPermit {
     inner: Arc<Inner>,
     /// The counted IP, when per-IP limiting is on.
     ip: Option<IpAddr>,
+    /// The counted listener's index (`u16` keeps the permit, which every
+    /// parked connection holds, at four words).
+    listener: Option<u16>,
 }
 
 impl ConnectionLimiter {
     /// A limiter allowing `max_total` connections and `max_per_ip` per source
     /// address; 0 means unlimited for either.
     pub fn new(max_total: usize, max_per_ip: usize) -> Self {
+        Self::with_listeners(max_total, max_per_ip, &[])
+    }
+
+    /// Like [`new`](Self::new), with a cap per listener (0 = unlimited),
+    /// by index: [`acquire_on`](Self::acquire_on) names the index. Only
+    /// the first 65,535 listeners can have a cap.
+    pub fn with_listeners(max_total: usize, max_per_ip: usize, listeners: &[usize]) -> Self {
+        let listeners = listeners
+            .iter()
+            .take(usize::from(u16::MAX))
+            .map(|&max| ListenerSlot {
+                max: AtomicUsize::new(max),
+                current: AtomicUsize::new(0),
+            })
+            .collect();
         Self {
             inner: Arc::new(Inner {
                 max_total: AtomicUsize::new(max_total),
                 max_per_ip: AtomicUsize::new(max_per_ip),
                 total: AtomicUsize::new(0),
                 per_ip: Mutex::new(HashMap::new()),
+                listeners,
             }),
         }
     }
@@ -66,6 +97,17 @@ impl ConnectionLimiter {
 
     /// Like [`try_acquire`](Self::try_acquire), saying which cap refused.
     pub fn acquire(&self, ip: IpAddr) -> Result<ConnectionPermit, LimitExceeded> {
+        self.acquire_on(None, ip)
+    }
+
+    /// Takes a slot for a connection from `ip` on listener `listener` (an
+    /// index given to [`with_listeners`](Self::with_listeners); `None` or
+    /// an unknown index: no listener cap), saying which cap refused.
+    pub fn acquire_on(
+        &self,
+        listener: Option<usize>,
+        ip: IpAddr,
+    ) -> Result<ConnectionPermit, LimitExceeded> {
         let inner = &self.inner;
         let ip = ip.to_canonical();
         // Hold the per-IP table (if any) across both checks so a refusal by
@@ -85,6 +127,21 @@ impl ConnectionLimiter {
                 (max_total == 0 || n < max_total).then_some(n + 1)
             })
             .map_err(|_| LimitExceeded::Total)?;
+        let slot = listener.and_then(|i| Some((i, inner.listeners.get(i)?)));
+        let mut listener = None;
+        if let Some((i, slot)) = slot {
+            let max = slot.max.load(Ordering::Relaxed);
+            let took = slot
+                .current
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (max == 0 || n < max).then_some(n + 1)
+                });
+            if took.is_err() {
+                inner.total.fetch_sub(1, Ordering::AcqRel);
+                return Err(LimitExceeded::Listener);
+            }
+            listener = u16::try_from(i).ok();
+        }
         let counted = table.as_mut().map(|table| {
             *table.entry(ip).or_insert(0) += 1;
             ip
@@ -92,6 +149,7 @@ impl ConnectionLimiter {
         Ok(ConnectionPermit {
             inner: Arc::clone(&self.inner),
             ip: counted,
+            listener,
         })
     }
 
@@ -106,6 +164,23 @@ impl ConnectionLimiter {
             .table()
             .get(&ip.to_canonical())
             .map_or(0, |&n| n as usize)
+    }
+
+    /// Live connections on listener `index` (0 for an unknown index).
+    pub fn current_on(&self, index: usize) -> usize {
+        self.inner
+            .listeners
+            .get(index)
+            .map_or(0, |s| s.current.load(Ordering::Acquire))
+    }
+
+    /// Changes the cap of listener `index` (0 = unlimited) for later
+    /// acquisitions; live connections are never closed. An unknown index
+    /// is ignored.
+    pub fn set_listener_limit(&self, index: usize, max: usize) {
+        if let Some(slot) = self.inner.listeners.get(index) {
+            slot.max.store(max, Ordering::Relaxed);
+        }
     }
 
     /// The global cap (0 = unlimited).
@@ -152,6 +227,12 @@ impl Drop for ConnectionPermit {
                     table.remove(&ip);
                 }
             }
+        }
+        if let Some(slot) = self
+            .listener
+            .and_then(|i| self.inner.listeners.get(usize::from(i)))
+        {
+            slot.current.fetch_sub(1, Ordering::AcqRel);
         }
         self.inner.total.fetch_sub(1, Ordering::AcqRel);
     }
@@ -249,6 +330,39 @@ mod tests {
         let _b3 = limiter.try_acquire(B).unwrap();
         drop(a);
         assert_eq!(limiter.current_for(A), 0);
+    }
+
+    #[test]
+    fn listener_caps() {
+        let limiter = ConnectionLimiter::with_listeners(3, 0, &[1, 0]);
+        let l0 = limiter.acquire_on(Some(0), A).unwrap();
+        assert_eq!(
+            limiter.acquire_on(Some(0), B).unwrap_err(),
+            LimitExceeded::Listener
+        );
+        assert_eq!(limiter.current(), 1, "the refusal gave the total back");
+        let l1 = limiter.acquire_on(Some(1), B).unwrap();
+        let any = limiter.acquire_on(None, B).unwrap();
+        assert_eq!(limiter.current_on(0), 1);
+        assert_eq!(limiter.current_on(1), 1);
+        assert_eq!(
+            limiter.acquire_on(Some(1), B).unwrap_err(),
+            LimitExceeded::Total
+        );
+        assert_eq!(limiter.current_on(1), 1, "the total refused first");
+        drop(l0);
+        assert_eq!(limiter.current_on(0), 0);
+        let l0b = limiter.acquire_on(Some(0), A).unwrap();
+        limiter.set_listener_limit(0, 2);
+        drop(any);
+        let l0c = limiter.acquire_on(Some(0), A).unwrap();
+        // An unknown index has no cap of its own.
+        limiter.set_listener_limit(7, 1);
+        assert_eq!(limiter.current_on(7), 0);
+        drop((l0b, l0c, l1));
+        let _unknown = limiter.acquire_on(Some(7), A).unwrap();
+        assert_eq!(limiter.current(), 1);
+        assert_eq!(limiter.current_on(0), 0);
     }
 
     #[test]

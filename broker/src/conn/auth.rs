@@ -2,7 +2,7 @@
 //! connection task carries the AUTH packets of a sans-IO
 //! `tern_session::auth::AuthExchange`, within the connect timeout.
 
-use super::link::{write_packet, Link, CONNECT_TIMEOUT, MIN_READ};
+use super::link::{connect_timeout, write_packet, Link, MIN_READ};
 use crate::worker::Worker;
 use tern_codec::{ConnAck, Connect, Packet, ReasonCode};
 use tern_session::auth::{AuthExchange, Authenticated};
@@ -96,7 +96,11 @@ pub(super) async fn authenticate(
 /// The client's next packet within the connect timeout. `Ok(None)`: the
 /// socket closed or the time ran out; `Err(code)`: a malformed packet.
 async fn next_packet(worker: &Worker, link: &mut Link) -> Result<Option<Packet>, ReasonCode> {
-    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let timeout = {
+        let live = worker.live.borrow();
+        connect_timeout(&live.config, link.stream.listener())
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match link.decoder.decode(&mut link.rbuf) {
             Ok(Some(p)) => return Ok(Some(p)),
@@ -117,7 +121,7 @@ async fn next_packet(worker: &Worker, link: &mut Link) -> Result<Option<Packet>,
             Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
             Ok(Ok(n)) => worker.stats.bytes_in.add(n as u64),
             Err(_) => {
-                tracing::debug!("authentication not completed within {:?}", CONNECT_TIMEOUT);
+                tracing::debug!("authentication not completed within {timeout:?}");
                 return Ok(None);
             }
         }

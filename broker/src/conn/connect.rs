@@ -4,7 +4,7 @@
 //! session.
 
 use super::auth;
-use super::link::{linger, write_packet, Link, CONNECT_TIMEOUT, MAX_HOPS, MIN_READ};
+use super::link::{connect_timeout, linger, write_packet, Link, MAX_HOPS, MIN_READ};
 use crate::client::ClientKey;
 use crate::deliver::{ConnCell, ConnShared};
 use crate::registry::Claim;
@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tern_codec::{ConnAck, Connect, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
 use tern_session::auth::Authenticated;
 use tern_session::Connection;
@@ -67,13 +67,14 @@ pub(super) async fn attach(
             c
         }
         None => {
+            let timeout = connect_timeout(&live.config, link.stream.listener());
             let Link {
                 stream,
                 rbuf,
                 decoder,
                 ..
             } = link;
-            match read_connect(stream, rbuf, decoder, &worker.stats).await {
+            match read_connect(stream, rbuf, decoder, &worker.stats, timeout).await {
                 Some(c) => c,
                 None => return Attach::Done,
             }
@@ -170,15 +171,18 @@ pub(super) async fn attach(
     Attach::Attached(Attached { key, cell })
 }
 
-/// Reads until one whole CONNECT arrives; answers a bad protocol level with
-/// the CONNACK the spec asks for. `None` means the connection is done.
+/// Reads until one whole CONNECT arrives, for at most `timeout` in all (a
+/// client trickling it byte by byte is closed at the deadline as well as a
+/// silent one, and counted); answers a bad protocol level with the CONNACK
+/// the spec asks for. `None` means the connection is done.
 async fn read_connect(
     stream: &mut Stream,
     rbuf: &mut BytesMut,
     decoder: &mut Decoder,
     stats: &WorkerStats,
+    timeout: Duration,
 ) -> Option<Box<Connect>> {
-    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match decoder.decode(rbuf) {
             Ok(Some(Packet::Connect(c))) => {
@@ -230,7 +234,11 @@ async fn read_connect(
             Ok(Ok(0)) | Ok(Err(_)) => return None,
             Ok(Ok(n)) => stats.bytes_in.add(n as u64),
             Err(_) => {
-                tracing::debug!("no CONNECT within {:?}", CONNECT_TIMEOUT);
+                stats.rejected(RejectReason::ConnectTimeout);
+                tracing::debug!(
+                    read = rbuf.len(),
+                    "no whole CONNECT within {timeout:?}; closing"
+                );
                 return None;
             }
         }

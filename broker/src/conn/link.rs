@@ -15,8 +15,19 @@ use tern_session::CloseReason;
 use tern_transport::{ConnectionPermit, Stream};
 use tokio::io::AsyncWriteExt;
 
-/// How long a new connection may take to send CONNECT.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection on `listener` may take to send its CONNECT:
+/// the listener's own `connect_timeout`, else `[limits]`'s (the settings in
+/// force when the connection starts).
+pub(super) fn connect_timeout(config: &tern_config::Config, listener: &str) -> Duration {
+    let global = config.limits.connect_timeout;
+    let secs = config
+        .listeners
+        .iter()
+        .find(|l| l.name == listener)
+        .map_or(global, |l| l.limits.connect_timeout_or(global));
+    Duration::from_secs(secs.into())
+}
+
 /// How long a closing connection may take to flush what is queued for it.
 pub(super) const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Read sizes: start small (an idle or slow client), double while reads fill
@@ -142,6 +153,21 @@ pub(super) async fn linger(stream: &mut Stream) {
 #[cfg(test)]
 mod tests {
     use std::mem::size_of;
+    use std::time::Duration;
+
+    #[test]
+    fn connect_timeout_is_the_listeners_or_the_global_one() {
+        let config = tern_config::parse_str(
+            "[limits]\nconnect_timeout = 7\n\
+             [[listener]]\nname = \"strict\"\nbind = \"127.0.0.1:1\"\nlimits = { connect_timeout = 2 }\n\
+             [[listener]]\nname = \"plain\"\nbind = \"127.0.0.1:2\"\n",
+        )
+        .unwrap();
+        let timeout = |name| super::connect_timeout(&config, name);
+        assert_eq!(timeout("strict"), Duration::from_secs(2));
+        assert_eq!(timeout("plain"), Duration::from_secs(7));
+        assert_eq!(timeout("unknown"), Duration::from_secs(7));
+    }
 
     // What every parked connection keeps: keep it from growing unnoticed.
     #[test]

@@ -127,6 +127,24 @@ impl ConnShared {
         marks.has_headroom(&self.backlog())
     }
 
+    /// True when the connection is replaying retained messages and may take
+    /// the next one now.
+    pub(crate) fn replay_room(&self, marks: Watermarks) -> bool {
+        let Some(replay) = self.replay.as_deref() else {
+            return false;
+        };
+        let Some(conn) = self.conn.as_ref() else {
+            return false;
+        };
+        if self.close.is_some() || conn.is_closing() {
+            return false;
+        }
+        let s = conn.session();
+        let window_free = replay.front_qos() == QoS::AtMostOnce
+            || (s.queued_len() == 0 && s.inflight_len() < usize::from(conn.send_window()));
+        marks.replay_room(&self.backlog(), window_free)
+    }
+
     /// After a write: releases waiting publishers once there is room.
     pub(crate) fn note_progress(&mut self, marks: Watermarks) {
         let backlog = self.backlog();

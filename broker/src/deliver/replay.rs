@@ -6,7 +6,7 @@
 //! connection's [`Replay`]: a [`RetainedCursor`] into the retained store
 //! and the subscription's granted QoS and identifier. The worker pumps the
 //! front run (`Worker::pump_replay`) whenever the connection has room
-//! ([`Watermarks::replay_room`]): after the SUBACK, after the socket took
+//! (`ConnShared::replay_room`, `Watermarks::replay_room`): after the SUBACK, after the socket took
 //! bytes, after an acknowledgement freed the inflight window. Nothing is
 //! dropped for being a burst: a message is offered only when the writer is
 //! below half its high-water mark and, for QoS 1/2, the window or a short
@@ -20,14 +20,11 @@
 //! [`MAX_SUPERSEDED`] topics are remembered per run; past that the replay
 //! sends them anyway (counted).
 
-use crate::backpressure::Watermarks;
 use bytestring::ByteString;
 use smallvec::SmallVec;
 use std::collections::{HashSet, VecDeque};
 use tern_codec::QoS;
 use tern_routing::{RetainedCursor, RetainedMessage};
-
-use super::ConnShared;
 
 /// Messages fetched from the store at a time (one lock of the store).
 pub(crate) const FETCH: usize = 32;
@@ -133,7 +130,7 @@ impl Replay {
     }
 
     /// QoS granted to the run being replayed.
-    fn front_qos(&self) -> QoS {
+    pub(crate) fn front_qos(&self) -> QoS {
         self.runs.front().map_or(QoS::AtMostOnce, |r| r.granted)
     }
 
@@ -147,26 +144,6 @@ impl Replay {
             }
         }
         lost
-    }
-}
-
-impl ConnShared {
-    /// True when the connection is replaying retained messages and may take
-    /// the next one now.
-    pub(crate) fn replay_room(&self, marks: Watermarks) -> bool {
-        let Some(replay) = self.replay.as_deref() else {
-            return false;
-        };
-        let Some(conn) = self.conn.as_ref() else {
-            return false;
-        };
-        if self.close.is_some() || conn.is_closing() {
-            return false;
-        }
-        let s = conn.session();
-        let window_free = replay.front_qos() == QoS::AtMostOnce
-            || (s.queued_len() == 0 && s.inflight_len() < usize::from(conn.send_window()));
-        marks.replay_room(&self.backlog(), window_free)
     }
 }
 

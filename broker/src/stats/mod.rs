@@ -196,6 +196,7 @@ worker_stats!(
         rejected_auth,
         rejected_redirected,
         rejected_other,
+        rejected_connect_timeout,
         auth_failures,
         events,
         publish_in_qos0,
@@ -282,6 +283,8 @@ pub(crate) enum RejectReason {
     Redirected,
     /// Anything else (server unavailable, …).
     Other,
+    /// No whole CONNECT within `connect_timeout` (a slow or trickling client).
+    ConnectTimeout,
 }
 
 impl RejectReason {
@@ -308,7 +311,13 @@ impl RejectReason {
 
     /// Every reason the workers count, in export order.
     #[cfg(test)]
-    pub(crate) const ALL: [Self; 4] = [Self::Protocol, Self::Auth, Self::Redirected, Self::Other];
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Protocol,
+        Self::Auth,
+        Self::Redirected,
+        Self::Other,
+        Self::ConnectTimeout,
+    ];
 
     /// The label value (the counter is `rejected_` + this, whose name `prom`
     /// exports as the label; the tests check the two agree).
@@ -319,6 +328,7 @@ impl RejectReason {
             Self::Auth => "auth",
             Self::Redirected => "redirected",
             Self::Other => "other",
+            Self::ConnectTimeout => "connect_timeout",
         }
     }
 
@@ -468,6 +478,7 @@ impl WorkerStats {
             RejectReason::Auth => self.rejected_auth.inc(),
             RejectReason::Redirected => self.rejected_redirected.inc(),
             RejectReason::Other => self.rejected_other.inc(),
+            RejectReason::ConnectTimeout => self.rejected_connect_timeout.inc(),
         }
     }
 

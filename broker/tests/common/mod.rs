@@ -7,10 +7,13 @@
 #![allow(dead_code)]
 
 mod client;
+mod daemon;
 mod wire;
 
 #[allow(unused_imports)] // each test binary uses a different part
 pub use self::client::*;
+#[allow(unused_imports)]
+pub use self::daemon::*;
 #[allow(unused_imports)]
 pub use self::wire::*;
 
