@@ -2,6 +2,8 @@
 //! client (own rules and patterns), against a topic that the last grant
 //! matches, one that a deny matches, and one that nothing matches.
 
+#![allow(clippy::expect_used)] // a bench whose fixed input does not parse should stop
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::fmt::Write as _;
 use std::hint::black_box;

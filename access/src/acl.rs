@@ -90,7 +90,7 @@ impl AclFile {
                 continue;
             }
             let (word, rest) = line
-                .split_once(|c: char| c == ' ' || c == '\t')
+                .split_once([' ', '\t'])
                 .map_or((line, ""), |(w, r)| (w, r.trim()));
             match word {
                 "user" => {
@@ -103,7 +103,7 @@ impl AclFile {
                     if rest.is_empty() {
                         return Err(bad(format!("`{word}` without a topic")));
                     }
-                    let (grant, topic) = match rest.split_once(|c: char| c == ' ' || c == '\t') {
+                    let (grant, topic) = match rest.split_once([' ', '\t']) {
                         Some((access, topic)) => {
                             let Some(grant) = Grant::parse(access) else {
                                 return Err(bad(format!(
@@ -259,8 +259,8 @@ impl Firsts {
 
 #[derive(Debug, Default)]
 struct Node {
-    children: HashMap<Box<str>, Node, ahash::RandomState>,
-    plus: Option<Box<Node>>,
+    children: HashMap<Box<str>, Self, ahash::RandomState>,
+    plus: Option<Box<Self>>,
     /// Rules ending in `#` here (they match this level and everything below).
     hash: Option<Firsts>,
     /// Rules ending exactly here.

@@ -8,6 +8,7 @@
 //! asks a client's `ClientAcl` on every PUBLISH, SUBSCRIBE and delivery.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod acl;
 mod passwd;
