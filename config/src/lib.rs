@@ -27,6 +27,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod access;
 mod auth;
 mod cli;
 mod diff;
@@ -46,6 +47,7 @@ use std::str::FromStr;
 
 use clap::FromArgMatches;
 
+pub use access::ListenerAccess;
 pub use auth::{AuthConfig, User, MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS};
 pub use diff::Change;
 pub use error::ConfigError;

@@ -20,6 +20,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::access::ListenerAccess;
 use crate::ConfigError;
 
 /// A listener's transport, as the config file spells it (`kind`). The
@@ -60,6 +61,9 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
     /// The transport. Default tcp.
     pub kind: ListenerKindConfig,
+    /// Password file, ACL file and anonymous access of this listener
+    /// (`[listener.access]`); unset keys are the global `[auth]` ones.
+    pub access: ListenerAccess,
 }
 
 impl ListenerConfig {
@@ -70,6 +74,7 @@ impl ListenerConfig {
             name: Self::default_name(ListenerKindConfig::Tcp, bind),
             bind,
             kind: ListenerKindConfig::Tcp,
+            access: ListenerAccess::default(),
         }
     }
 
@@ -85,7 +90,7 @@ impl ListenerConfig {
 
     /// True when the bare address says it all (tcp, default name).
     fn is_shorthand(&self) -> bool {
-        self.kind == ListenerKindConfig::Tcp && self.has_default_name()
+        self.kind == ListenerKindConfig::Tcp && self.has_default_name() && self.access.is_empty()
     }
 }
 
@@ -121,9 +126,13 @@ impl fmt::Display for ListenerConfig {
         }
         write!(
             f,
-            "{{ name = {:?}, bind = \"{}\", kind = \"{}\" }}",
+            "{{ name = {:?}, bind = \"{}\", kind = \"{}\"",
             self.name, self.bind, self.kind
-        )
+        )?;
+        if !self.access.is_empty() {
+            write!(f, ", access = {}", self.access)?;
+        }
+        f.write_str(" }")
     }
 }
 
@@ -135,6 +144,8 @@ pub(crate) struct ListenerTable {
     #[serde(default)]
     kind: ListenerKindConfig,
     name: Option<String>,
+    #[serde(default)]
+    access: ListenerAccess,
 }
 
 impl ListenerTable {
@@ -146,6 +157,7 @@ impl ListenerTable {
             name,
             bind: self.bind,
             kind: self.kind,
+            access: self.access,
         }
     }
 }
@@ -230,6 +242,7 @@ mod tests {
             name: name.into(),
             bind: addr(bind),
             kind,
+            access: ListenerAccess::default(),
         }
     }
 
@@ -260,6 +273,7 @@ mod tests {
             bind: addr("127.0.0.1:2"),
             kind: ListenerKindConfig::Tcp,
             name: None,
+            access: ListenerAccess::default(),
         }];
         let all = merge(vec![addr("127.0.0.1:1")], tables);
         assert_eq!(all, [addr("127.0.0.1:1"), addr("127.0.0.1:2")]);

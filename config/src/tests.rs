@@ -372,11 +372,13 @@ fn listener_tables_parse_with_defaults() {
                 name: "tcp:127.0.0.1:1884".into(),
                 bind: addr("127.0.0.1:1884"),
                 kind: ListenerKindConfig::Tcp,
+                access: Default::default(),
             },
             ListenerConfig {
                 name: "internal".into(),
                 bind: addr("[::1]:1885"),
                 kind: ListenerKindConfig::Tcp,
+                access: Default::default(),
             },
         ]
     );
@@ -491,4 +493,37 @@ fn deploy_example_listener_table_parses() {
     let c = parse_str(&example).unwrap();
     assert_eq!(c.listeners.len(), 1);
     assert_eq!(c.listeners[0].name, "internal");
+}
+
+#[test]
+fn access_files_global_and_per_listener() {
+    let file = TempFile::new(
+        "[auth]\npassword_file = \"/etc/tern/passwd\"\nacl_file = \"\"\n\
+         [[listener]]\nbind = \"127.0.0.1:1884\"\n\
+         [listener.access]\nacl_file = \"/etc/tern/acl\"\nallow_anonymous = false\n",
+    );
+    let c = run(&["-c", &file.arg()], &[]).unwrap();
+    assert_eq!(
+        c.auth.password_file.as_deref(),
+        Some(Path::new("/etc/tern/passwd"))
+    );
+    assert_eq!(c.auth.acl_file, None, "\"\" is none");
+    let access = &c.listeners[0].access;
+    assert_eq!(access.acl_file.as_deref(), Some(Path::new("/etc/tern/acl")));
+    assert_eq!(access.password_file, None);
+    assert_eq!(access.allow_anonymous, Some(false));
+    assert!(c.listeners[0]
+        .to_string()
+        .contains("allow_anonymous = false"));
+    // Flags and variables name the global files.
+    let c = run(
+        &["-c", &file.arg(), "--acl-file", "/a"],
+        &[("TERN_PASSWORD_FILE", "/p")],
+    )
+    .unwrap();
+    assert_eq!(c.auth.acl_file.as_deref(), Some(Path::new("/a")));
+    assert_eq!(c.auth.password_file.as_deref(), Some(Path::new("/p")));
+    let bad =
+        TempFile::new("[[listener]]\nbind = \"127.0.0.1:1\"\n[listener.access]\nacl = \"x\"\n");
+    assert!(run(&["-c", &bad.arg()], &[]).is_err());
 }
