@@ -6,14 +6,17 @@
 //! No IO and no clock: the broker reads the files, verifies passwords off
 //! its message loop (a `$7$` check is thousands of SHA-512 rounds), and
 //! asks a client's `ClientAcl` on every PUBLISH, SUBSCRIBE and delivery.
+//! [`SuccessCache`] remembers recent successful password checks.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod acl;
+mod cache;
 mod passwd;
 
 pub use acl::{Access, AclFile, ClientAcl};
+pub use cache::SuccessCache;
 pub use passwd::{
     PasswordFile, PasswordHash, Verdict, DEFAULT_ITERATIONS, MAX_FIELD, MAX_ITERATIONS, SALT_LEN,
 };

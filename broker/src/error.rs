@@ -21,6 +21,8 @@ pub enum BrokerError {
     Metrics(String),
     #[error("cannot start thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("cannot load an access file: {0}")]
+    Access(#[from] crate::access::AccessLoadError),
     #[error("cannot prepare the [auth] user table: {0}")]
     Auth(#[from] tern_session::auth::ScramError),
 }

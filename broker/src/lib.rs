@@ -25,6 +25,7 @@ mod client;
 mod deadlines;
 mod deliver;
 
+mod access;
 mod backpressure;
 mod error;
 mod health;
@@ -176,7 +177,8 @@ fn start_with(
         listeners.push((spec, l));
     }
 
-    let live = live::Live::new(config.clone(), store.records_session_changes())?;
+    let access = access::Access::new(&config)?;
+    let live = live::Live::new(config.clone(), store.records_session_changes(), &access)?;
     let n = config.workers.clamp(1, 64);
     let routes = Arc::new(RouteTable::new());
     let (route_tx, route_rx) = std_mpsc::channel();
@@ -210,6 +212,7 @@ fn start_with(
     };
     let shared = Arc::new(Shared {
         live,
+        access,
         store,
         limiter: limiter.clone(),
         health: health::Health::new(n),
@@ -288,6 +291,7 @@ mod tests {
             name: "internal".into(),
             bind: "127.0.0.1:1884".parse().unwrap(),
             kind: ListenerKindConfig::Tcp,
+            access: Default::default(),
         };
         let spec = listener_spec(&config).unwrap();
         assert_eq!(&*spec.name, "internal");
@@ -324,6 +328,7 @@ mod tests {
                 name: "test".into(),
                 bind: "127.0.0.1:0".parse().unwrap(),
                 kind: ListenerKindConfig::Tcp,
+                access: Default::default(),
             }],
             metrics_bind: None,
             workers: 1,

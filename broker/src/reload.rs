@@ -147,6 +147,7 @@ impl Reloader {
         let runtime = crate::live::Runtime::new(
             effective.clone(),
             self.shared.store.records_session_changes(),
+            &self.shared.access,
         )
         .map_err(|e| ReloadError::Invalid(e.to_string()))?;
         if effective.log_level != old.log_level {
@@ -161,6 +162,8 @@ impl Reloader {
             restart_needed: effective.changes(&new),
         };
         self.shared.live.store(runtime);
+        // The files are read again even when their paths did not change.
+        self.shared.access.reload(&effective);
         Ok(report)
     }
 }
@@ -191,6 +194,12 @@ pub(crate) fn merge_live(running: &Config, new: &Config) -> Config {
     l.queue_qos0_offline = n.queue_qos0_offline;
     c.mqtt = new.mqtt.clone();
     c.auth = new.auth.clone();
+    // A listener's access settings (not its address) apply live.
+    for l in &mut c.listeners {
+        if let Some(n) = new.listeners.iter().find(|n| n.name == l.name) {
+            l.access.clone_from(&n.access);
+        }
+    }
     c
 }
 

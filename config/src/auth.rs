@@ -375,7 +375,10 @@ mod tests {
             ..AuthLayer::default()
         };
         let merged = high.or(low);
-        assert_eq!(merged.missing(), vec!["scram_iterations", "password_file", "acl_file"]);
+        assert_eq!(
+            merged.missing(),
+            vec!["scram_iterations", "password_file", "acl_file"]
+        );
         let mut a = AuthConfig::default();
         merged.apply(&mut a);
         assert!(!a.allow_anonymous);
