@@ -10,6 +10,7 @@
 // Top to bottom; a module uses only modules below it (ARCHITECTURE.md).
 mod acceptor;
 mod http;
+pub mod passwd;
 mod prom;
 mod reload;
 mod worker_thread;

@@ -527,3 +527,60 @@ fn access_files_global_and_per_listener() {
         TempFile::new("[[listener]]\nbind = \"127.0.0.1:1\"\n[listener.access]\nacl = \"x\"\n");
     assert!(run(&["-c", &bad.arg()], &[]).is_err());
 }
+
+#[test]
+fn passwd_subcommand_takes_mosquitto_passwd_flags() {
+    let parse = |args: &[&str]| {
+        let argv = std::iter::once("tern").chain(args.iter().copied());
+        load_from(argv, &|_| None)
+    };
+    let set = |user: &str, password: Option<&str>, create| PasswdAction::Set {
+        user: user.into(),
+        password: password.map(Into::into),
+        create,
+    };
+    let cases: [(&[&str], PasswdAction, Option<u32>); 5] = [
+        (
+            &["passwd", "-c", "f", "alice"],
+            set("alice", None, true),
+            None,
+        ),
+        (
+            &["passwd", "-b", "-I", "1000", "f", "bob", "pw"],
+            set("bob", Some("pw"), false),
+            Some(1000),
+        ),
+        (
+            &["passwd", "-c", "-b", "f", "bob", "pw"],
+            set("bob", Some("pw"), true),
+            None,
+        ),
+        (
+            &["passwd", "-D", "f", "bob"],
+            PasswdAction::Delete { user: "bob".into() },
+            None,
+        ),
+        (&["passwd", "-U", "f"], PasswdAction::Upgrade, None),
+    ];
+    for (args, action, iterations) in cases {
+        assert_eq!(
+            parse(args).unwrap(),
+            Command::Passwd(PasswdArgs {
+                file: "f".into(),
+                action,
+                iterations
+            }),
+            "{args:?}"
+        );
+    }
+    for bad in [
+        &["passwd", "f"][..],
+        &["passwd", "-b", "f", "u"],
+        &["passwd", "f", "u", "pw"],
+        &["passwd", "-D", "-U", "f"],
+        &["passwd", "-c", "-D", "f", "u"],
+        &["passwd", "-I", "0", "f", "u"],
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?}");
+    }
+}
