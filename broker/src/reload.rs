@@ -14,7 +14,11 @@
 //! `max_keep_alive`, `writer_buffer_bytes`, `max_topic_levels`,
 //! `max_topic_length` (checked by the session), every `[mqtt]` key
 //! and every `[auth]` key (users and anonymous access, for later CONNECTs and
-//! re-authentications of connections made after the reload).
+//! re-authentications of connections made after the reload), and each
+//! listener's `[listener.access]` (matched by name). The password and ACL
+//! files are read again at every reload (`access`): new connections use
+//! them at once, connected clients get a changed ACL at their next check,
+//! and a file that does not load keeps the one in force.
 //! Everything else needs a restart: `bind`, `workers`, `log_format`,
 //! `metrics_bind`, `limits.max_retained_messages`, `max_retained_bytes`,
 //! `worker_queue_len` (and the backpressure watermarks derived from the
