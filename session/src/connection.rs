@@ -708,14 +708,22 @@ impl Connection {
         if self.closing {
             return;
         }
-        while let Some((qos, expired)) = self
-            .session
-            .queue_front()
-            .map(|m| (m.qos, m.is_expired(now)))
-        {
+        self.renew_authorizer();
+        while let Some((qos, expired, denied)) = self.session.queue_front().map(|m| {
+            let denied =
+                self.checks_receive && !self.authorizer().receive(self.identity(), &m.msg.topic);
+            (m.qos, m.is_expired(now), denied)
+        }) {
             if expired {
                 self.session.pop_queue();
                 self.session.count_expired(1);
+                continue;
+            }
+            if denied {
+                // Queued while offline, before the client's rules were
+                // known (or changed): checked as it leaves the queue.
+                self.session.pop_queue();
+                self.stats.deliver_dropped += 1;
                 continue;
             }
             if qos != QoS::AtMostOnce

@@ -435,3 +435,27 @@ fn per_client_policy_is_kept_and_renewed_at_the_next_check() {
         DeliverOutcome::Sent
     );
 }
+
+// Messages queued for an offline session are checked as they leave the
+// queue when the session resumes: a denied one is dropped, the rest sent.
+#[test]
+fn queued_messages_are_checked_when_the_session_resumes() {
+    let mut old = Session::new("q".into(), true);
+    for topic in ["secret/a", "open/b", "secret/c"] {
+        old.enqueue(
+            t0(),
+            &Offer::new(&msg(topic, b"x"), t0(), QoS::AtLeastOnce),
+            &SessionConfig::default(),
+        );
+    }
+    assert_eq!(old.queued_len(), 3);
+    let (mut conn, ack) = open(v311("q", false), Some(old), deny_secret());
+    assert!(ack.session_present);
+    let sent = drain(&mut conn);
+    assert!(
+        matches!(&sent[..], [Transmit::Publish(p)] if p.msg.topic == "open/b"),
+        "{sent:?}"
+    );
+    assert_eq!(conn.session().queued_len(), 0);
+    assert_eq!(conn.stats().deliver_dropped, 2);
+}
