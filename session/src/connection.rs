@@ -217,7 +217,15 @@ impl Connection {
             client_authorizer: None,
             checks_receive: false,
         };
-        conn.client_authorizer = conn.cfg.authorizer.for_client(conn.identity());
+        // Without an identity built yet, ask with one on the stack: an idle
+        // connection under the default authorizer keeps no heap for it.
+        conn.client_authorizer = match conn.identity.get() {
+            Some(id) => conn.cfg.authorizer.for_client(id),
+            None => conn.cfg.authorizer.for_client(&Identity {
+                client_id: conn.session.client_id().clone(),
+                ..Identity::default()
+            }),
+        };
         conn.checks_receive = conn.authorizer().checks_receive();
         conn.push(Transmit::Packet(Packet::ConnAck(ack)));
         if session_present {
