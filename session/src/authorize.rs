@@ -18,8 +18,9 @@
 //!   message the client may not receive ([`DropReason::NotAuthorized`](crate::DropReason::NotAuthorized)),
 //!   only when [`Authorizer::checks_receive`] is true. Messages queued for
 //!   an offline session ([`Session::enqueue`](crate::Session::enqueue)) are
-//!   checked when they leave the queue, once the session has a connection
-//!   again (and dropped there when denied).
+//!   checked when a connection resumes the session
+//!   ([`Connection::new`](crate::Connection::new)), and dropped there when
+//!   denied.
 //!
 //! An authorizer may hand each connection a policy of its own
 //! ([`Authorizer::for_client`], e.g. ACL rules compiled for that client

@@ -227,6 +227,9 @@ impl Connection {
             }),
         };
         conn.checks_receive = conn.authorizer().checks_receive();
+        if conn.checks_receive && conn.session.queued_len() > 0 {
+            conn.drop_unreadable_queued();
+        }
         conn.push(Transmit::Packet(Packet::ConnAck(ack)));
         if session_present {
             conn.retransmit(now);
@@ -255,6 +258,23 @@ impl Connection {
         self.client_authorizer
             .as_deref()
             .unwrap_or(&*self.cfg.authorizer)
+    }
+
+    /// Drops the queued messages (queued while the session was offline,
+    /// unchecked) that the client may not receive; counted as dropped
+    /// deliveries. Messages queued while connected were checked by
+    /// [`deliver`](Self::deliver) already.
+    fn drop_unreadable_queued(&mut self) {
+        let mut queue = std::mem::take(&mut self.session.queue);
+        let before = queue.len();
+        let (authz, id) = (self.authorizer(), self.identity());
+        queue.retain(|m| authz.receive(id, &m.msg.topic));
+        let dropped = before - queue.len();
+        if dropped > 0 {
+            self.session.queued_bytes = queue.iter().map(Message::bytes).sum();
+            self.stats.deliver_dropped += dropped as u64;
+        }
+        self.session.queue = queue;
     }
 
     /// Replaces the connection's own policy when it says it is stale
@@ -716,22 +736,14 @@ impl Connection {
         if self.closing {
             return;
         }
-        self.renew_authorizer();
-        while let Some((qos, expired, denied)) = self.session.queue_front().map(|m| {
-            let denied =
-                self.checks_receive && !self.authorizer().receive(self.identity(), &m.msg.topic);
-            (m.qos, m.is_expired(now), denied)
-        }) {
+        while let Some((qos, expired)) = self
+            .session
+            .queue_front()
+            .map(|m| (m.qos, m.is_expired(now)))
+        {
             if expired {
                 self.session.pop_queue();
                 self.session.count_expired(1);
-                continue;
-            }
-            if denied {
-                // Queued while offline, before the client's rules were
-                // known (or changed): checked as it leaves the queue.
-                self.session.pop_queue();
-                self.stats.deliver_dropped += 1;
                 continue;
             }
             if qos != QoS::AtMostOnce

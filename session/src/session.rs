@@ -220,7 +220,7 @@ impl Session {
     ///
     /// The authorizer is not asked here: a client's right to receive is
     /// checked by [`Connection::deliver`](crate::Connection::deliver), and for
-    /// queued messages when they leave the queue on a connection.
+    /// queued messages when a connection resumes the session.
     pub fn enqueue(
         &mut self,
         now: Instant,
