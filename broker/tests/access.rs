@@ -224,7 +224,7 @@ fn password_file_both_formats_and_anonymous_refused() {
     assert!(!refused.status.success(), "{refused:?}");
 }
 
-// [MQTT5-3.9.3] SUBACK 0x87 per refused filter (v3.1.1: 0x80); PUBLISH
+// SUBACK 0x87 per refused filter (v3.1.1: 0x80); PUBLISH
 // outside the ACL: v5 PUBACK 0x87, v3.1.1 a plain PUBACK, and in both the
 // message reaches nobody; deliveries and retained messages the client may
 // not read are not sent; a pattern with %c.
