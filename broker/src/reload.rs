@@ -264,6 +264,7 @@ mod tests {
             outbound_topic_alias_maximum = 1\nvalidate_payload_format = true\n\
             response_information = \"r/\"\nserver_reference = \"x:1\"\nserver_moved = true\n\
             [auth]\nallow_anonymous = false\nscram_iterations = 5000\n\
+            password_file = \"/p\"\nacl_file = \"/a\"\n\
             users = [{{ username = \"u\", password = \"p\" }}]\n"
         );
         let new = tern_config::parse_str(&text).unwrap();

@@ -131,9 +131,11 @@ mod tests {
             size_of::<super::Link>()
         );
         // 680: 672 plus the session's pointer to enhanced-authentication
-        // state (`Option<Box<_>>`, null unless the client used it).
+        // state (`Option<Box<_>>`, null unless the client used it); 688:
+        // plus the connection's own authorization policy (an `Arc<dyn
+        // Authorizer>`, shared by every connection without an ACL).
         assert!(
-            size_of::<crate::deliver::ConnShared>() <= 672,
+            size_of::<crate::deliver::ConnShared>() <= 688,
             "{}",
             size_of::<crate::deliver::ConnShared>()
         );
