@@ -379,3 +379,63 @@ fn a_bad_file_fails_the_start_naming_the_line() {
         "{err}"
     );
 }
+
+// Mosquitto's per_listener_settings: each listener its own password file,
+// ACL and anonymous access; keys it leaves out are the [auth] ones.
+#[test]
+fn each_listener_has_its_own_files() {
+    let dir = Dir::new();
+    let passwd = password_file(&dir, "secret");
+    let acl = dir.write("acl", ACL);
+    let open_acl = dir.write("open.acl", "topic readwrite open/#\n");
+    let conf = dir.write(
+        "tern.toml",
+        &format!(
+            "[auth]\nallow_anonymous = false\npassword_file = {:?}\nacl_file = {:?}\n\
+             [[listener]]\nbind = \"127.0.0.1:0\"\nname = \"strict\"\n\
+             [[listener]]\nbind = \"127.0.0.1:0\"\nname = \"open\"\n\
+             [listener.access]\nallow_anonymous = true\nacl_file = {:?}\n",
+            passwd.display().to_string(),
+            acl.display().to_string(),
+            open_acl.display().to_string()
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("--config")
+        .arg(&conf)
+        .args(["--no-metrics", "--workers", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tern");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut addrs = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let addr: std::net::SocketAddr = line
+            .trim()
+            .strip_prefix("tern: listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        addrs.push(addr);
+    }
+    let tern = Tern {
+        child,
+        addr: addrs[0],
+    };
+    let (strict, open) = (addrs[0], addrs[1]);
+    let anonymous = || Connect::new(V311, &client_id());
+    assert_eq!(connack(strict, &anonymous()), 5);
+    assert_eq!(connack(open, &anonymous()), 0);
+    // The global password file on both.
+    assert_eq!(connack(open, &login(V311, "alice", "secret")), 0);
+    assert_eq!(connack(open, &login(V311, "alice", "nope")), 4);
+    // The open listener's own ACL: open/# for everyone, alice/# for nobody.
+    let (mut a, _) = Client::accepted(open, &anonymous());
+    assert_eq!(a.subscribe(&[("open/#", 0), ("alice/#", 0)]), vec![0, 0x80]);
+    let (mut b, _) = Client::accepted(strict, &login(V311, "alice", "secret"));
+    assert_eq!(b.subscribe(&[("open/#", 0), ("alice/#", 0)]), vec![0x80, 0]);
+    drop(tern);
+}
