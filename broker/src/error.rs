@@ -24,6 +24,8 @@ pub enum BrokerError {
     /// The admin endpoint's token file cannot be read or holds no valid token.
     #[error("{0}")]
     AdminToken(String),
+    #[error("cannot load an access file: {0}")]
+    Access(#[from] crate::access::AccessLoadError),
     #[error("cannot prepare the [auth] user table: {0}")]
     Auth(#[from] tern_session::auth::ScramError),
 }

@@ -10,6 +10,7 @@
 // Top to bottom; a module uses only modules below it (ARCHITECTURE.md).
 mod acceptor;
 mod http;
+pub mod passwd;
 mod prom;
 mod reload;
 mod worker_thread;
@@ -25,6 +26,7 @@ mod client;
 mod deadlines;
 mod deliver;
 
+mod access;
 mod admin_token;
 mod backpressure;
 mod error;
@@ -177,7 +179,8 @@ fn start_with(
         listeners.push((spec, l));
     }
 
-    let live = live::Live::new(config.clone(), store.records_session_changes())?;
+    let access = access::Access::new(&config)?;
+    let live = live::Live::new(config.clone(), store.records_session_changes(), &access)?;
     let n = config.workers.clamp(1, 64);
     let routes = Arc::new(RouteTable::new());
     let (route_tx, route_rx) = std_mpsc::channel();
@@ -209,6 +212,7 @@ fn start_with(
     };
     let shared = Arc::new(Shared {
         live,
+        access,
         store,
         limiter: limiter.clone(),
         health: health::Health::new(n),
@@ -292,6 +296,7 @@ mod tests {
             bind: "127.0.0.1:1884".parse().unwrap(),
             kind: ListenerKindConfig::Tcp,
             limits: Default::default(),
+            access: Default::default(),
         };
         let spec = listener_spec(&config).unwrap();
         assert_eq!(&*spec.name, "internal");
@@ -329,6 +334,7 @@ mod tests {
                 bind: "127.0.0.1:0".parse().unwrap(),
                 kind: ListenerKindConfig::Tcp,
                 limits: Default::default(),
+                access: Default::default(),
             }],
             metrics_bind: None,
             workers: 1,

@@ -7,6 +7,7 @@
 //! `RefCell` borrow. Connections take the settings in force when they
 //! connect and keep them for their life.
 
+use crate::access::{Access, AccessAuthorizer};
 use crate::error::BrokerError;
 use arc_swap::ArcSwap;
 use std::cell::{Cell, Ref, RefCell};
@@ -32,10 +33,17 @@ impl Runtime {
     /// `admin_token_file` cannot be read.
     /// `record_changes`: the persistence backend wants the sessions'
     /// change journal (see `store`).
-    pub(crate) fn new(config: Config, record_changes: bool) -> Result<Self, BrokerError> {
+    /// `access`: the password and ACL files, whose authorizer the
+    /// session configuration carries.
+    pub(crate) fn new(
+        config: Config,
+        record_changes: bool,
+        access: &Arc<Access>,
+    ) -> Result<Self, BrokerError> {
         let admin_token = crate::admin_token::AdminToken::from_config(&config)?;
         let session = Arc::new(SessionConfig {
             record_changes,
+            authorizer: Arc::new(AccessAuthorizer(Arc::clone(access))),
             ..session_config(&config)?
         });
         Ok(Self {
@@ -54,9 +62,13 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    pub(crate) fn new(config: Config, record_changes: bool) -> Result<Self, BrokerError> {
+    pub(crate) fn new(
+        config: Config,
+        record_changes: bool,
+        access: &Arc<Access>,
+    ) -> Result<Self, BrokerError> {
         Ok(Self {
-            current: ArcSwap::from_pointee(Runtime::new(config, record_changes)?),
+            current: ArcSwap::from_pointee(Runtime::new(config, record_changes, access)?),
             version: AtomicU64::new(0),
         })
     }
@@ -169,7 +181,8 @@ pub(crate) fn session_config(config: &Config) -> Result<SessionConfig, BrokerErr
             allow_anonymous: a.allow_anonymous,
             store,
         },
-        // The default authorizer (no client PUBLISH to `$SYS`), no journal.
+        // The default authorizer (no client PUBLISH to `$SYS`; `Runtime`
+        // puts the access files' in), no journal.
         ..SessionConfig::default()
     })
 }
@@ -180,13 +193,14 @@ mod tests {
 
     #[test]
     fn workers_see_a_store_at_their_next_refresh() {
-        let live = Live::new(Config::default(), false).unwrap();
+        let access = Access::new(&Config::default()).unwrap();
+        let live = Live::new(Config::default(), false, &access).unwrap();
         let worker = WorkerLive::new(&live);
         assert!(!worker.refresh(&live), "nothing changed");
         let mut config = Config::default();
         config.limits.max_inflight = 3;
         config.limits.max_packet_size = 1000;
-        live.store(Runtime::new(config, false).unwrap());
+        live.store(Runtime::new(config, false, &access).unwrap());
         assert_eq!(
             worker.runtime().session.max_inflight,
             32,

@@ -27,7 +27,7 @@ fn reload_source(log: reload::Handle<EnvFilter, Registry>) -> tern_broker::Reloa
     tern_broker::ReloadSource {
         load: Box::new(|| match tern_config::load() {
             Ok(Command::Run(config)) => Ok(*config),
-            Ok(Command::CheckConfig { .. }) => Err("not a run command".into()),
+            Ok(Command::CheckConfig { .. } | Command::Passwd(_)) => Err("not a run command".into()),
             Err(e) => Err(e.to_string().trim_end().to_string()),
         }),
         set_log_level: Box::new(move |level| {
@@ -106,6 +106,39 @@ impl Signals {
     }
 }
 
+/// Reads a password for `tern passwd` after `prompt`, without echo when
+/// standard input is a terminal.
+fn ask_password(prompt: &str) -> std::io::Result<String> {
+    let mut err = std::io::stderr();
+    write!(err, "{prompt}")?;
+    err.flush()?;
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: `isatty` and `tcgetattr`/`tcsetattr` only read and write the
+    // terminal settings of fd 0 and the plain C struct passed by pointer.
+    let saved = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::isatty(fd) == 1 && libc::tcgetattr(fd, &mut t) == 0 {
+            let mut quiet = t;
+            quiet.c_lflag &= !libc::ECHO;
+            libc::tcsetattr(fd, libc::TCSANOW, &quiet);
+            Some(t)
+        } else {
+            None
+        }
+    };
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    if let Some(t) = saved {
+        // SAFETY: as above; restores the settings read before.
+        unsafe {
+            libc::tcsetattr(fd, libc::TCSANOW, &t);
+        }
+        writeln!(err)?;
+    }
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
 fn main() -> ExitCode {
     let config = match tern_config::load() {
         Ok(Command::Run(config)) => *config,
@@ -119,6 +152,18 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        Ok(Command::Passwd(args)) => {
+            return match tern_broker::passwd::run(&args, &mut ask_password) {
+                Ok(done) => {
+                    println!("{done}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tern passwd: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Err(e) => e.exit(),
     };
     let log = init_logging(&config);

@@ -183,6 +183,15 @@ fn record(shared: &Shared) {
     counter!("tern_config_reloads_total", "result" => "rejected")
         .absolute(health.reloads_failed.load(Relaxed));
     counter!("tern_admin_unauthorized_total").absolute(health.admin_unauthorized.load(Relaxed));
+    let access = &shared.access.counters;
+    for (reason, n) in access.denials() {
+        counter!("tern_access_denials_total", "reason" => reason).absolute(n);
+    }
+    counter!("tern_access_reload_failures_total").absolute(access.reload_failures.load(Relaxed));
+    counter!("tern_password_checks_total", "result" => "cached")
+        .absolute(access.cache_hits.load(Relaxed));
+    counter!("tern_password_checks_total", "result" => "verified")
+        .absolute(access.verifications.load(Relaxed));
     let rs = &shared.route_stats;
     counter!("tern_route_rebuilds_total").absolute(rs.rebuilds.load(Relaxed));
     gauge!("tern_route_last_rebuild_seconds")

@@ -21,7 +21,11 @@
 //! `max_keep_alive`, `writer_buffer_bytes`, `max_topic_levels`,
 //! `max_topic_length` (checked by the session), every `[mqtt]` key
 //! and every `[auth]` key (users and anonymous access, for later CONNECTs and
-//! re-authentications of connections made after the reload).
+//! re-authentications of connections made after the reload), and each
+//! listener's `[listener.access]` (matched by name). The password and ACL
+//! files are read again at every reload (`access`): new connections use
+//! them at once, connected clients get a changed ACL at their next check,
+//! and a file that does not load keeps the one in force.
 //! Everything else needs a restart: `bind`, `workers`, `log_format`,
 //! `metrics_bind`, `limits.max_retained_messages`, `max_retained_bytes`,
 //! `worker_queue_len` (and the backpressure watermarks derived from the
@@ -154,6 +158,7 @@ impl Reloader {
         let runtime = crate::live::Runtime::new(
             effective.clone(),
             self.shared.store.records_session_changes(),
+            &self.shared.access,
         )
         .map_err(|e| ReloadError::Invalid(e.to_string()))?;
         if effective.log_level != old.log_level {
@@ -177,6 +182,8 @@ impl Reloader {
             restart_needed: effective.changes(&new),
         };
         self.shared.live.store(runtime);
+        // The files are read again even when their paths did not change.
+        self.shared.access.reload(&effective);
         Ok(report)
     }
 }
@@ -227,6 +234,12 @@ pub(crate) fn merge_live(running: &Config, new: &Config) -> Config {
     }
     c.mqtt = new.mqtt.clone();
     c.auth = new.auth.clone();
+    // A listener's access settings (not its address) apply live.
+    for l in &mut c.listeners {
+        if let Some(n) = new.listeners.iter().find(|n| n.name == l.name) {
+            l.access.clone_from(&n.access);
+        }
+    }
     c
 }
 
@@ -290,6 +303,7 @@ mod tests {
             outbound_topic_alias_maximum = 1\nvalidate_payload_format = true\n\
             response_information = \"r/\"\nserver_reference = \"x:1\"\nserver_moved = true\n\
             [auth]\nallow_anonymous = false\nscram_iterations = 5000\n\
+            password_file = \"/p\"\nacl_file = \"/a\"\n\
             users = [{{ username = \"u\", password = \"p\" }}]\n\
             [[listener]]\nbind = \"127.0.0.1:2\"\nlimits = {{ max_connections = 1 }}\n"
         );

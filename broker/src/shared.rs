@@ -114,6 +114,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// The configuration in force (see `live`); workers read their copy.
     pub(crate) live: crate::live::Live,
+    /// Password and ACL files in force (see `access`); a reload replaces them.
+    pub(crate) access: Arc<crate::access::Access>,
     /// The persistence backend; each worker takes its observer (see `store`).
     pub(crate) store: Arc<dyn crate::store::StoreBackend>,
     /// The connection caps; a reload changes them in place.

@@ -2,10 +2,14 @@
 //! iteration count. `allow_anonymous` and `scram_iterations` are also the
 //! flags `--allow-anonymous[=BOOL]` / `--scram-iterations` and the variables
 //! `TERN_ALLOW_ANONYMOUS` / `TERN_SCRAM_ITERATIONS`; `users` is read from
-//! the file only.
+//! the file only. `password_file` and `acl_file` (Mosquitto's formats)
+//! are also `--password-file` / `--acl-file` and `TERN_PASSWORD_FILE` /
+//! `TERN_ACL_FILE`; a listener may override all three
+//! ([`ListenerAccess`](crate::ListenerAccess)).
 
 use std::collections::HashSet;
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -30,6 +34,12 @@ pub struct AuthConfig {
     /// PBKDF2 iterations of the SCRAM credentials derived from `users`
     /// (4096..=1000000). Default 4096.
     pub scram_iterations: u32,
+    /// A password file as `mosquitto_passwd` writes it (`$6$`/`$7$`
+    /// hashes), checked before `users`. Default none.
+    pub password_file: Option<PathBuf>,
+    /// An ACL file in Mosquitto's format; none (the default) = every topic
+    /// allowed except client writes to `$SYS`.
+    pub acl_file: Option<PathBuf>,
 }
 
 impl Default for AuthConfig {
@@ -38,6 +48,8 @@ impl Default for AuthConfig {
             allow_anonymous: true,
             users: Vec::new(),
             scram_iterations: MIN_SCRAM_ITERATIONS,
+            password_file: None,
+            acl_file: None,
         }
     }
 }
@@ -115,13 +127,24 @@ pub(crate) struct AuthLayer {
     /// PBKDF2 iterations for the users' SCRAM credentials (4096..=1000000).
     #[arg(long, value_name = "N")]
     pub(crate) scram_iterations: Option<u32>,
+    /// Password file in mosquitto_passwd's format ($6$ / $7$ hashes).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) password_file: Option<PathBuf>,
+    /// ACL file in Mosquitto's format.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) acl_file: Option<PathBuf>,
 }
 
 impl AuthLayer {
     /// Every key name, in file order.
     #[cfg(test)]
-    pub(crate) const KEYS: &'static [&'static str] =
-        &["allow_anonymous", "users", "scram_iterations"];
+    pub(crate) const KEYS: &'static [&'static str] = &[
+        "allow_anonymous",
+        "users",
+        "scram_iterations",
+        "password_file",
+        "acl_file",
+    ];
 
     /// Reads `TERN_ALLOW_ANONYMOUS` and `TERN_SCRAM_ITERATIONS`.
     pub(crate) fn from_env(env: Lookup<'_>) -> Result<Self, ConfigError> {
@@ -129,6 +152,8 @@ impl AuthLayer {
             allow_anonymous: env::get(env, "allow_anonymous")?,
             users: None,
             scram_iterations: env::get(env, "scram_iterations")?,
+            password_file: env::get(env, "password_file")?,
+            acl_file: env::get(env, "acl_file")?,
         })
     }
 
@@ -138,6 +163,8 @@ impl AuthLayer {
             allow_anonymous: self.allow_anonymous.or(lower.allow_anonymous),
             users: self.users.or(lower.users),
             scram_iterations: self.scram_iterations.or(lower.scram_iterations),
+            password_file: self.password_file.or(lower.password_file),
+            acl_file: self.acl_file.or(lower.acl_file),
         }
     }
 
@@ -152,6 +179,14 @@ impl AuthLayer {
         if let Some(v) = self.scram_iterations {
             auth.scram_iterations = v;
         }
+        // `""` (how deploy/tern.toml spells "none") clears a file.
+        let path = |p: PathBuf| (!p.as_os_str().is_empty()).then_some(p);
+        if let Some(v) = self.password_file {
+            auth.password_file = path(v);
+        }
+        if let Some(v) = self.acl_file {
+            auth.acl_file = path(v);
+        }
     }
 
     /// Keys without a value.
@@ -161,6 +196,8 @@ impl AuthLayer {
             self.allow_anonymous.is_some(),
             self.users.is_some(),
             self.scram_iterations.is_some(),
+            self.password_file.is_some(),
+            self.acl_file.is_some(),
         ];
         Self::KEYS
             .iter()
@@ -338,7 +375,10 @@ mod tests {
             ..AuthLayer::default()
         };
         let merged = high.or(low);
-        assert_eq!(merged.missing(), vec!["scram_iterations"]);
+        assert_eq!(
+            merged.missing(),
+            vec!["scram_iterations", "password_file", "acl_file"]
+        );
         let mut a = AuthConfig::default();
         merged.apply(&mut a);
         assert!(!a.allow_anonymous);

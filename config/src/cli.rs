@@ -118,6 +118,38 @@ pub(crate) enum Sub {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Manage a password file in Mosquitto's format, with mosquitto_passwd's
+    /// flags: `tern passwd [-c | -D] FILE USER` (asks for the password),
+    /// `tern passwd -b FILE USER PASSWORD`, `tern passwd -U FILE`.
+    /// New passwords are `$7$` (PBKDF2-SHA512) hashes that Mosquitto reads.
+    Passwd {
+        /// Create a new password file; an existing one is overwritten.
+        #[arg(short = 'c', conflicts_with_all = ["delete", "upgrade"])]
+        create: bool,
+        /// Take the password from the command line (it shows in the
+        /// process list and shell history).
+        #[arg(short = 'b', conflicts_with_all = ["delete", "upgrade"])]
+        batch: bool,
+        /// Delete the user from the file.
+        #[arg(short = 'D', conflicts_with = "upgrade")]
+        delete: bool,
+        /// Hash every plain-text password of the file (run once only: a
+        /// hash is not hashed again).
+        #[arg(short = 'U')]
+        upgrade: bool,
+        /// PBKDF2 iterations of new hashes (default 101, as mosquitto_passwd).
+        #[arg(short = 'I', value_name = "ITERATIONS", value_parser = clap::value_parser!(u32).range(1..))]
+        iterations: Option<u32>,
+        /// The password file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The user name (not with -U).
+        #[arg(value_name = "USER", required_unless_present = "upgrade")]
+        username: Option<String>,
+        /// The password (with -b only).
+        #[arg(value_name = "PASSWORD", required_if_eq("batch", "true"))]
+        password: Option<String>,
+    },
 }
 
 impl Cli {
@@ -209,6 +241,8 @@ pub(crate) fn command() -> clap::Command {
             "scram_iterations",
             defaults.auth.scram_iterations.to_string(),
         ),
+        ("password_file", "\"\" (none)".to_string()),
+        ("acl_file", "\"\" (none)".to_string()),
     ];
     for (key, default) in auth {
         let env = var_name(key);

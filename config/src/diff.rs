@@ -81,6 +81,11 @@ impl Config {
                 "auth.scram_iterations",
                 self.auth.scram_iterations.to_string(),
             ),
+            (
+                "auth.password_file",
+                path(self.auth.password_file.as_deref()),
+            ),
+            ("auth.acl_file", path(self.auth.acl_file.as_deref())),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v));
@@ -114,6 +119,14 @@ impl Config {
             .map(|((key, old), (_, new))| Change { key, old, new })
             .collect()
     }
+}
+
+/// A path as the file would write it; none as `""`.
+fn path(p: Option<&std::path::Path>) -> String {
+    format!(
+        "{:?}",
+        p.map(|p| p.display().to_string()).unwrap_or_default()
+    )
 }
 
 #[cfg(test)]

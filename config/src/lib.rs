@@ -27,6 +27,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod access;
 mod admin;
 mod auth;
 mod cli;
@@ -48,6 +49,7 @@ use std::str::FromStr;
 
 use clap::FromArgMatches;
 
+pub use access::ListenerAccess;
 pub use admin::{check_token as check_admin_token, Secret, MAX_ADMIN_TOKEN_LEN};
 pub use auth::{AuthConfig, User, MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS};
 pub use diff::Change;
@@ -222,6 +224,41 @@ pub enum Command {
         /// The file to check.
         path: PathBuf,
     },
+    /// `tern passwd …`: change a Mosquitto password file and exit.
+    Passwd(PasswdArgs),
+}
+
+/// What `tern passwd` was asked to do (mosquitto_passwd's flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswdArgs {
+    /// The password file.
+    pub file: PathBuf,
+    /// What to do with it.
+    pub action: PasswdAction,
+    /// PBKDF2 iterations of new hashes (`-I`); `None` = 101.
+    pub iterations: Option<u32>,
+}
+
+/// One `tern passwd` action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswdAction {
+    /// Add or change `user` (`-c`: in a new file). `password: None` = ask
+    /// on the terminal; `Some` = `-b`.
+    Set {
+        /// The user name.
+        user: String,
+        /// The password given with `-b`.
+        password: Option<String>,
+        /// `-c`: start a new file.
+        create: bool,
+    },
+    /// `-D`: delete `user`.
+    Delete {
+        /// The user name.
+        user: String,
+    },
+    /// `-U`: hash every plain-text password.
+    Upgrade,
 }
 
 /// Reads `std::env::args_os()`, the process environment and the config file
@@ -242,8 +279,46 @@ where
 {
     let matches = cli::command().try_get_matches_from(args)?;
     let cli = cli::Cli::from_arg_matches(&matches)?;
-    if let Some(cli::Sub::CheckConfig { file }) = cli.command {
-        return Ok(Command::CheckConfig { path: file });
+    match cli.command {
+        Some(cli::Sub::CheckConfig { file }) => return Ok(Command::CheckConfig { path: file }),
+        Some(cli::Sub::Passwd {
+            create,
+            batch,
+            delete,
+            upgrade,
+            iterations,
+            file,
+            username,
+            password,
+        }) => {
+            if password.is_some() && !batch {
+                return Err(ConfigError::Invalid {
+                    key: "passwd",
+                    reason: "a password on the command line needs -b".into(),
+                });
+            }
+            let action = match (upgrade, delete, username) {
+                (true, _, _) => PasswdAction::Upgrade,
+                (false, true, Some(user)) => PasswdAction::Delete { user },
+                (false, false, Some(user)) => PasswdAction::Set {
+                    user,
+                    password,
+                    create,
+                },
+                (false, _, None) => {
+                    return Err(ConfigError::Invalid {
+                        key: "passwd",
+                        reason: "a user name is required".into(),
+                    })
+                }
+            };
+            return Ok(Command::Passwd(PasswdArgs {
+                file,
+                action,
+                iterations,
+            }));
+        }
+        None => {}
     }
     let file = match cli.config.clone().or(env::get::<PathBuf>(env, "config")?) {
         Some(path) => read_layer(&path)?,

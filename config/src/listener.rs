@@ -21,6 +21,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::access::ListenerAccess;
 use crate::listener_limits::ListenerLimits;
 use crate::ConfigError;
 
@@ -64,6 +65,9 @@ pub struct ListenerConfig {
     pub kind: ListenerKindConfig,
     /// This listener's own limits (`limits = { … }`). Default none.
     pub limits: ListenerLimits,
+    /// Password file, ACL file and anonymous access of this listener
+    /// (`[listener.access]`); unset keys are the global `[auth]` ones.
+    pub access: ListenerAccess,
 }
 
 impl ListenerConfig {
@@ -75,6 +79,7 @@ impl ListenerConfig {
             bind,
             kind: ListenerKindConfig::Tcp,
             limits: ListenerLimits::default(),
+            access: ListenerAccess::default(),
         }
     }
 
@@ -91,7 +96,10 @@ impl ListenerConfig {
     /// True when the bare address says it all (tcp, default name, no limits
     /// of its own).
     fn is_shorthand(&self) -> bool {
-        self.kind == ListenerKindConfig::Tcp && self.has_default_name() && self.limits.is_default()
+        self.kind == ListenerKindConfig::Tcp
+            && self.has_default_name()
+            && self.limits.is_default()
+            && self.access.is_empty()
     }
 }
 
@@ -129,9 +137,13 @@ impl fmt::Display for ListenerConfig {
         }
         write!(
             f,
-            "{{ name = {:?}, bind = \"{}\", kind = \"{}\" }}",
+            "{{ name = {:?}, bind = \"{}\", kind = \"{}\"",
             self.name, self.bind, self.kind
-        )
+        )?;
+        if !self.access.is_empty() {
+            write!(f, ", access = {}", self.access)?;
+        }
+        f.write_str(" }")
     }
 }
 
@@ -145,6 +157,8 @@ pub(crate) struct ListenerTable {
     name: Option<String>,
     #[serde(default)]
     limits: ListenerLimits,
+    #[serde(default)]
+    access: ListenerAccess,
 }
 
 impl ListenerTable {
@@ -157,6 +171,7 @@ impl ListenerTable {
             bind: self.bind,
             kind: self.kind,
             limits: self.limits,
+            access: self.access,
         }
     }
 }
@@ -243,6 +258,7 @@ mod tests {
             bind: addr(bind),
             kind,
             limits: ListenerLimits::default(),
+            access: ListenerAccess::default(),
         }
     }
 
@@ -274,6 +290,7 @@ mod tests {
             kind: ListenerKindConfig::Tcp,
             name: None,
             limits: ListenerLimits::default(),
+            access: ListenerAccess::default(),
         }];
         let all = merge(vec![addr("127.0.0.1:1")], tables);
         assert_eq!(all, [addr("127.0.0.1:1"), addr("127.0.0.1:2")]);

@@ -373,12 +373,14 @@ fn listener_tables_parse_with_defaults() {
                 bind: addr("127.0.0.1:1884"),
                 kind: ListenerKindConfig::Tcp,
                 limits: ListenerLimits::default(),
+                access: Default::default(),
             },
             ListenerConfig {
                 name: "internal".into(),
                 bind: addr("[::1]:1885"),
                 kind: ListenerKindConfig::Tcp,
                 limits: ListenerLimits::default(),
+                access: Default::default(),
             },
         ]
     );
@@ -554,4 +556,94 @@ fn admin_token_sources() {
     let c = run(&["-c", &file.arg(), "--admin-token-file", "/run/t"], &[]).unwrap();
     assert_eq!(c.admin_token_file, Some(PathBuf::from("/run/t")));
     assert_eq!(c.admin_token, None);
+}
+
+#[test]
+fn access_files_global_and_per_listener() {
+    let file = TempFile::new(
+        "[auth]\npassword_file = \"/etc/tern/passwd\"\nacl_file = \"\"\n\
+         [[listener]]\nbind = \"127.0.0.1:1884\"\n\
+         [listener.access]\nacl_file = \"/etc/tern/acl\"\nallow_anonymous = false\n",
+    );
+    let c = run(&["-c", &file.arg()], &[]).unwrap();
+    assert_eq!(
+        c.auth.password_file.as_deref(),
+        Some(Path::new("/etc/tern/passwd"))
+    );
+    assert_eq!(c.auth.acl_file, None, "\"\" is none");
+    let access = &c.listeners[0].access;
+    assert_eq!(access.acl_file.as_deref(), Some(Path::new("/etc/tern/acl")));
+    assert_eq!(access.password_file, None);
+    assert_eq!(access.allow_anonymous, Some(false));
+    assert!(c.listeners[0]
+        .to_string()
+        .contains("allow_anonymous = false"));
+    // Flags and variables name the global files.
+    let c = run(
+        &["-c", &file.arg(), "--acl-file", "/a"],
+        &[("TERN_PASSWORD_FILE", "/p")],
+    )
+    .unwrap();
+    assert_eq!(c.auth.acl_file.as_deref(), Some(Path::new("/a")));
+    assert_eq!(c.auth.password_file.as_deref(), Some(Path::new("/p")));
+    let bad =
+        TempFile::new("[[listener]]\nbind = \"127.0.0.1:1\"\n[listener.access]\nacl = \"x\"\n");
+    assert!(run(&["-c", &bad.arg()], &[]).is_err());
+}
+
+#[test]
+fn passwd_subcommand_takes_mosquitto_passwd_flags() {
+    let parse = |args: &[&str]| {
+        let argv = std::iter::once("tern").chain(args.iter().copied());
+        load_from(argv, &|_| None)
+    };
+    let set = |user: &str, password: Option<&str>, create| PasswdAction::Set {
+        user: user.into(),
+        password: password.map(Into::into),
+        create,
+    };
+    let cases: [(&[&str], PasswdAction, Option<u32>); 5] = [
+        (
+            &["passwd", "-c", "f", "alice"],
+            set("alice", None, true),
+            None,
+        ),
+        (
+            &["passwd", "-b", "-I", "1000", "f", "bob", "pw"],
+            set("bob", Some("pw"), false),
+            Some(1000),
+        ),
+        (
+            &["passwd", "-c", "-b", "f", "bob", "pw"],
+            set("bob", Some("pw"), true),
+            None,
+        ),
+        (
+            &["passwd", "-D", "f", "bob"],
+            PasswdAction::Delete { user: "bob".into() },
+            None,
+        ),
+        (&["passwd", "-U", "f"], PasswdAction::Upgrade, None),
+    ];
+    for (args, action, iterations) in cases {
+        assert_eq!(
+            parse(args).unwrap(),
+            Command::Passwd(PasswdArgs {
+                file: "f".into(),
+                action,
+                iterations
+            }),
+            "{args:?}"
+        );
+    }
+    for bad in [
+        &["passwd", "f"][..],
+        &["passwd", "-b", "f", "u"],
+        &["passwd", "f", "u", "pw"],
+        &["passwd", "-D", "-U", "f"],
+        &["passwd", "-c", "-D", "f", "u"],
+        &["passwd", "-I", "0", "f", "u"],
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?}");
+    }
 }

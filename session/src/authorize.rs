@@ -18,7 +18,14 @@
 //!   message the client may not receive ([`DropReason::NotAuthorized`](crate::DropReason::NotAuthorized)),
 //!   only when [`Authorizer::checks_receive`] is true. Messages queued for
 //!   an offline session ([`Session::enqueue`](crate::Session::enqueue)) are
-//!   not checked, neither then nor when they leave the queue.
+//!   checked when a connection resumes the session
+//!   ([`Connection::new`](crate::Connection::new)), and dropped there when
+//!   denied.
+//!
+//! An authorizer may hand each connection a policy of its own
+//! ([`Authorizer::for_client`], e.g. ACL rules compiled for that client
+//! id and user name), which the connection asks instead from then on, and
+//! replaces when the policy says it is stale ([`Authorizer::renew`]).
 
 use crate::ConnectCheck;
 use bytestring::ByteString;
@@ -81,6 +88,25 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug {
     /// False when `receive` always allows: deliveries then skip the call.
     fn checks_receive(&self) -> bool {
         false
+    }
+    /// The policy of one client, built once when its connection starts
+    /// ([`Connection::new`](crate::Connection::new), after
+    /// [`connect`](Self::connect) allowed it): rules compiled for this
+    /// identity, which the connection keeps and asks instead of `self`
+    /// for its PUBLISH, SUBSCRIBE and delivery checks. `None` (the
+    /// default): the connection asks `self`.
+    fn for_client(&self, id: &Identity) -> Option<Arc<dyn Authorizer>> {
+        let _ = id;
+        None
+    }
+    /// Asked of a per-client policy (from [`for_client`](Self::for_client))
+    /// before each check: `Some(next)` when the rules it was compiled from
+    /// were replaced (a reload), and the connection then keeps `next`
+    /// from this check on. Must be cheap when nothing changed (an atomic
+    /// load): it runs on every PUBLISH and delivery.
+    fn renew(&self, id: &Identity) -> Option<Arc<dyn Authorizer>> {
+        let _ = id;
+        None
     }
 }
 

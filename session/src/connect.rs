@@ -1,6 +1,6 @@
 //! CONNECT semantics: client identifier rules, keep-alive cap, CONNACK and will.
 
-use crate::auth::Authenticated;
+use crate::auth::{AuthPolicy, Authenticated};
 use crate::{Connection, Identity, SessionConfig};
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -89,6 +89,19 @@ impl Connection {
         connect: &Connect,
         cfg: &SessionConfig,
     ) -> Result<ConnectCheck, ReasonCode> {
+        Self::check_connect_with(connect, cfg, &cfg.auth)
+    }
+
+    /// [`check_connect`](Self::check_connect) with `auth` in place of
+    /// `cfg.auth`: for a broker whose listeners have authentication
+    /// settings of their own, or that verified the password itself (a
+    /// password file, off its message loop) and passes a policy that
+    /// accepts the user name.
+    pub fn check_connect_with(
+        connect: &Connect,
+        cfg: &SessionConfig,
+        auth: &AuthPolicy,
+    ) -> Result<ConnectCheck, ReasonCode> {
         let empty = connect.client_id.is_empty();
         match connect.protocol {
             ProtocolVersion::V31 => {
@@ -108,7 +121,7 @@ impl Connection {
                 }
             }
         }
-        cfg.auth.check_connect(connect)?;
+        auth.check_connect(connect)?;
         if let Some(will) = &connect.will {
             if will.qos > cfg.max_qos {
                 return Err(ReasonCode::QOS_NOT_SUPPORTED);

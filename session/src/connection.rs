@@ -6,8 +6,8 @@ use crate::connect::{compact_str, connack, keep_alive, session_expiry, will_publ
 use crate::output::Queued;
 use crate::session::{is_expired, FixedState, InflightState, Message, Subscription};
 use crate::{
-    CloseReason, Closed, ConnectCheck, ConnectionStats, DeliverOutcome, DropReason, Event,
-    Identity, Offer, OutboundPublish, Session, SessionChange, SessionConfig, Transmit, Will,
+    Authorizer, CloseReason, Closed, ConnectCheck, ConnectionStats, DeliverOutcome, DropReason,
+    Event, Identity, Offer, OutboundPublish, Session, SessionChange, SessionConfig, Transmit, Will,
 };
 use bytestring::ByteString;
 use smallvec::SmallVec;
@@ -66,7 +66,10 @@ pub struct Connection {
     /// [`ConnectCheck`]); otherwise on first use, so an idle connection
     /// keeps no heap for it.
     identity: OnceCell<Box<Identity>>,
-    /// `cfg.authorizer.checks_receive()`, asked once.
+    /// This client's own policy ([`Authorizer::for_client`](crate::Authorizer::for_client)),
+    /// asked instead of `cfg.authorizer` when there is one.
+    client_authorizer: Option<Arc<dyn Authorizer>>,
+    /// `checks_receive()` of the authorizer in force, asked when it is set.
     checks_receive: bool,
 }
 
@@ -191,7 +194,6 @@ impl Connection {
                 cert_subject: check.cert_subject,
             }));
         }
-        let checks_receive = cfg.authorizer.checks_receive();
         let mut conn = Self {
             version,
             session,
@@ -212,8 +214,22 @@ impl Connection {
             stats: ConnectionStats::default(),
             auth,
             identity,
-            checks_receive,
+            client_authorizer: None,
+            checks_receive: false,
         };
+        // Without an identity built yet, ask with one on the stack: an idle
+        // connection under the default authorizer keeps no heap for it.
+        conn.client_authorizer = match conn.identity.get() {
+            Some(id) => conn.cfg.authorizer.for_client(id),
+            None => conn.cfg.authorizer.for_client(&Identity {
+                client_id: conn.session.client_id().clone(),
+                ..Identity::default()
+            }),
+        };
+        conn.checks_receive = conn.authorizer().checks_receive();
+        if conn.checks_receive && conn.session.queued_len() > 0 {
+            conn.drop_unreadable_queued();
+        }
         conn.push(Transmit::Packet(Packet::ConnAck(ack)));
         if session_present {
             conn.retransmit(now);
@@ -235,6 +251,42 @@ impl Connection {
     /// The session owned by this connection.
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// The authorizer this connection asks: its own policy, or `cfg.authorizer`.
+    pub(crate) fn authorizer(&self) -> &dyn Authorizer {
+        self.client_authorizer
+            .as_deref()
+            .unwrap_or(&*self.cfg.authorizer)
+    }
+
+    /// Drops the queued messages (queued while the session was offline,
+    /// unchecked) that the client may not receive; counted as dropped
+    /// deliveries. Messages queued while connected were checked by
+    /// [`deliver`](Self::deliver) already.
+    fn drop_unreadable_queued(&mut self) {
+        let mut queue = std::mem::take(&mut self.session.queue);
+        let before = queue.len();
+        let (authz, id) = (self.authorizer(), self.identity());
+        queue.retain(|m| authz.receive(id, &m.msg.topic));
+        let dropped = before - queue.len();
+        if dropped > 0 {
+            self.session.queued_bytes = queue.iter().map(Message::bytes).sum();
+            self.stats.deliver_dropped += dropped as u64;
+        }
+        self.session.queue = queue;
+    }
+
+    /// Replaces the connection's own policy when it says it is stale
+    /// ([`Authorizer::renew`](crate::Authorizer::renew)); one call per check.
+    pub(crate) fn renew_authorizer(&mut self) {
+        let Some(current) = &self.client_authorizer else {
+            return;
+        };
+        if let Some(next) = current.renew(self.identity()) {
+            self.checks_receive = next.checks_receive();
+            self.client_authorizer = Some(next);
+        }
     }
 
     /// Who the client is, as the authorizer sees it: the client id (after
@@ -384,7 +436,8 @@ impl Connection {
             CloseReason::ClientDisconnect => None,
             _ => self.will.take().and_then(|will| {
                 let (publish, delay) = *will;
-                let allowed = self.cfg.authorizer.publish(
+                self.renew_authorizer();
+                let allowed = self.authorizer().publish(
                     self.identity(),
                     &publish.topic,
                     publish.qos,
@@ -483,7 +536,8 @@ impl Connection {
     pub fn deliver(&mut self, now: Instant, offer: &Offer<'_>) -> DeliverOutcome {
         self.stats.delivered += 1;
         let (msg, qos) = (offer.msg, offer.qos);
-        if self.checks_receive && !self.cfg.authorizer.receive(self.identity(), &msg.topic) {
+        self.renew_authorizer();
+        if self.checks_receive && !self.authorizer().receive(self.identity(), &msg.topic) {
             self.stats.deliver_dropped += 1;
             return DeliverOutcome::Dropped(DropReason::NotAuthorized);
         }

@@ -113,9 +113,9 @@ impl Connection {
                 return self.fail(ProtocolError::ReceiveMaximumExceeded(limit));
             }
         }
+        self.renew_authorizer();
         let allowed = self
-            .cfg
-            .authorizer
+            .authorizer()
             .publish(self.identity(), &p.topic, p.qos, p.retain);
         if let Some(pid) = qos2_id {
             // A refused v5 id is not kept ([MQTT5-4.3.3-9]); v3 goes on
@@ -364,9 +364,9 @@ impl Connection {
             }
             // Granted at most the server's Maximum QoS ([MQTT5-3.2.2-10]).
             options.qos = options.qos.min(self.cfg.max_qos);
+            self.renew_authorizer();
             if !self
-                .cfg
-                .authorizer
+                .authorizer()
                 .subscribe(self.identity(), &filter, options.qos)
             {
                 // 0x87; the codec sends 0x80 (Failure) to v3 clients.

@@ -218,8 +218,9 @@ impl Session {
     /// (`offer.group`) is tagged so that
     /// [`take_shared_unacked`](Self::take_shared_unacked) finds it.
     ///
-    /// The authorizer is not asked: a client's right to receive is checked
-    /// by [`Connection::deliver`](crate::Connection::deliver) only.
+    /// The authorizer is not asked here: a client's right to receive is
+    /// checked by [`Connection::deliver`](crate::Connection::deliver), and for
+    /// queued messages when a connection resumes the session.
     pub fn enqueue(
         &mut self,
         now: Instant,

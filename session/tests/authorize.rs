@@ -328,3 +328,134 @@ fn denied_will_is_not_returned_at_close() {
     let closed = conn.handle_close(at_ms(1), CloseReason::ClientDisconnect);
     assert!(closed.will.is_none() && closed.will_denied.is_none());
 }
+
+/// A per-client policy: the client may publish only under its own client
+/// id; `generation` says which rules are in force, and a policy made for
+/// an older generation renews itself.
+#[derive(Debug)]
+struct OwnPrefix {
+    generation: Arc<std::sync::atomic::AtomicU32>,
+}
+
+#[derive(Debug)]
+struct OwnPrefixClient {
+    prefix: String,
+    made_for: u32,
+    generation: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl OwnPrefix {
+    fn client(&self, id: &Identity) -> Arc<dyn Authorizer> {
+        let g = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        Arc::new(OwnPrefixClient {
+            // Generation 1 moves every client under `v1/`.
+            prefix: if g == 0 {
+                format!("{}/", id.client_id)
+            } else {
+                format!("v1/{}/", id.client_id)
+            },
+            made_for: g,
+            generation: Arc::clone(&self.generation),
+        })
+    }
+}
+
+impl Authorizer for OwnPrefix {
+    fn publish(&self, _id: &Identity, _topic: &str, _qos: QoS, _retain: bool) -> bool {
+        false
+    }
+    fn for_client(&self, id: &Identity) -> Option<Arc<dyn Authorizer>> {
+        Some(self.client(id))
+    }
+}
+
+impl Authorizer for OwnPrefixClient {
+    fn publish(&self, _id: &Identity, topic: &str, _qos: QoS, _retain: bool) -> bool {
+        topic.starts_with(&self.prefix)
+    }
+    fn receive(&self, _id: &Identity, topic: &str) -> bool {
+        topic.starts_with(&self.prefix)
+    }
+    fn checks_receive(&self) -> bool {
+        true
+    }
+    fn renew(&self, id: &Identity) -> Option<Arc<dyn Authorizer>> {
+        let now = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        (now != self.made_for).then(|| {
+            OwnPrefix {
+                generation: Arc::clone(&self.generation),
+            }
+            .client(id)
+        })
+    }
+}
+
+// The connection asks its own policy (not the shared authorizer, which
+// refuses everything), and takes the renewed one from the next check.
+#[test]
+fn per_client_policy_is_kept_and_renewed_at_the_next_check() {
+    let generation = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let cfg = SessionConfig {
+        authorizer: Arc::new(OwnPrefix {
+            generation: Arc::clone(&generation),
+        }),
+        ..SessionConfig::default()
+    };
+    let (mut conn, _) = open(v311("c1", true), None, cfg);
+    conn.handle_packet(t0(), publish(QoS::AtMostOnce, None, "c1/a"))
+        .unwrap();
+    conn.handle_packet(t0(), publish(QoS::AtMostOnce, None, "c2/a"))
+        .unwrap();
+    let ev = events(&mut conn);
+    assert!(
+        matches!(&ev[..], [Event::Publish(p), Event::PublishDenied { topic, .. }]
+        if p.topic == "c1/a" && topic == "c2/a"),
+        "{ev:?}"
+    );
+    let theirs = msg("c2/x", b"x");
+    assert_eq!(
+        conn.deliver(t0(), &Offer::new(&theirs, t0(), QoS::AtMostOnce)),
+        DeliverOutcome::Dropped(DropReason::NotAuthorized)
+    );
+
+    generation.store(1, std::sync::atomic::Ordering::Relaxed);
+    conn.handle_packet(t0(), publish(QoS::AtMostOnce, None, "c1/a"))
+        .unwrap();
+    conn.handle_packet(t0(), publish(QoS::AtMostOnce, None, "v1/c1/a"))
+        .unwrap();
+    let ev = events(&mut conn);
+    assert!(
+        matches!(&ev[..], [Event::PublishDenied { topic, .. }, Event::Publish(p)]
+        if topic == "c1/a" && p.topic == "v1/c1/a"),
+        "{ev:?}"
+    );
+    let mine = msg("v1/c1/x", b"x");
+    assert_eq!(
+        conn.deliver(t0(), &Offer::new(&mine, t0(), QoS::AtMostOnce)),
+        DeliverOutcome::Sent
+    );
+}
+
+// Messages queued for an offline session are checked as they leave the
+// queue when the session resumes: a denied one is dropped, the rest sent.
+#[test]
+fn queued_messages_are_checked_when_the_session_resumes() {
+    let mut old = Session::new("q".into(), true);
+    for topic in ["secret/a", "open/b", "secret/c"] {
+        old.enqueue(
+            t0(),
+            &Offer::new(&msg(topic, b"x"), t0(), QoS::AtLeastOnce),
+            &SessionConfig::default(),
+        );
+    }
+    assert_eq!(old.queued_len(), 3);
+    let (mut conn, ack) = open(v311("q", false), Some(old), deny_secret());
+    assert!(ack.session_present);
+    let sent = drain(&mut conn);
+    assert!(
+        matches!(&sent[..], [Transmit::Publish(p)] if p.msg.topic == "open/b"),
+        "{sent:?}"
+    );
+    assert_eq!(conn.session().queued_len(), 0);
+    assert_eq!(conn.stats().deliver_dropped, 2);
+}

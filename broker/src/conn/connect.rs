@@ -93,7 +93,22 @@ pub(super) async fn attach(
         .await;
         return Attach::Done;
     }
-    let mut check = match Connection::check_connect(&connect, &live.session) {
+    let listener = worker.listener_name(link.stream.listener());
+    // User name and password: the listener's password file (checked off
+    // this loop, see `access`), else the `[auth]` users.
+    let policy = match worker
+        .shared
+        .access
+        .authenticate(&listener, &connect, &live.session.auth)
+        .await
+    {
+        Ok(policy) => policy,
+        Err(code) => {
+            tracing::info!(%peer, client_id = %connect.client_id, %listener, code = ?code, "connection refused: authentication");
+            return refuse(worker, link, version, code).await;
+        }
+    };
+    let mut check = match Connection::check_connect_with(&connect, &live.session, &policy) {
         Ok(check) => check,
         Err(code) => {
             tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection refused");
@@ -110,7 +125,7 @@ pub(super) async fn attach(
         }
     };
     check.peer = Some(peer);
-    check.listener = Some(worker.listener_name(link.stream.listener()));
+    check.listener = Some(listener);
     if let Err(code) = Connection::authorize_connect(&connect, &check, &live.session) {
         tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection not authorized");
         return refuse(worker, link, version, code).await;

@@ -179,10 +179,13 @@ mod tests {
             "{}",
             size_of::<super::Link>()
         );
-        // 680: 672 plus the pointer to a running retained replay
-        // (`Option<Box<_>>`, null unless one runs).
+        // 680: 672 plus the session's pointer to enhanced-authentication
+        // state (`Option<Box<_>>`, null unless the client used it); 696:
+        // plus the connection's own authorization policy (an `Arc<dyn
+        // Authorizer>`, shared by every connection without an ACL) and the
+        // pointer to a running retained replay (`Option<Box<_>>`).
         assert!(
-            size_of::<crate::deliver::ConnShared>() <= 680,
+            size_of::<crate::deliver::ConnShared>() <= 696,
             "{}",
             size_of::<crate::deliver::ConnShared>()
         );
