@@ -34,11 +34,19 @@ pub(crate) async fn run(
         };
         let shared = Arc::clone(&shared);
         let limiter = limiter.clone();
+        // Behind a PROXY header the socket's peer is the proxy: the client's
+        // address is charged by the worker once the header is read.
+        let proxied = spec.establish.proxy_protocol;
         tasks.spawn(async move {
             let mut next = 0usize;
             loop {
                 let accepted = listener.accept().await;
-                let Some(permit) = limiter.try_acquire(accepted.peer.ip()) else {
+                let permit = if proxied {
+                    limiter.acquire_unattributed().ok()
+                } else {
+                    limiter.try_acquire(accepted.peer.ip())
+                };
+                let Some(permit) = permit else {
                     shared.rejected_limit.fetch_add(1, Relaxed);
                     tracing::warn!(peer = %accepted.peer, "connection limit reached; refusing connection");
                     continue;

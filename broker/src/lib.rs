@@ -26,6 +26,7 @@ mod deadlines;
 mod deliver;
 
 mod backpressure;
+mod certs;
 mod error;
 mod health;
 mod live;
@@ -43,9 +44,11 @@ use shared::{Control, Shared, WorkerLink};
 use std::net::SocketAddr;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
-use tern_config::{Config, ListenerConfig, ListenerKindConfig};
+use tern_config::{Config, ListenerConfig, ListenerKindConfig, TlsMinVersion};
 use tern_routing::{RetainedLimits, RetainedStore, RouteTable};
-use tern_transport::{ConnectionLimiter, ListenerKind, ListenerSpec};
+use tern_transport::{
+    ConnectionLimiter, Establish, ListenerKind, ListenerSpec, TlsFiles, TlsServer, TlsVersion,
+};
 
 /// A running broker.
 #[derive(Debug)]
@@ -120,22 +123,50 @@ impl BrokerHandle {
 }
 
 /// The transport's spec for a configured listener: config's kind translated
-/// to the transport's.
+/// to the transport's, its TLS files loaded.
 fn listener_spec(listener: &ListenerConfig) -> Result<ListenerSpec, BrokerError> {
+    let est = &listener.establish;
     let kind = match listener.kind {
-        ListenerKindConfig::Tcp => ListenerKind::Tcp,
-        kind @ (ListenerKindConfig::Tls | ListenerKindConfig::Ws | ListenerKindConfig::Wss) => {
+        ListenerKindConfig::Tcp if est.tls.is_none() => ListenerKind::Tcp,
+        ListenerKindConfig::Tls if est.tls.is_some() => ListenerKind::Tls,
+        kind => {
             return Err(BrokerError::ListenerKind {
                 name: listener.name.clone(),
                 kind,
             })
         }
     };
+    let tls = match &est.tls {
+        Some(tls) => {
+            let files = TlsFiles {
+                cert: tls.certfile.clone(),
+                key: tls.keyfile.clone(),
+                client_ca: tls.cafile.clone(),
+                require_client_cert: tls.require_certificate,
+                min_version: match tls.min_version {
+                    TlsMinVersion::Tls12 => TlsVersion::Tls12,
+                    TlsMinVersion::Tls13 => TlsVersion::Tls13,
+                },
+                alpn: vec![b"mqtt".to_vec()],
+            };
+            let server = TlsServer::load(files).map_err(|source| BrokerError::Tls {
+                name: listener.name.clone(),
+                source,
+            })?;
+            Some(Arc::new(server))
+        }
+        None => None,
+    };
     Ok(ListenerSpec {
         name: listener.name.as_str().into(),
         bind: listener.bind,
         kind,
         backlog: ListenerSpec::DEFAULT_BACKLOG,
+        establish: Establish {
+            proxy_protocol: est.proxy_protocol,
+            tls,
+            timeout: Duration::from_secs(u64::from(est.handshake_timeout)),
+        },
     })
 }
 
@@ -166,8 +197,12 @@ fn start_with(
 ) -> Result<BrokerHandle, BrokerError> {
     let mut listeners = Vec::new();
     let mut local_addrs = Vec::new();
+    let mut tls_servers = Vec::new();
     for listener in &config.listeners {
         let spec = listener_spec(listener)?;
+        if let Some(tls) = &spec.establish.tls {
+            tls_servers.push((Arc::clone(&spec.name), Arc::clone(tls)));
+        }
         let l = tern_transport::bind(&spec).map_err(|source| BrokerError::Bind {
             addr: spec.bind,
             source,
@@ -226,7 +261,9 @@ fn start_with(
         worker_stats: (0..n).map(|_| Default::default()).collect(),
         route_stats: Default::default(),
         rejected_limit: Default::default(),
+        certs: Arc::new(certs::Certs::new(tls_servers)),
     });
+    certs::Certs::watch(&shared.certs)?;
 
     let route_stats = Arc::clone(&shared.route_stats);
     std::thread::Builder::new()
@@ -288,6 +325,7 @@ mod tests {
             name: "internal".into(),
             bind: "127.0.0.1:1884".parse().unwrap(),
             kind: ListenerKindConfig::Tcp,
+            establish: Default::default(),
         };
         let spec = listener_spec(&config).unwrap();
         assert_eq!(&*spec.name, "internal");
@@ -305,6 +343,7 @@ mod tests {
             err.to_string(),
             "listener `internal`: kind \"tls\" is not supported yet"
         );
+        assert!(spec.establish.is_plain());
         let bad = Config {
             listeners: vec![tls],
             ..Config::default()
@@ -324,6 +363,7 @@ mod tests {
                 name: "test".into(),
                 bind: "127.0.0.1:0".parse().unwrap(),
                 kind: ListenerKindConfig::Tcp,
+                establish: Default::default(),
             }],
             metrics_bind: None,
             workers: 1,

@@ -128,4 +128,6 @@ pub(crate) struct Shared {
     /// Connections the acceptor refused at `max_connections` or
     /// `max_connections_per_ip` (`tern_connections_rejected_total{reason="limit"}`).
     pub(crate) rejected_limit: std::sync::atomic::AtomicU64,
+    /// The TLS listeners' certificates (reloads, their counters).
+    pub(crate) certs: Arc<crate::certs::Certs>,
 }

@@ -7,6 +7,7 @@
 //! bind = "127.0.0.1:1884"          # required
 //! kind = "tcp"                     # default tcp
 //! name = "internal"                # default "tcp:127.0.0.1:1884"
+//! # proxy_protocol, handshake_timeout and the tls table: see `tls`.
 //! ```
 //!
 //! A file may use both: its listeners are the `bind` addresses followed by
@@ -20,6 +21,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::tls::{EstablishConfig, TlsConfig};
 use crate::ConfigError;
 
 /// A listener's transport, as the config file spells it (`kind`). The
@@ -30,7 +32,7 @@ pub enum ListenerKindConfig {
     /// MQTT over TCP (`"tcp"`).
     #[default]
     Tcp,
-    /// MQTT over TLS (`"tls"`): not supported yet, rejected by validation.
+    /// MQTT over TLS (`"tls"`), with its `tls` table.
     Tls,
     /// MQTT over WebSocket (`"ws"`): not supported yet, rejected by validation.
     Ws,
@@ -60,6 +62,8 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
     /// The transport. Default tcp.
     pub kind: ListenerKindConfig,
+    /// PROXY header, TLS and handshake timeout (see [`EstablishConfig`]).
+    pub establish: EstablishConfig,
 }
 
 impl ListenerConfig {
@@ -70,6 +74,7 @@ impl ListenerConfig {
             name: Self::default_name(ListenerKindConfig::Tcp, bind),
             bind,
             kind: ListenerKindConfig::Tcp,
+            establish: EstablishConfig::default(),
         }
     }
 
@@ -85,7 +90,9 @@ impl ListenerConfig {
 
     /// True when the bare address says it all (tcp, default name).
     fn is_shorthand(&self) -> bool {
-        self.kind == ListenerKindConfig::Tcp && self.has_default_name()
+        self.kind == ListenerKindConfig::Tcp
+            && self.has_default_name()
+            && self.establish == EstablishConfig::default()
     }
 }
 
@@ -121,8 +128,8 @@ impl fmt::Display for ListenerConfig {
         }
         write!(
             f,
-            "{{ name = {:?}, bind = \"{}\", kind = \"{}\" }}",
-            self.name, self.bind, self.kind
+            "{{ name = {:?}, bind = \"{}\", kind = \"{}\"{} }}",
+            self.name, self.bind, self.kind, self.establish
         )
     }
 }
@@ -135,6 +142,9 @@ pub(crate) struct ListenerTable {
     #[serde(default)]
     kind: ListenerKindConfig,
     name: Option<String>,
+    proxy_protocol: Option<bool>,
+    handshake_timeout: Option<u32>,
+    tls: Option<TlsConfig>,
 }
 
 impl ListenerTable {
@@ -146,6 +156,11 @@ impl ListenerTable {
             name,
             bind: self.bind,
             kind: self.kind,
+            establish: EstablishConfig::from_table(
+                self.proxy_protocol,
+                self.handshake_timeout,
+                self.tls,
+            ),
         }
     }
 }
@@ -174,11 +189,12 @@ pub(crate) fn validate(listeners: &[ListenerConfig]) -> Result<(), ConfigError> 
                 reason: format!("listener #{} ({}): name must not be empty", i + 1, l.bind),
             });
         }
-        if l.kind != ListenerKindConfig::Tcp {
+        l.establish.validate(&l.name, l.kind)?;
+        if !matches!(l.kind, ListenerKindConfig::Tcp | ListenerKindConfig::Tls) {
             return Err(ConfigError::Invalid {
                 key: "listener.kind",
                 reason: format!(
-                    "listener `{}` ({}): kind \"{}\" is not supported yet; only \"tcp\" listeners are available in this version",
+                    "listener `{}` ({}): kind \"{}\" is not supported yet; only \"tcp\" and \"tls\" listeners are available in this version",
                     l.name, l.bind, l.kind
                 ),
             });
@@ -230,6 +246,7 @@ mod tests {
             name: name.into(),
             bind: addr(bind),
             kind,
+            establish: EstablishConfig::default(),
         }
     }
 
@@ -260,6 +277,9 @@ mod tests {
             bind: addr("127.0.0.1:2"),
             kind: ListenerKindConfig::Tcp,
             name: None,
+            proxy_protocol: None,
+            handshake_timeout: None,
+            tls: None,
         }];
         let all = merge(vec![addr("127.0.0.1:1")], tables);
         assert_eq!(all, [addr("127.0.0.1:1"), addr("127.0.0.1:2")]);
@@ -271,9 +291,9 @@ mod tests {
         let err = validate(&[tls]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid `listener.kind`: listener `secure` (0.0.0.0:8883): kind \"tls\" is not supported yet; only \"tcp\" listeners are available in this version"
+            "invalid `listener.tls`: listener `secure`: kind \"tls\" needs tls.certfile and tls.keyfile"
         );
-        for kind in [ListenerKindConfig::Ws, ListenerKindConfig::Wss] {
+        for kind in [ListenerKindConfig::Ws] {
             let l = named("w", "0.0.0.0:8080", kind);
             let err = validate(&[l]).unwrap_err().to_string();
             assert!(

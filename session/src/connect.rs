@@ -89,6 +89,26 @@ impl Connection {
         connect: &Connect,
         cfg: &SessionConfig,
     ) -> Result<ConnectCheck, ReasonCode> {
+        Self::check_connect_as(connect, cfg, false)
+    }
+
+    /// [`check_connect`](Self::check_connect) for a client whose user name
+    /// a verified TLS client certificate gave (Mosquitto's
+    /// `use_identity_as_username`): the certificate stands for the
+    /// password, so the user name and password are not checked; every
+    /// other check is the same.
+    pub fn check_connect_certified(
+        connect: &Connect,
+        cfg: &SessionConfig,
+    ) -> Result<ConnectCheck, ReasonCode> {
+        Self::check_connect_as(connect, cfg, true)
+    }
+
+    fn check_connect_as(
+        connect: &Connect,
+        cfg: &SessionConfig,
+        certified: bool,
+    ) -> Result<ConnectCheck, ReasonCode> {
         let empty = connect.client_id.is_empty();
         match connect.protocol {
             ProtocolVersion::V31 => {
@@ -108,7 +128,9 @@ impl Connection {
                 }
             }
         }
-        cfg.auth.check_connect(connect)?;
+        if !certified {
+            cfg.auth.check_connect(connect)?;
+        }
         if let Some(will) = &connect.will {
             if will.qos > cfg.max_qos {
                 return Err(ReasonCode::QOS_NOT_SUPPORTED);

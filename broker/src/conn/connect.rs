@@ -92,7 +92,30 @@ pub(super) async fn attach(
         .await;
         return Attach::Done;
     }
-    let mut check = match Connection::check_connect(&connect, &live.session) {
+    // The TLS client certificate: its subject for the identity, and on a
+    // listener with `use_identity_as_username` / `use_subject_as_username`
+    // the user name, standing for the password (an adopted CONNECT got its
+    // name on the first worker; taking it again gives the same).
+    let cert = link.stream.peer_certificate();
+    let certified = match cert_username(&live.config, link.stream.listener(), cert.as_ref()) {
+        CertUser::NotUsed => false,
+        CertUser::Name(name) => {
+            connect.username = Some(name.into());
+            connect.password = None;
+            true
+        }
+        CertUser::Missing => {
+            tracing::info!(%peer, client_id = %connect.client_id,
+                "connection refused: the client certificate has no name to use as user name");
+            return refuse(worker, link, version, ReasonCode::NOT_AUTHORIZED).await;
+        }
+    };
+    let checked = if certified {
+        Connection::check_connect_certified(&connect, &live.session)
+    } else {
+        Connection::check_connect(&connect, &live.session)
+    };
+    let mut check = match checked {
         Ok(check) => check,
         Err(code) => {
             tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection refused");
@@ -110,6 +133,7 @@ pub(super) async fn attach(
     };
     check.peer = Some(peer);
     check.listener = Some(worker.listener_name(link.stream.listener()));
+    check.cert_subject = cert.map(|c| c.subject.into());
     if let Err(code) = Connection::authorize_connect(&connect, &check, &live.session) {
         tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection not authorized");
         return refuse(worker, link, version, code).await;
@@ -168,6 +192,43 @@ pub(super) async fn attach(
     }
     tracing::info!(%peer, %client_id, ?version, clean_start, worker = worker.id, "client connected");
     Attach::Attached(Attached { key, cell })
+}
+
+/// What a listener's TLS settings make of the client certificate for the
+/// user name.
+enum CertUser {
+    /// The listener takes the user name from the CONNECT.
+    NotUsed,
+    /// The certificate's common name or subject.
+    Name(String),
+    /// The listener wants a name from the certificate and there is none.
+    Missing,
+}
+
+fn cert_username(
+    config: &tern_config::Config,
+    listener: &str,
+    cert: Option<&tern_transport::CertSubject>,
+) -> CertUser {
+    let tls = config
+        .listeners
+        .iter()
+        .find(|l| l.name == listener)
+        .and_then(|l| l.establish.tls.as_ref());
+    let Some(tls) = tls.filter(|t| t.certificate_is_username()) else {
+        return CertUser::NotUsed;
+    };
+    let name = cert.and_then(|c| {
+        if tls.use_subject_as_username {
+            Some(c.subject.clone())
+        } else {
+            c.common_name.clone()
+        }
+    });
+    match name {
+        Some(n) if !n.is_empty() => CertUser::Name(n),
+        _ => CertUser::Missing,
+    }
 }
 
 /// Reads until one whole CONNECT arrives; answers a bad protocol level with

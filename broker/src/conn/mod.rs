@@ -64,16 +64,57 @@ pub(crate) fn spawn_accepted(
     worker.stats.connections_accepted.inc();
     let guard = start_task(worker);
     let peer = accepted.peer;
+    let establish = accepted.establish.clone();
     // Registered before the task exists (the worker's runtime is current
     // here), so the task's future is `run` alone, not `run` plus the socket
     // it was registered from.
     match Stream::from_accepted(accepted) {
-        Ok(stream) => {
+        Ok(stream) if establish.is_plain() => {
             let link = Link::new(stream, peer, BytesMut::new(), permit, guard);
             tokio::task::spawn_local(run(link, None, None, 0));
         }
+        Ok(stream) => {
+            tokio::task::spawn_local(establish_then_run(stream, establish, peer, permit, guard));
+        }
         Err(e) => tracing::debug!(%peer, error = %e, "cannot register connection"),
     }
+}
+
+/// The establish step of a listener with one (PROXY header, TLS
+/// handshake), in the connection's own task and within the listener's
+/// handshake timeout, then the connection's life. The client's address
+/// from here on is the one the PROXY header reported; a proxied
+/// connection's slot is charged to it (`max_connections_per_ip`).
+async fn establish_then_run(
+    stream: Stream,
+    how: tern_transport::Establish,
+    socket_peer: std::net::SocketAddr,
+    mut permit: Option<ConnectionPermit>,
+    guard: link::TaskGuard,
+) {
+    let worker = Rc::clone(&guard.worker);
+    let established = match Box::pin(stream.establish(&how, socket_peer)).await {
+        Ok(e) => e,
+        Err(e) => {
+            worker.stats.handshake_failed(e.reason());
+            tracing::debug!(peer = %socket_peer, error = %e, "connection setup failed");
+            return;
+        }
+    };
+    drop(how);
+    let peer = established.peer;
+    if established.proxied {
+        if let Some(Err(e)) = permit.as_mut().map(|p| p.attribute(peer.ip())) {
+            worker
+                .shared
+                .rejected_limit
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%peer, proxy = %socket_peer, error = %e, "refusing proxied connection");
+            return;
+        }
+    }
+    let link = Link::new(established.stream, peer, BytesMut::new(), permit, guard);
+    run(link, None, None, 0).await;
 }
 
 /// Starts the task of a connection handed over by another worker. The
