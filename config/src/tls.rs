@@ -247,7 +247,10 @@ mod tests {
         check(with(tls()), ListenerKindConfig::Tls).unwrap();
         check(EstablishConfig::default(), ListenerKindConfig::Tcp).unwrap();
         let err = check(EstablishConfig::default(), ListenerKindConfig::Tls).unwrap_err();
-        assert!(err.contains("`listener.tls`") && err.contains("needs tls.certfile"), "{err}");
+        assert!(
+            err.contains("`listener.tls`") && err.contains("needs tls.certfile"),
+            "{err}"
+        );
         let err = check(with(tls()), ListenerKindConfig::Tcp).unwrap_err();
         assert!(err.contains("tls settings on a \"tcp\" listener"), "{err}");
         let err = check(
@@ -269,7 +272,9 @@ mod tests {
             use_subject_as_username: true,
             ..mtls.clone()
         };
-        assert!(check(with(both), ListenerKindConfig::Tls).unwrap_err().contains("exclude"));
+        assert!(check(with(both), ListenerKindConfig::Tls)
+            .unwrap_err()
+            .contains("exclude"));
         let optional = TlsConfig {
             require_certificate: false,
             use_identity_as_username: true,

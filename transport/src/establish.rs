@@ -140,9 +140,7 @@ impl Stream {
         if how.proxy_protocol {
             let header = proxy::read_header(&mut tcp).await.map_err(|e| match e {
                 proxy::ReadError::Proxy(p) => EstablishError::Proxy(p),
-                proxy::ReadError::Closed => {
-                    EstablishError::Io(io::ErrorKind::UnexpectedEof.into())
-                }
+                proxy::ReadError::Closed => EstablishError::Io(io::ErrorKind::UnexpectedEof.into()),
                 proxy::ReadError::Io(e) => EstablishError::Io(e),
             })?;
             if let Some((source, _)) = header.addrs {
@@ -154,15 +152,16 @@ impl Stream {
         let io = match &how.tls {
             Some(tls) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
-                let stream = acceptor
-                    .accept(Socket::Live(tcp))
-                    .await
-                    .map_err(|e| match e.kind() {
-                        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => {
-                            EstablishError::Tls(e)
-                        }
-                        _ => EstablishError::Io(e),
-                    })?;
+                let stream =
+                    acceptor
+                        .accept(Socket::Live(tcp))
+                        .await
+                        .map_err(|e| match e.kind() {
+                            io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => {
+                                EstablishError::Tls(e)
+                            }
+                            _ => EstablishError::Io(e),
+                        })?;
                 Io::Tls(Box::new(stream))
             }
             None => Io::Tcp(tcp),

@@ -241,7 +241,8 @@ mod tests {
         assert_eq!(p2.ip(), None);
         p2.attribute(B).unwrap();
         // Moving a charged permit frees its old address.
-        p1.attribute(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3))).unwrap();
+        p1.attribute(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)))
+            .unwrap();
         assert_eq!(limiter.current_for(A), 0);
         let _p3 = limiter.acquire_unattributed().unwrap();
         assert_eq!(

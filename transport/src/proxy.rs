@@ -89,9 +89,7 @@ fn parse_v1(buf: &[u8]) -> Result<Option<ProxyHeader>, ProxyError> {
         };
     };
     let len = lf + 1;
-    let line = window[..lf]
-        .strip_suffix(b"\r")
-        .ok_or(ProxyError::BadV1)?;
+    let line = window[..lf].strip_suffix(b"\r").ok_or(ProxyError::BadV1)?;
     let line = std::str::from_utf8(line).map_err(|_| ProxyError::BadV1)?;
     let mut parts = line.split(' ');
     let _proxy = parts.next();
@@ -114,7 +112,10 @@ fn parse_v1(buf: &[u8]) -> Result<Option<ProxyHeader>, ProxyError> {
     };
     let port = |s: &str| -> Result<u16, ProxyError> {
         // Decimal without a sign or leading zeros ("0" itself allowed).
-        if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit()) {
+        if s.is_empty()
+            || (s.len() > 1 && s.starts_with('0'))
+            || !s.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(ProxyError::BadV1);
         }
         s.parse().map_err(|_| ProxyError::BadV1)
@@ -245,7 +246,9 @@ mod tests {
             got.addrs,
             Some((addr("[2001:db8::1]:4000"), addr("[2001:db8::2]:8883")))
         );
-        let got = parse(b"PROXY UNKNOWN ffff::1 whatever\r\n").unwrap().unwrap();
+        let got = parse(b"PROXY UNKNOWN ffff::1 whatever\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(got.addrs, None);
     }
 
@@ -266,7 +269,12 @@ mod tests {
             b"PROXY TCP4 203.0.113.7 192.0.2.1 01 1883\r\n",
             b"PROXY UDP4 203.0.113.7 192.0.2.1 1 1883\r\n",
         ] {
-            assert_eq!(parse(bad), Err(ProxyError::BadV1), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse(bad),
+                Err(ProxyError::BadV1),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let long = [b"PROXY ".as_slice(), &[b'x'; 200]].concat();
         assert_eq!(parse(&long), Err(ProxyError::TooLong));

@@ -12,8 +12,8 @@
 mod socket;
 mod subject;
 
-pub use subject::CertSubject;
 pub(crate) use socket::Socket;
+pub use subject::CertSubject;
 
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
@@ -137,7 +137,11 @@ pub fn load_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
 type Stamp = Vec<Option<(SystemTime, u64)>>;
 
 fn stamp(files: &TlsFiles) -> Stamp {
-    let paths = [Some(&files.cert), Some(&files.key), files.client_ca.as_ref()];
+    let paths = [
+        Some(&files.cert),
+        Some(&files.key),
+        files.client_ca.as_ref(),
+    ];
     paths
         .into_iter()
         .flatten()

@@ -64,7 +64,10 @@ impl Socket {
 }
 
 fn not_live() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "socket is detached from its runtime")
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "socket is detached from its runtime",
+    )
 }
 
 impl AsyncRead for Socket {

@@ -80,7 +80,11 @@ fn dotted(oid: &[u8]) -> String {
         value = (value << 7) | u64::from(b & 0x7f);
         if b & 0x80 == 0 {
             if first {
-                let (a, b) = if value < 80 { (value / 40, value % 40) } else { (2, value - 80) };
+                let (a, b) = if value < 80 {
+                    (value / 40, value % 40)
+                } else {
+                    (2, value - 80)
+                };
                 out.push_str(&format!("{a}.{b}"));
                 first = false;
             } else {
@@ -100,7 +104,9 @@ fn value_text(tag: u8, value: &[u8]) -> String {
         0x0c | 0x13 | 0x14 | 0x16 | 0x1a => String::from_utf8_lossy(value).into_owned(),
         // BMPString: UTF-16BE.
         0x1e => {
-            let units = value.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+            let units = value
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]));
             char::decode_utf16(units)
                 .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
                 .collect()
@@ -208,7 +214,10 @@ mod tests {
     #[test]
     fn garbage_is_none_not_a_panic() {
         assert_eq!(CertSubject::from_der(&[]), None);
-        assert_eq!(CertSubject::from_der(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(
+            CertSubject::from_der(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
         assert_eq!(CertSubject::from_der(&[0x30, 0x03, 0x30, 0x01, 0x00]), None);
         assert_eq!(dotted(&[0x2a, 0x86, 0x48]), "1.2.840");
     }
