@@ -164,7 +164,7 @@ impl Stream {
     }
 
     /// The TCP socket under the transport.
-    fn tcp(&self) -> Option<&tokio::net::TcpStream> {
+    pub(crate) fn tcp(&self) -> Option<&tokio::net::TcpStream> {
         match &self.io {
             Io::Tcp(s) => Some(s),
             Io::Tls(s) => s.get_ref().0.live(),

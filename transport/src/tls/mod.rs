@@ -215,3 +215,6 @@ impl TlsServer {
         self.reload().map(|()| true)
     }
 }
+
+#[cfg(test)]
+mod tests;
