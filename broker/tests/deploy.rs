@@ -737,7 +737,10 @@ fn kubernetes_tls_overlay_agrees_with_its_config() {
     let config = read(&toml);
     let kustomization = read(&dir.join("kustomization.yaml"));
     for file in ["server.pem", "server.key"] {
-        assert!(config.contains(&format!("\"/etc/tern-certs/{file}\"")), "{file}");
+        assert!(
+            config.contains(&format!("\"/etc/tern-certs/{file}\"")),
+            "{file}"
+        );
         assert!(kustomization.contains(&format!("- {file}")), "{file}");
     }
     for needle in [

@@ -71,6 +71,7 @@ def spawn(config: Path):
     except queue.Empty:
         proc.kill()
         pytest.fail("tern did not start:\n" + "\n".join(tail))
+    proc.tail = tail  # type: ignore[attr-defined]
     return proc, port
 
 
@@ -87,6 +88,7 @@ def tls_broker(pki: Path, request):
         + extra.replace("CA", str(pki / "ca.pem"))
     )
     proc, port = spawn(config)
+    request.node.tern_log = proc.tail
     yield port
     proc.terminate()
     try:
@@ -167,3 +169,42 @@ def test_mtls_certificate_is_the_login(pki, tls_broker):
     finally:
         c.loop_stop()
     assert failed, "a client without a certificate is refused"
+
+
+def test_takeover_hands_the_tls_connection_to_the_sessions_worker(pki, tls_broker, request):
+    """Two workers: the first client's session lives on the worker that
+    accepted it; a second client with the same id is accepted by the other
+    (least loaded) worker, which detaches the TLS stream and hands it to the
+    session's worker. It takes the session over and works there."""
+    client_id = "p" + uuid.uuid4().hex[:20]
+    first, first_acks, _ = client(pki, mqtt.MQTTv311)
+    first._client_id = client_id.encode()
+    gone = threading.Event()
+    first.on_disconnect = lambda *a: gone.set()
+    first.connect("localhost", tls_broker, keepalive=30)
+    first.loop_start()
+    second, second_acks, messages = client(pki, mqtt.MQTTv311)
+    second._client_id = client_id.encode()
+    try:
+        assert first_acks.get(timeout=WAIT) == 0
+        second.connect("localhost", tls_broker, keepalive=30)
+        second.loop_start()
+        try:
+            code = second_acks.get(timeout=WAIT)
+        except queue.Empty:
+            code = None
+        assert code == 0, "\n".join(request.node.tern_log)
+        assert gone.wait(WAIT), "the first connection was taken over"
+        topic = f"tern/paho-tls/{uuid.uuid4().hex}"
+        subscribed = threading.Event()
+        second.on_subscribe = lambda *a: subscribed.set()
+        second.subscribe(topic, 1)
+        assert subscribed.wait(WAIT)
+        second.publish(topic, b"after the hand-over", qos=1).wait_for_publish(timeout=WAIT)
+        assert messages.get(timeout=WAIT).payload == b"after the hand-over"
+        log = "\n".join(request.node.tern_log)
+        assert "handing connection to the session's worker" in log, log
+    finally:
+        for c in (first, second):
+            c.loop_stop()
+            c.disconnect()

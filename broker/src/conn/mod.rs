@@ -490,7 +490,8 @@ fn poll_io(
     let stats = &worker.stats;
     let idle = {
         let mut cs = cell.borrow_mut();
-        if let Poll::Ready(Err(e)) = poll_write_out(cx, stream, &mut cs, worker) {
+        let written = poll_write_out(cx, stream, &mut cs, worker);
+        if let Poll::Ready(Err(e)) = written {
             return Poll::Ready(Io::Error(e));
         }
         if cs.close.is_some() && (cs.out.is_empty() || cs.conn.is_none()) {
@@ -508,7 +509,9 @@ fn poll_io(
         if !cs.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             cs.waker = Some(cx.waker().clone());
         }
-        cs.out.is_empty() && cs.close.is_none()
+        // Pending: the transport still holds bytes (TLS records) for the
+        // socket, and its write readiness will wake this task.
+        cs.out.is_empty() && cs.close.is_none() && written.is_ready()
     };
     // An idle connection holds no read buffer: wait for readiness first, and
     // allocate only then (more when the last read filled what it had).
@@ -555,7 +558,10 @@ fn poll_io(
 }
 
 /// Writes as much of the shared writer as the socket takes now, and wakes
-/// the publishers waiting for this connection once it has room.
+/// the publishers waiting for this connection once it has room. Once the
+/// writer is empty the stream is flushed: a TLS stream may hold records it
+/// could not write yet (a no-op for TCP). `Ready(Ok)` means everything is
+/// on the socket.
 fn poll_write_out(
     cx: &mut Context<'_>,
     stream: &mut Stream,
@@ -565,7 +571,7 @@ fn poll_write_out(
     let mut progress = false;
     let result = loop {
         if cs.out.is_empty() {
-            break Poll::Ready(Ok(()));
+            break Pin::new(&mut *stream).poll_flush(cx);
         }
         let written = {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
