@@ -188,6 +188,8 @@ if has_broker tern-tls || has_broker mosquitto-tls; then
     printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext.cnf
     q x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf \
       -out server.pem
+    # Mosquitto started as root reads its files as the `mosquitto` user.
+    chmod 755 . && chmod 644 ./*
   )
 fi
 cat >"$OUT/tern-tls.toml" <<CONF

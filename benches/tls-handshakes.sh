@@ -35,6 +35,8 @@ q req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$DIR/server.ke
 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$DIR/ext.cnf"
 q x509 -req -in "$DIR/server.csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca.key" -CAcreateserial \
   -days 2 -extfile "$DIR/ext.cnf" -out "$DIR/server.pem"
+# Mosquitto started as root reads its files as the `mosquitto` user.
+chmod 755 "$DIR"; chmod 644 "$DIR"/*
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -52,9 +54,9 @@ measure() { # name pid port
   before=$(cpu_ticks "$pid")
   out=$(openssl s_time -connect "127.0.0.1:$port" -new -time "$SECONDS_EACH" -CAfile "$DIR/ca.pem" 2>&1 || true)
   after=$(cpu_ticks "$pid")
-  # "N connections in T.TTs; R connections/user sec, bytes read 0"
-  count=$(echo "$out" | awk '/connections in/ && !/real/ {print $1; exit}')
-  secs=$(echo "$out" | awk '/connections in/ && !/real/ {sub("s;","",$4); print $4; exit}')
+  # "N connections in T real seconds, B bytes read per connection"
+  count=$(echo "$out" | awk '/connections in .* real seconds/ {print $1; exit}')
+  secs=$(echo "$out" | awk '/connections in .* real seconds/ {print $4; exit}')
   python3 - "$name" "$count" "$secs" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
 import sys
 name, count, secs, before, after, tck = sys.argv[1:]
