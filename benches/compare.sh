@@ -7,6 +7,10 @@
 #   BROKERS="tern mosquitto rumqttd"  brokers to compare (default: all three). A
 #                                     broker that is missing or does not start is
 #                                     reported as n/a; the script carries on.
+#                                     tern-tls and mosquitto-tls are the same
+#                                     brokers over TLS (port 18865 / 18866, one
+#                                     ECDSA P-256 certificate made by openssl;
+#                                     tern-bench --tls --cafile)
 #   SCENARIOS="fanin-q1 conns ..."    scenarios to run (default: all, in the order
 #                                     of SCENARIO_LIST below; `latency` selects
 #                                     latency-fanin and latency-fanout)
@@ -86,6 +90,7 @@ PEERS_ROOT="${PEERS_ROOT:-target/peers}"
 BROKERS="${BROKERS:-tern mosquitto rumqttd}"
 TERN_ARGS="${TERN_ARGS:-}"
 TERN_PORT=18861; MOSQ_PORT=18862; RUMQTTD_PORT=18863; RUMQTTD_V5_PORT=18864
+TERN_TLS_PORT=18865; MOSQ_TLS_PORT=18866
 
 SCENARIO_LIST="fanin-q0 fanin-q1 fanin-q2 fanout-q1 fanout-q0-1k pairs-q0 latency-fanin latency-fanout flood conns scaling"
 
@@ -115,7 +120,7 @@ for s in ${SCENARIOS:-$SCENARIO_LIST}; do
   SELECTED+=("$s")
 done
 for b in $BROKERS; do
-  case $b in tern|mosquitto|rumqttd) ;; *) echo "unknown broker '$b' (known: tern mosquitto rumqttd)" >&2; exit 1 ;; esac
+  case $b in tern|mosquitto|rumqttd|tern-tls|mosquitto-tls) ;; *) echo "unknown broker '$b' (known: tern mosquitto rumqttd tern-tls mosquitto-tls)" >&2; exit 1 ;; esac
 done
 has_broker() { case " $BROKERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
@@ -132,7 +137,7 @@ command -v python3 >/dev/null || { echo "python3 is needed for the report" >&2; 
 rm -rf "$OUT"; mkdir -p "$OUT/logs"
 
 MOSQ_BIN=""
-if has_broker mosquitto; then
+if has_broker mosquitto || has_broker mosquitto-tls; then
   MOSQ_BIN="$(command -v mosquitto || true)"
   [ -n "$MOSQ_BIN" ] || echo "mosquitto not installed (apt-get install mosquitto): reported as n/a" >&2
 fi
@@ -168,6 +173,39 @@ log_type error
 log_type warning
 connection_messages false
 CONF
+
+# tern-tls / mosquitto-tls: the same brokers with a TLS listener, one ECDSA
+# P-256 certificate made here; tern-bench connects with --tls.
+if has_broker tern-tls || has_broker mosquitto-tls; then
+  mkdir -p "$OUT/certs"
+  (
+    cd "$OUT/certs"
+    q() { openssl "$@" >/dev/null 2>&1; }
+    q req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+      -days 2 -subj "/CN=compare CA"
+    q req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
+      -subj "/CN=localhost"
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext.cnf
+    q x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf \
+      -out server.pem
+    # Mosquitto started as root reads its files as the `mosquitto` user.
+    chmod 755 . && chmod 644 ./*
+  )
+fi
+cat >"$OUT/tern-tls.toml" <<CONF
+bind = []
+[[listener]]
+bind = "127.0.0.1:$TERN_TLS_PORT"
+kind = "tls"
+tls.certfile = "$OUT/certs/server.pem"
+tls.keyfile = "$OUT/certs/server.key"
+CONF
+{
+  echo "listener $MOSQ_TLS_PORT 127.0.0.1"
+  echo "certfile $OUT/certs/server.pem"
+  echo "keyfile $OUT/certs/server.key"
+  grep -v '^listener ' "$OUT/mosquitto.conf"
+} >"$OUT/mosquitto-tls.conf"
 
 cat >"$OUT/rumqttd.toml" <<CONF
 id = 0
@@ -218,12 +256,25 @@ broker_cmd() {
       [ "$broker" = tern-w1 ] && flags+=" --workers 1"
       [ "$broker" = tern-w2 ] && flags+=" --workers 2"
       echo "$TERN_BIN --bind 127.0.0.1:$TERN_PORT --no-metrics --log-level warn$flags${TERN_ARGS:+ $TERN_ARGS}" ;;
+    tern-tls)
+      [ -x "$TERN_BIN" ] || return 1
+      [ "$name" = conns ] && flags+=" --max-connections-per-ip 0"
+      echo "$TERN_BIN --config $OUT/tern-tls.toml --no-metrics --log-level warn$flags${TERN_ARGS:+ $TERN_ARGS}" ;;
     mosquitto) [ -n "$MOSQ_BIN" ] || return 1; echo "$MOSQ_BIN -c $OUT/mosquitto.conf" ;;
+    mosquitto-tls) [ -n "$MOSQ_BIN" ] || return 1; echo "$MOSQ_BIN -c $OUT/mosquitto-tls.conf" ;;
     rumqttd) [ -n "$RUMQTTD_BIN" ] || return 1; echo "$RUMQTTD_BIN -q -c $OUT/rumqttd.toml" ;;
   esac
 }
 broker_port() {
-  case $1 in mosquitto) echo $MOSQ_PORT ;; rumqttd) echo $RUMQTTD_PORT ;; *) echo $TERN_PORT ;; esac
+  case $1 in
+    mosquitto) echo $MOSQ_PORT ;; rumqttd) echo $RUMQTTD_PORT ;;
+    tern-tls) echo $TERN_TLS_PORT ;; mosquitto-tls) echo $MOSQ_TLS_PORT ;;
+    *) echo $TERN_PORT ;;
+  esac
+}
+# tern-bench flags a broker needs besides the scenario's.
+broker_bench_args() {
+  case $1 in *-tls) echo "--tls --cafile $OUT/certs/ca.pem" ;; esac
 }
 
 # Is something listening on 127.0.0.1:PORT?
@@ -303,9 +354,10 @@ for name in "${SELECTED[@]}"; do
         echo "   $broker did not start; see $log" >&2
         echo '{"status":"no start"}' >"$json"; continue
       fi
-      echo "== $name $broker run $run: $BENCH $args --port $BPORT --duration $SECS --broker-pid $BPID" >>"$OUT/bench.log"
+      extra="$(broker_bench_args "$broker")"
+      echo "== $name $broker run $run: $BENCH $args $extra --port $BPORT --duration $SECS --broker-pid $BPID" >>"$OUT/bench.log"
       # shellcheck disable=SC2086
-      timeout $((SECS + 300)) "$BENCH" $args --port "$BPORT" --duration "$SECS" --broker-pid "$BPID" --json --quiet \
+      timeout $((SECS + 300)) "$BENCH" $args $extra --port "$BPORT" --duration "$SECS" --broker-pid "$BPID" --json --quiet \
         >"$json" 2>>"$OUT/bench.log" || true
       if ! kill -0 "$BPID" 2>/dev/null; then
         echo "   $broker exited during the run; see $log" >&2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on Debian: the Mosquitto command-line
-# clients (real-client tests), Mosquitto itself (benchmark comparisons),
+# clients (real-client tests), openssl (test certificates), Mosquitto itself (benchmark comparisons),
 # Python's paho-mqtt and pytest, the MQTT spec texts (SPEC-COVERAGE.md check)
 # and cargo-fuzz (the fuzz smoke run). Safe to run again; skips what is there.
 set -euo pipefail
@@ -11,6 +11,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto)
+# Test certificates (RSA keys, `openssl s_client` for TLS versions).
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"

@@ -50,6 +50,12 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none decode "$scratch" corpus/decode -- \
       -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1)
   rm -rf "$scratch"
+  proxy_seconds=$(( FUZZ_SECONDS / 4 > 5 ? FUZZ_SECONDS / 4 : 5 ))
+  step "fuzz smoke: proxy_header, ${proxy_seconds}s"
+  scratch="$(mktemp -d)"
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none proxy_header "$scratch" corpus/proxy_header -- \
+      -max_total_time="$proxy_seconds" -rss_limit_mb=2048 -print_final_stats=1)
+  rm -rf "$scratch"
 fi
 echo
 echo "all checks passed"

@@ -101,6 +101,15 @@ pub(crate) struct Args {
     /// No per-second progress lines on stderr.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Connect over TLS (the broker's certificate checked against --cafile).
+    #[arg(long, requires = "cafile")]
+    pub(crate) tls: bool,
+    /// PEM file of the CA(s) that signed the broker's certificate (--tls).
+    #[arg(long)]
+    pub(crate) cafile: Option<std::path::PathBuf>,
+    /// Name the broker's certificate must carry (--tls).
+    #[arg(long, default_value = "localhost")]
+    pub(crate) tls_name: String,
 }
 
 /// Invalid options.
@@ -126,6 +135,8 @@ pub(crate) enum ConfigError {
     Resolve(String, String),
     #[error("refusing {host}: it resolves to {addr}, which is not a loopback address (tern-bench only targets 127.0.0.0/8 or ::1)")]
     NotLoopback { host: String, addr: IpAddr },
+    #[error("--tls: {0}")]
+    Tls(String),
 }
 
 /// Everything the engine needs, validated.
@@ -155,6 +166,8 @@ pub(crate) struct Config {
     pub(crate) connect_parallel: u32,
     pub(crate) source_ips: u8,
     pub(crate) quiet: bool,
+    /// TLS client settings and the server name to verify (--tls).
+    pub(crate) tls: Option<crate::conn::TlsClient>,
 }
 
 impl Config {
@@ -267,6 +280,12 @@ impl TryFrom<Args> for Config {
             },
         };
         let addr = resolve_loopback(&a.host, a.port)?;
+        let tls = match (&a.cafile, a.tls) {
+            (Some(ca), true) => {
+                Some(crate::conn::TlsClient::new(ca, &a.tls_name).map_err(ConfigError::Tls)?)
+            }
+            _ => None,
+        };
         Ok(Self {
             scenario: a.scenario,
             addr,
@@ -291,6 +310,7 @@ impl TryFrom<Args> for Config {
             connect_parallel: a.connect_parallel,
             source_ips: a.source_ips,
             quiet: a.quiet,
+            tls,
         })
     }
 }

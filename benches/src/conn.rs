@@ -4,6 +4,10 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -59,10 +63,56 @@ pub(crate) enum ConnError {
     TooLarge(usize),
 }
 
+/// The TLS client side of `--tls`: the rustls configuration (the CAs of
+/// `--cafile`) and the name the broker's certificate must carry.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsClient {
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+}
+
+impl TlsClient {
+    pub(crate) fn new(cafile: &std::path::Path, name: &str) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(cafile)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{}: {e}", cafile.display()))?;
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", cafile.display()))?;
+        }
+        // ring, as the broker (no aws-lc build).
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(name.to_owned()).map_err(|e| format!("{name}: {e}"))?;
+        Ok(Self {
+            config: Arc::new(config),
+            name,
+        })
+    }
+
+    fn connect(&self) -> io::Result<Box<rustls::ClientConnection>> {
+        let mut conn = rustls::ClientConnection::new(Arc::clone(&self.config), self.name.clone())
+            .map_err(io::Error::other)?;
+        // `wbuf` is the bound on what is queued; rustls takes all of it.
+        conn.set_buffer_limit(None);
+        Ok(Box::new(conn))
+    }
+}
+
 /// A client connection and its buffers.
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) sock: TcpStream,
+    /// TLS over `sock` (--tls): `wbuf` is plaintext handed to it, `rbuf`
+    /// the plaintext it decrypted.
+    tls: Option<Box<rustls::ClientConnection>>,
     pub(crate) state: ConnState,
     pub(crate) role: Role,
     rbuf: Vec<u8>,
@@ -117,6 +167,7 @@ impl Conn {
         registry.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
         Ok(Self {
             sock,
+            tls: None,
             state: ConnState::Connecting,
             role,
             rbuf: vec![0; rbuf_size],
@@ -129,6 +180,13 @@ impl Conn {
             last_tx_ns: now,
             started_ns: now,
         })
+    }
+
+    /// Speak TLS over the connection (`--tls`); the handshake starts with
+    /// the first write.
+    pub(crate) fn with_tls(mut self, tls: Option<&TlsClient>) -> io::Result<Self> {
+        self.tls = tls.map(TlsClient::connect).transpose()?;
+        Ok(self)
     }
 
     /// After a writable event in `Connecting`: `Ok(true)` once established,
@@ -149,11 +207,15 @@ impl Conn {
 
     /// Bytes queued but not yet accepted by the socket.
     pub(crate) fn pending_write(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        let records = self.tls.as_ref().is_some_and(|t| t.wants_write());
+        self.wbuf.len() - self.wpos + usize::from(records)
     }
 
     /// Write queued bytes until done or the socket is full.
     pub(crate) fn flush(&mut self, now: u64) -> io::Result<()> {
+        if self.tls.is_some() {
+            return self.flush_tls(now);
+        }
         while self.wpos < self.wbuf.len() {
             match self.sock.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -173,6 +235,69 @@ impl Conn {
         self.wbuf.clear();
         self.wpos = 0;
         Ok(())
+    }
+
+    /// `flush` over TLS: the plaintext goes to rustls whole, its records
+    /// to the socket until done or full.
+    fn flush_tls(&mut self, now: u64) -> io::Result<()> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(());
+        };
+        if self.wpos < self.wbuf.len() {
+            self.wpos += tls.writer().write(&self.wbuf[self.wpos..])?;
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        while tls.wants_write() {
+            match tls.write_tls(&mut self.sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => self.last_tx_ns = now,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.write_blocked = false;
+        Ok(())
+    }
+
+    /// `fill` over TLS: plaintext rustls holds first, else records from
+    /// the socket. Never `Drained`: a short plaintext read says nothing of
+    /// what the socket still holds (edge-triggered readiness).
+    fn fill_tls(&mut self) -> Result<Fill, ConnError> {
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(Fill::WouldBlock);
+            };
+            match tls.reader().read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => return Ok(Fill::Eof),
+                Ok(n) => {
+                    self.rend += n;
+                    return Ok(Fill::Data);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+            match tls.read_tls(&mut self.sock) {
+                Ok(0) => return Ok(Fill::Eof),
+                Ok(_) => {
+                    tls.process_new_packets().map_err(io::Error::other)?;
+                    // Handshake messages (and alerts) to answer.
+                    if tls.wants_write() {
+                        let now = self.last_tx_ns;
+                        self.flush_tls(now)?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Fill::WouldBlock),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Parse the next complete buffered frame, if any.
@@ -209,6 +334,9 @@ impl Conn {
                 }
                 self.rbuf.resize(need.max(self.rbuf.len() * 2), 0);
             }
+        }
+        if self.tls.is_some() {
+            return self.fill_tls();
         }
         loop {
             return match self.sock.read(&mut self.rbuf[self.rend..]) {

@@ -300,7 +300,7 @@ impl Engine {
             Role::Idle => 256,
         };
         self.opened += 1;
-        match Conn::open(
+        let opened = Conn::open(
             self.cfg.addr,
             source_addr(self.cfg.addr, self.cfg.source_ips, i),
             Token(i),
@@ -308,7 +308,9 @@ impl Engine {
             role,
             rbuf,
             now,
-        ) {
+        )
+        .and_then(|c| c.with_tls(self.cfg.tls.as_ref()));
+        match opened {
             Ok(c) => {
                 self.conns.push(c);
                 self.handshaking += 1;

@@ -39,6 +39,9 @@ pub(crate) async fn run(
         };
         let shared = Arc::clone(&shared);
         let limiter = limiter.clone();
+        // Behind a PROXY header the socket's peer is the proxy: the client's
+        // address is charged by the worker once the header is read.
+        let proxied = spec.establish.proxy_protocol;
         tasks.spawn(async move {
             let mut next = 0usize;
             // Refusals are logged at warn at most once a second (a flood
@@ -55,10 +58,17 @@ pub(crate) async fn run(
             loop {
                 let accepted = listener.accept().await;
                 let ip = accepted.peer.ip();
-                if !shared.admit(ip) {
+                // Behind a PROXY header the connection task checks the
+                // reported address (`Shared::admit`) once it has read it.
+                if !proxied && !shared.admit(ip) {
                     continue;
                 }
-                let permit = match limiter.acquire_on(Some(index), ip) {
+                let permit = if proxied {
+                    limiter.acquire_unattributed(Some(index))
+                } else {
+                    limiter.acquire_on(Some(index), ip)
+                };
+                let permit = match permit {
                     Ok(permit) => permit,
                     Err(why) => {
                         let counter = if why == LimitExceeded::Listener {

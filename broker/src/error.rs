@@ -17,6 +17,12 @@ pub enum BrokerError {
         name: String,
         kind: tern_config::ListenerKindConfig,
     },
+    /// A TLS listener's certificate, key or client CAs did not load.
+    #[error("listener `{name}`: {source}")]
+    Tls {
+        name: String,
+        source: tern_transport::TlsError,
+    },
     #[error("cannot start the metrics endpoint: {0}")]
     Metrics(String),
     #[error("cannot start thread: {0}")]

@@ -29,6 +29,7 @@ mod deliver;
 mod access;
 mod admin_token;
 mod backpressure;
+mod certs;
 mod error;
 mod health;
 mod live;
@@ -46,9 +47,9 @@ use shared::{Control, Shared, WorkerLink};
 use std::net::SocketAddr;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
-use tern_config::{Config, ListenerConfig, ListenerKindConfig};
+use tern_config::{Config, ListenerConfig, ListenerKindConfig, TlsMinVersion};
 use tern_routing::{RetainedLimits, RetainedStore, RouteTable};
-use tern_transport::{ListenerKind, ListenerSpec};
+use tern_transport::{Establish, ListenerKind, ListenerSpec, TlsFiles, TlsServer, TlsVersion};
 
 /// A running broker.
 #[derive(Debug)]
@@ -123,22 +124,50 @@ impl BrokerHandle {
 }
 
 /// The transport's spec for a configured listener: config's kind translated
-/// to the transport's.
+/// to the transport's, its TLS files loaded.
 fn listener_spec(listener: &ListenerConfig) -> Result<ListenerSpec, BrokerError> {
+    let est = &listener.establish;
     let kind = match listener.kind {
-        ListenerKindConfig::Tcp => ListenerKind::Tcp,
-        kind @ (ListenerKindConfig::Tls | ListenerKindConfig::Ws | ListenerKindConfig::Wss) => {
+        ListenerKindConfig::Tcp if est.tls.is_none() => ListenerKind::Tcp,
+        ListenerKindConfig::Tls if est.tls.is_some() => ListenerKind::Tls,
+        kind => {
             return Err(BrokerError::ListenerKind {
                 name: listener.name.clone(),
                 kind,
             })
         }
     };
+    let tls = match &est.tls {
+        Some(tls) => {
+            let files = TlsFiles {
+                cert: tls.certfile.clone(),
+                key: tls.keyfile.clone(),
+                client_ca: tls.cafile.clone(),
+                require_client_cert: tls.require_certificate,
+                min_version: match tls.min_version {
+                    TlsMinVersion::Tls12 => TlsVersion::Tls12,
+                    TlsMinVersion::Tls13 => TlsVersion::Tls13,
+                },
+                alpn: vec![b"mqtt".to_vec()],
+            };
+            let server = TlsServer::load(files).map_err(|source| BrokerError::Tls {
+                name: listener.name.clone(),
+                source,
+            })?;
+            Some(Arc::new(server))
+        }
+        None => None,
+    };
     Ok(ListenerSpec {
         name: listener.name.as_str().into(),
         bind: listener.bind,
         kind,
         backlog: ListenerSpec::DEFAULT_BACKLOG,
+        establish: Establish {
+            proxy_protocol: est.proxy_protocol,
+            tls,
+            timeout: Duration::from_secs(u64::from(est.handshake_timeout)),
+        },
     })
 }
 
@@ -169,8 +198,12 @@ fn start_with(
 ) -> Result<BrokerHandle, BrokerError> {
     let mut listeners = Vec::new();
     let mut local_addrs = Vec::new();
+    let mut tls_servers = Vec::new();
     for listener in &config.listeners {
         let spec = listener_spec(listener)?;
+        if let Some(tls) = &spec.establish.tls {
+            tls_servers.push((Arc::clone(&spec.name), Arc::clone(tls)));
+        }
         let l = tern_transport::bind(&spec).map_err(|source| BrokerError::Bind {
             addr: spec.bind,
             source,
@@ -233,7 +266,9 @@ fn start_with(
         rejected_listener_limit: Default::default(),
         rejected_rate: Default::default(),
         rejected_banned: Default::default(),
+        certs: Arc::new(certs::Certs::new(tls_servers)),
     });
+    certs::Certs::watch(&shared.certs)?;
 
     let route_stats = Arc::clone(&shared.route_stats);
     std::thread::Builder::new()
@@ -297,6 +332,7 @@ mod tests {
             kind: ListenerKindConfig::Tcp,
             limits: Default::default(),
             access: Default::default(),
+            establish: Default::default(),
         };
         let spec = listener_spec(&config).unwrap();
         assert_eq!(&*spec.name, "internal");
@@ -314,6 +350,7 @@ mod tests {
             err.to_string(),
             "listener `internal`: kind \"tls\" is not supported yet"
         );
+        assert!(spec.establish.is_plain());
         let bad = Config {
             listeners: vec![tls],
             ..Config::default()
@@ -335,6 +372,7 @@ mod tests {
                 kind: ListenerKindConfig::Tcp,
                 limits: Default::default(),
                 access: Default::default(),
+                establish: Default::default(),
             }],
             metrics_bind: None,
             workers: 1,

@@ -41,6 +41,11 @@ fn record_worker_value(worker: &str, name: &'static str, value: u64) -> bool {
             .absolute(value);
         return true;
     }
+    if let Some(reason) = name.strip_prefix("handshake_failed_") {
+        counter!("tern_handshake_failures_total", "worker" => w, "reason" => reason)
+            .absolute(value);
+        return true;
+    }
     if let Some(reason) = name.strip_prefix("malformed_") {
         counter!("tern_malformed_packets_total", "worker" => w, "reason" => reason).absolute(value);
         return true;
@@ -192,6 +197,11 @@ fn record(shared: &Shared) {
         .absolute(access.cache_hits.load(Relaxed));
     counter!("tern_password_checks_total", "result" => "verified")
         .absolute(access.verifications.load(Relaxed));
+    let certs = &shared.certs;
+    counter!("tern_tls_certificate_reloads_total", "result" => "ok")
+        .absolute(certs.reloads_ok.load(Relaxed));
+    counter!("tern_tls_certificate_reloads_total", "result" => "rejected")
+        .absolute(certs.reloads_failed.load(Relaxed));
     let rs = &shared.route_stats;
     counter!("tern_route_rebuilds_total").absolute(rs.rebuilds.load(Relaxed));
     gauge!("tern_route_last_rebuild_seconds")

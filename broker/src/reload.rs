@@ -31,6 +31,9 @@
 //! `worker_queue_len` (and the backpressure watermarks derived from the
 //! startup limits). Connections keep the settings they connected with.
 //!
+//! Every TLS listener's certificate, key and client CAs are read again too
+//! (for new connections; see `certs`), whatever the configuration does.
+//!
 //! A configuration that does not load (unreadable file, unknown key, bad
 //! value) is rejected whole: nothing changes.
 
@@ -120,6 +123,9 @@ impl Reloader {
 
     /// Reloads; logs the outcome (one line per changed key).
     pub(crate) fn reload(&self, trigger: &str) -> Result<ReloadReport, ReloadError> {
+        // The TLS listeners' certificates first: they reload even when the
+        // configuration is unavailable or refused.
+        self.shared.certs.reload(trigger, false);
         let outcome = self.try_reload();
         let health = &self.shared.health;
         match &outcome {

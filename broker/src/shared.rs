@@ -140,6 +140,8 @@ pub(crate) struct Shared {
     /// Refused by [`Shared::admit`] (`reason="rate"`, `reason="banned"`).
     pub(crate) rejected_rate: std::sync::atomic::AtomicU64,
     pub(crate) rejected_banned: std::sync::atomic::AtomicU64,
+    /// The TLS listeners' certificates (reloads, their counters).
+    pub(crate) certs: Arc<crate::certs::Certs>,
 }
 
 impl Shared {

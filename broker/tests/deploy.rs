@@ -720,3 +720,36 @@ fn containerfile_copies_what_exists() {
         "the image carries the example configuration"
     );
 }
+
+// The TLS overlay (deploy/kubernetes/tls): its tern.toml passes `tern
+// check-config`, names the certificate files where the overlay mounts its
+// Secret, and the overlay serves the listener's port.
+#[test]
+fn kubernetes_tls_overlay_agrees_with_its_config() {
+    let dir = deploy_dir().join("kubernetes/tls");
+    let toml = dir.join("tern.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("check-config")
+        .arg(&toml)
+        .output()
+        .expect("run tern check-config");
+    assert!(out.status.success(), "{out:?}");
+    let config = read(&toml);
+    let kustomization = read(&dir.join("kustomization.yaml"));
+    for file in ["server.pem", "server.key"] {
+        assert!(
+            config.contains(&format!("\"/etc/tern-certs/{file}\"")),
+            "{file}"
+        );
+        assert!(kustomization.contains(&format!("- {file}")), "{file}");
+    }
+    for needle in [
+        "mountPath: /etc/tern-certs",
+        "secretName: tern-tls",
+        "containerPort: 8883",
+        "disableNameSuffixHash: true",
+    ] {
+        assert!(kustomization.contains(needle), "{needle}");
+    }
+    assert!(config.contains("bind = \"0.0.0.0:8883\""));
+}

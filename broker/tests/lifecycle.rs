@@ -392,7 +392,7 @@ fn listener_tables_are_checked_and_served() {
     );
     let tls = temp_config(
         "listener-tls",
-        "[[listener]]\nbind = \"127.0.0.1:0\"\nkind = \"tls\"\n",
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nkind = \"ws\"\n",
     );
     let check = |file: &TempConfig| {
         Command::new(env!("CARGO_BIN_EXE_tern"))
@@ -410,7 +410,7 @@ fn listener_tables_are_checked_and_served() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("`listener.kind`") && stderr.contains("kind \"tls\" is not supported yet"),
+        stderr.contains("`listener.kind`") && stderr.contains("kind \"ws\" is not supported yet"),
         "{stderr}"
     );
 

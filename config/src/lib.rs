@@ -17,8 +17,9 @@
 //!   at its default.
 //! * Listeners: each `bind` address (file, `--bind`, `TERN_BIND`) is a tcp
 //!   listener; the file may add `[[listener]]` tables (`bind`, `kind`,
-//!   `name`) after them. Flag and variable replace the file's listeners,
-//!   tables included. Only `kind = "tcp"` is accepted so far.
+//!   `name`, `proxy_protocol`, `handshake_timeout`, `tls.*`) after them.
+//!   Flag and variable replace the file's listeners, tables included.
+//!   Kinds `tcp` and `tls` are accepted so far.
 //! * `tern check-config FILE` returns [`Command::CheckConfig`]; the binary then
 //!   calls [`parse_file`] and reports.
 //!
@@ -39,6 +40,7 @@ mod limits;
 mod listener;
 mod listener_limits;
 mod mqtt;
+mod tls;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -58,6 +60,9 @@ pub use limits::{Limits, MAX_CONNECT_TIMEOUT, MAX_FLAP_SECS, MAX_PACKET_SIZE_CAP
 pub use listener::{ListenerConfig, ListenerKindConfig};
 pub use listener_limits::ListenerLimits;
 pub use mqtt::Mqtt;
+pub use tls::{
+    EstablishConfig, TlsConfig, TlsMinVersion, DEFAULT_HANDSHAKE_TIMEOUT, MAX_HANDSHAKE_TIMEOUT,
+};
 
 use layer::Layer;
 

@@ -8,6 +8,7 @@
 //! kind = "tcp"                     # default tcp
 //! name = "internal"                # default "tcp:127.0.0.1:1884"
 //! limits = { max_connections = 100 } # see `ListenerLimits`
+//! # proxy_protocol, handshake_timeout and the tls table: see `tls`.
 //! ```
 //!
 //! A file may use both: its listeners are the `bind` addresses followed by
@@ -23,6 +24,7 @@ use serde::Deserialize;
 
 use crate::access::ListenerAccess;
 use crate::listener_limits::ListenerLimits;
+use crate::tls::{EstablishConfig, TlsConfig};
 use crate::ConfigError;
 
 /// A listener's transport, as the config file spells it (`kind`). The
@@ -33,7 +35,7 @@ pub enum ListenerKindConfig {
     /// MQTT over TCP (`"tcp"`).
     #[default]
     Tcp,
-    /// MQTT over TLS (`"tls"`): not supported yet, rejected by validation.
+    /// MQTT over TLS (`"tls"`), with its `tls` table.
     Tls,
     /// MQTT over WebSocket (`"ws"`): not supported yet, rejected by validation.
     Ws,
@@ -68,6 +70,8 @@ pub struct ListenerConfig {
     /// Password file, ACL file and anonymous access of this listener
     /// (`[listener.access]`); unset keys are the global `[auth]` ones.
     pub access: ListenerAccess,
+    /// PROXY header, TLS and handshake timeout (see [`EstablishConfig`]).
+    pub establish: EstablishConfig,
 }
 
 impl ListenerConfig {
@@ -80,6 +84,7 @@ impl ListenerConfig {
             kind: ListenerKindConfig::Tcp,
             limits: ListenerLimits::default(),
             access: ListenerAccess::default(),
+            establish: EstablishConfig::default(),
         }
     }
 
@@ -100,6 +105,7 @@ impl ListenerConfig {
             && self.has_default_name()
             && self.limits.is_default()
             && self.access.is_empty()
+            && self.establish == EstablishConfig::default()
     }
 }
 
@@ -137,8 +143,8 @@ impl fmt::Display for ListenerConfig {
         }
         write!(
             f,
-            "{{ name = {:?}, bind = \"{}\", kind = \"{}\"",
-            self.name, self.bind, self.kind
+            "{{ name = {:?}, bind = \"{}\", kind = \"{}\"{}",
+            self.name, self.bind, self.kind, self.establish
         )?;
         if !self.access.is_empty() {
             write!(f, ", access = {}", self.access)?;
@@ -159,6 +165,9 @@ pub(crate) struct ListenerTable {
     limits: ListenerLimits,
     #[serde(default)]
     access: ListenerAccess,
+    proxy_protocol: Option<bool>,
+    handshake_timeout: Option<u32>,
+    tls: Option<TlsConfig>,
 }
 
 impl ListenerTable {
@@ -172,6 +181,11 @@ impl ListenerTable {
             kind: self.kind,
             limits: self.limits,
             access: self.access,
+            establish: EstablishConfig::from_table(
+                self.proxy_protocol,
+                self.handshake_timeout,
+                self.tls,
+            ),
         }
     }
 }
@@ -201,11 +215,12 @@ pub(crate) fn validate(listeners: &[ListenerConfig]) -> Result<(), ConfigError> 
             });
         }
         l.limits.validate(&l.name)?;
-        if l.kind != ListenerKindConfig::Tcp {
+        l.establish.validate(&l.name, l.kind)?;
+        if !matches!(l.kind, ListenerKindConfig::Tcp | ListenerKindConfig::Tls) {
             return Err(ConfigError::Invalid {
                 key: "listener.kind",
                 reason: format!(
-                    "listener `{}` ({}): kind \"{}\" is not supported yet; only \"tcp\" listeners are available in this version",
+                    "listener `{}` ({}): kind \"{}\" is not supported yet; only \"tcp\" and \"tls\" listeners are available in this version",
                     l.name, l.bind, l.kind
                 ),
             });
@@ -259,6 +274,7 @@ mod tests {
             kind,
             limits: ListenerLimits::default(),
             access: ListenerAccess::default(),
+            establish: EstablishConfig::default(),
         }
     }
 
@@ -291,6 +307,9 @@ mod tests {
             name: None,
             limits: ListenerLimits::default(),
             access: ListenerAccess::default(),
+            proxy_protocol: None,
+            handshake_timeout: None,
+            tls: None,
         }];
         let all = merge(vec![addr("127.0.0.1:1")], tables);
         assert_eq!(all, [addr("127.0.0.1:1"), addr("127.0.0.1:2")]);
@@ -302,16 +321,11 @@ mod tests {
         let err = validate(&[tls]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid `listener.kind`: listener `secure` (0.0.0.0:8883): kind \"tls\" is not supported yet; only \"tcp\" listeners are available in this version"
+            "invalid `listener.tls`: listener `secure`: kind \"tls\" needs tls.certfile and tls.keyfile"
         );
-        for kind in [ListenerKindConfig::Ws, ListenerKindConfig::Wss] {
-            let l = named("w", "0.0.0.0:8080", kind);
-            let err = validate(&[l]).unwrap_err().to_string();
-            assert!(
-                err.contains(&format!("kind \"{kind}\" is not supported yet")),
-                "{err}"
-            );
-        }
+        let l = named("w", "0.0.0.0:8080", ListenerKindConfig::Ws);
+        let err = validate(&[l]).unwrap_err().to_string();
+        assert!(err.contains("kind \"ws\" is not supported yet"), "{err}");
 
         let err = validate(&[named(" ", "127.0.0.1:1", ListenerKindConfig::Tcp)]).unwrap_err();
         assert!(err.to_string().contains("`listener.name`"), "{err}");

@@ -374,6 +374,7 @@ fn listener_tables_parse_with_defaults() {
                 kind: ListenerKindConfig::Tcp,
                 limits: ListenerLimits::default(),
                 access: Default::default(),
+                establish: EstablishConfig::default(),
             },
             ListenerConfig {
                 name: "internal".into(),
@@ -381,6 +382,7 @@ fn listener_tables_parse_with_defaults() {
                 kind: ListenerKindConfig::Tcp,
                 limits: ListenerLimits::default(),
                 access: Default::default(),
+                establish: EstablishConfig::default(),
             },
         ]
     );
@@ -392,14 +394,20 @@ fn listener_tables_parse_with_defaults() {
 }
 
 #[test]
-fn listener_kinds_other_than_tcp_are_rejected() {
-    for kind in ["tls", "ws", "wss"] {
+fn listener_kinds_other_than_tcp_and_tls_are_rejected() {
+    let text = "[[listener]]\nbind = \"0.0.0.0:8883\"\nkind = \"ws\"\n";
+    let err = parse_str(text).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid `listener.kind`: listener `ws:0.0.0.0:8883` (0.0.0.0:8883): kind \"ws\" is not supported yet; only \"tcp\" and \"tls\" listeners are available in this version"
+    );
+    for kind in ["tls", "wss"] {
         let text = format!("[[listener]]\nbind = \"0.0.0.0:8883\"\nkind = \"{kind}\"\n");
         let err = parse_str(&text).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
-                "invalid `listener.kind`: listener `{kind}:0.0.0.0:8883` (0.0.0.0:8883): kind \"{kind}\" is not supported yet; only \"tcp\" listeners are available in this version"
+                "invalid `listener.tls`: listener `{kind}:0.0.0.0:8883`: kind \"{kind}\" needs tls.certfile and tls.keyfile"
             )
         );
     }
@@ -646,4 +654,31 @@ fn passwd_subcommand_takes_mosquitto_passwd_flags() {
     ] {
         assert!(parse(bad).is_err(), "{bad:?}");
     }
+}
+
+#[test]
+fn tls_listener_tables() {
+    let text = "[[listener]]\nbind = \"127.0.0.1:8883\"\nkind = \"tls\"\nproxy_protocol = true\nhandshake_timeout = 5\ntls.certfile = \"s.pem\"\ntls.keyfile = \"s.key\"\ntls.cafile = \"ca.pem\"\ntls.require_certificate = true\ntls.use_identity_as_username = true\ntls.min_version = \"1.3\"\n";
+    let c = parse_str(text).unwrap();
+    let l = &c.listeners[0];
+    assert_eq!(l.kind, ListenerKindConfig::Tls);
+    assert!(l.establish.proxy_protocol);
+    assert_eq!(l.establish.handshake_timeout, 5);
+    let tls = l.establish.tls.as_ref().unwrap();
+    assert_eq!(tls.certfile, Path::new("s.pem"));
+    assert_eq!(tls.cafile.as_deref(), Some(Path::new("ca.pem")));
+    assert!(tls.require_certificate && tls.use_identity_as_username);
+    assert_eq!(tls.min_version, TlsMinVersion::Tls13);
+    assert_eq!(
+        l.to_string(),
+        "{ name = \"tls:127.0.0.1:8883\", bind = \"127.0.0.1:8883\", kind = \"tls\", proxy_protocol = true, handshake_timeout = 5, tls = { certfile = \"s.pem\", keyfile = \"s.key\", cafile = \"ca.pem\", require_certificate = true, use_identity_as_username = true, min_version = \"1.3\" } }"
+    );
+    // A proxied tcp listener is no shorthand; tls keys are checked strictly.
+    let c = parse_str("[[listener]]\nbind = \"127.0.0.1:1\"\nproxy_protocol = true\n").unwrap();
+    assert!(c.listeners[0].establish.proxy_protocol);
+    assert_ne!(c.listeners[0], addr("127.0.0.1:1"));
+    let err = parse_str("[[listener]]\nbind = \"127.0.0.1:1\"\nkind = \"tls\"\ntls.certfile = \"a\"\ntls.keyfile = \"b\"\ntls.ca = \"c\"\n").unwrap_err();
+    assert!(err.to_string().contains("unknown field `ca`"), "{err}");
+    let err = parse_str("[[listener]]\nbind = \"127.0.0.1:1\"\nkind = \"tls\"\ntls.certfile = \"a\"\ntls.keyfile = \"b\"\ntls.min_version = \"1.1\"\n").unwrap_err();
+    assert!(err.to_string().contains("1.1"), "{err}");
 }

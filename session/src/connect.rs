@@ -92,6 +92,18 @@ impl Connection {
         Self::check_connect_with(connect, cfg, &cfg.auth)
     }
 
+    /// [`check_connect`](Self::check_connect) for a client whose user name
+    /// a verified TLS client certificate gave (Mosquitto's
+    /// `use_identity_as_username`): the certificate stands for the
+    /// password, so the user name and password are not checked; every
+    /// other check is the same.
+    pub fn check_connect_certified(
+        connect: &Connect,
+        cfg: &SessionConfig,
+    ) -> Result<ConnectCheck, ReasonCode> {
+        Self::check_connect_with(connect, cfg, &AuthPolicy::default())
+    }
+
     /// [`check_connect`](Self::check_connect) with `auth` in place of
     /// `cfg.auth`: for a broker whose listeners have authentication
     /// settings of their own, or that verified the password itself (a

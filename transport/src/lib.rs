@@ -17,27 +17,40 @@
 //!    `std::net::TcpStream`) to a worker, which turns it into a [`Stream`] with
 //!    [`Stream::from_accepted`] inside its own runtime.
 //!
-//! 5. To move a connection to another worker (the one holding its client's
+//! 5. In the worker, [`Stream::establish`] runs the listener's
+//!    [`Establish`] steps (PROXY header, TLS handshake) with its timeout;
+//!    the [`Established`] peer is the client's address (the proxy's report
+//!    on a PROXY listener). For a PROXY listener the acceptor takes the
+//!    connection slot without a source IP
+//!    ([`ConnectionLimiter::acquire_unattributed`]) and the worker charges
+//!    the reported address ([`ConnectionPermit::attribute`]).
+//!
+//! 6. To move a connection to another worker (the one holding its client's
 //!    session), [`Stream::detach`] it into a `Send` [`DetachedStream`] and
 //!    [`Stream::attach`] it in the other worker's runtime.
 //!
-//! [`Stream`] wraps an enum over transports (TCP now; TLS, WebSocket and PROXY
-//! slot in as variants) implementing `AsyncRead + AsyncWrite`, with vectored
+//! [`Stream`] wraps an enum over transports (TCP, TLS; WebSocket slots in
+//! as one more variant) implementing `AsyncRead + AsyncWrite`, with vectored
 //! writes forwarded so header + payload go out in one `writev`. It and
 //! [`Accepted`] carry the name of the listener they came from
 //! ([`ListenerSpec::name`]).
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod establish;
 mod limiter;
 mod listener;
+pub mod proxy;
 mod rate;
 mod stream;
+pub mod tls;
 
+pub use establish::{Establish, EstablishError, Established, FailureReason};
 pub use limiter::{ConnectionLimiter, ConnectionPermit, LimitExceeded};
 pub use listener::{bind, set_socket_buffers, Accepted, Listener, ListenerKind, ListenerSpec};
 pub use rate::{ConnectRate, RateLimits, RateRefusal, RateStats};
 pub use stream::{DetachedStream, Stream};
+pub use tls::{CertSubject, TlsError, TlsFiles, TlsServer, TlsVersion};
 
 use std::io;
 use std::net::SocketAddr;

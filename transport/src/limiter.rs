@@ -108,15 +108,33 @@ impl ConnectionLimiter {
         listener: Option<usize>,
         ip: IpAddr,
     ) -> Result<ConnectionPermit, LimitExceeded> {
+        self.take(listener, Some(ip.to_canonical()))
+    }
+
+    /// Takes a slot under the global and the listener's cap only, for a
+    /// connection whose source is not known yet (a PROXY listener: the
+    /// socket's peer is the proxy). Charge the source later with
+    /// [`ConnectionPermit::attribute`].
+    pub fn acquire_unattributed(
+        &self,
+        listener: Option<usize>,
+    ) -> Result<ConnectionPermit, LimitExceeded> {
+        self.take(listener, None)
+    }
+
+    fn take(
+        &self,
+        listener: Option<usize>,
+        ip: Option<IpAddr>,
+    ) -> Result<ConnectionPermit, LimitExceeded> {
         let inner = &self.inner;
-        let ip = ip.to_canonical();
-        // Hold the per-IP table (if any) across both checks so a refusal by
-        // one cap never leaves the other incremented.
+        // Hold the per-IP table (if any) across every check so a refusal by
+        // one cap never leaves another incremented.
         let max_per_ip = inner.max_per_ip.load(Ordering::Relaxed);
         let max_total = inner.max_total.load(Ordering::Relaxed);
-        let mut table = (max_per_ip > 0).then(|| inner.table());
-        if let Some(table) = &table {
-            let count = table.get(&ip).copied().unwrap_or(0);
+        let mut table = ip.filter(|_| max_per_ip > 0).map(|ip| (ip, inner.table()));
+        if let Some((ip, table)) = &table {
+            let count = table.get(ip).copied().unwrap_or(0);
             if count as usize >= max_per_ip {
                 return Err(LimitExceeded::PerIp);
             }
@@ -142,9 +160,9 @@ impl ConnectionLimiter {
             }
             listener = u16::try_from(i).ok();
         }
-        let counted = table.as_mut().map(|table| {
-            *table.entry(ip).or_insert(0) += 1;
-            ip
+        let counted = table.as_mut().map(|(ip, table)| {
+            *table.entry(*ip).or_insert(0) += 1;
+            *ip
         });
         Ok(ConnectionPermit {
             inner: Arc::clone(&self.inner),
@@ -215,6 +233,34 @@ impl ConnectionPermit {
     pub fn ip(&self) -> Option<IpAddr> {
         self.ip
     }
+
+    /// Charges the connection to its source `ip` under the per-IP cap (a
+    /// permit from [`ConnectionLimiter::acquire_unattributed`], once the
+    /// PROXY header told the client's address). A permit charged already is
+    /// moved from its old address to `ip`. `Err` when `ip` is at its cap:
+    /// the permit stays as it was; drop it to refuse the connection.
+    pub fn attribute(&mut self, ip: IpAddr) -> Result<(), LimitExceeded> {
+        let ip = ip.to_canonical();
+        let max_per_ip = self.inner.max_per_ip.load(Ordering::Relaxed);
+        if max_per_ip == 0 || self.ip == Some(ip) {
+            return Ok(());
+        }
+        let mut table = self.inner.table();
+        let count = table.get(&ip).copied().unwrap_or(0);
+        if count as usize >= max_per_ip {
+            return Err(LimitExceeded::PerIp);
+        }
+        *table.entry(ip).or_insert(0) += 1;
+        if let Some(old) = self.ip.replace(ip) {
+            if let Some(n) = table.get_mut(&old) {
+                *n -= 1;
+                if *n == 0 {
+                    table.remove(&old);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Drop for ConnectionPermit {
@@ -260,6 +306,33 @@ mod tests {
         assert_eq!(p3.ip(), None, "per-IP counting is off");
         drop((p2, p3));
         assert_eq!(limiter.current(), 0);
+    }
+
+    #[test]
+    fn unattributed_then_charged_to_the_reported_address() {
+        let limiter = ConnectionLimiter::new(3, 1);
+        let mut p1 = limiter.acquire_unattributed(None).unwrap();
+        let mut p2 = limiter.acquire_unattributed(None).unwrap();
+        assert_eq!(limiter.current(), 2);
+        assert_eq!(limiter.current_for(A), 0);
+        p1.attribute(A).unwrap();
+        assert_eq!(p1.ip(), Some(A));
+        assert_eq!(limiter.current_for(A), 1);
+        assert_eq!(p2.attribute(A), Err(LimitExceeded::PerIp));
+        assert_eq!(p2.ip(), None);
+        p2.attribute(B).unwrap();
+        // Moving a charged permit frees its old address.
+        p1.attribute(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)))
+            .unwrap();
+        assert_eq!(limiter.current_for(A), 0);
+        let _p3 = limiter.acquire_unattributed(None).unwrap();
+        assert_eq!(
+            limiter.acquire_unattributed(None).unwrap_err(),
+            LimitExceeded::Total
+        );
+        drop((p1, p2));
+        assert_eq!(limiter.current_for(B), 0);
+        assert_eq!(limiter.current(), 1);
     }
 
     #[test]

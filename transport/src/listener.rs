@@ -10,26 +10,30 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use crate::TransportError;
+use crate::{Establish, TransportError};
 
-/// The transport a listener speaks. More kinds (TLS, WebSocket, PROXY) come later.
+/// The transport a listener speaks. More kinds (WebSocket) come later; a
+/// PROXY header is a step of any kind ([`Establish::proxy_protocol`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ListenerKind {
     /// Plain MQTT over TCP.
     Tcp,
+    /// TLS over TCP ([`Establish::tls`] holds its configuration).
+    Tls,
 }
 
 impl fmt::Display for ListenerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Tcp => "tcp",
+            Self::Tls => "tls",
         })
     }
 }
 
 /// What to listen on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ListenerSpec {
     /// The listener's name, carried by every connection it accepts
     /// ([`Accepted::listener`]).
@@ -40,6 +44,10 @@ pub struct ListenerSpec {
     pub kind: ListenerKind,
     /// The `listen(2)` backlog (the kernel caps it at `net.core.somaxconn`).
     pub backlog: u32,
+    /// What each connection goes through before the application reads
+    /// from it (PROXY header, TLS handshake), carried by every
+    /// [`Accepted`].
+    pub establish: Establish,
 }
 
 impl ListenerSpec {
@@ -53,6 +61,7 @@ impl ListenerSpec {
             bind,
             kind: ListenerKind::Tcp,
             backlog: Self::DEFAULT_BACKLOG,
+            establish: Establish::default(),
         }
     }
 }
@@ -118,6 +127,9 @@ pub struct Accepted {
     pub kind: ListenerKind,
     /// The listener's name ([`ListenerSpec::name`]).
     pub listener: Arc<str>,
+    /// The listener's [`ListenerSpec::establish`]: run it with
+    /// [`Stream::establish`](crate::Stream::establish).
+    pub establish: Establish,
 }
 
 /// A listener registered with the current tokio runtime.
@@ -129,6 +141,7 @@ pub struct Listener {
     local: SocketAddr,
     kind: ListenerKind,
     name: Arc<str>,
+    establish: Establish,
 }
 
 /// First backoff after a resource error (EMFILE, ENOBUFS, …); doubles per
@@ -146,6 +159,7 @@ impl Listener {
     ) -> Result<Self, TransportError> {
         let mut listener = Self::from_std(listener, spec.kind)?;
         listener.name = Arc::clone(&spec.name);
+        listener.establish = spec.establish.clone();
         Ok(listener)
     }
 
@@ -171,6 +185,7 @@ impl Listener {
             local,
             kind,
             name,
+            establish: Establish::default(),
         })
     }
 
@@ -239,6 +254,7 @@ impl Listener {
             local,
             kind: self.kind,
             listener: Arc::clone(&self.name),
+            establish: self.establish.clone(),
         })
     }
 }
@@ -429,6 +445,7 @@ mod tests {
         let listener = Listener::from_spec(bind(&spec).unwrap(), &spec).unwrap();
         assert_eq!(&**listener.name(), "internal");
         assert_eq!(listener.kind(), spec.kind);
+        assert!(spec.establish.is_plain());
         let _client = tokio::net::TcpStream::connect(listener.local_addr())
             .await
             .unwrap();

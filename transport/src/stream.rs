@@ -9,7 +9,12 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::listener::ensure_runtime;
+use crate::tls::{CertSubject, Socket};
 use crate::{Accepted, ListenerKind, TransportError};
+
+/// A TLS session over a socket that can move between runtimes. Boxed: the
+/// rustls state is a kilobyte or so, a parked TCP connection stays small.
+pub(crate) type TlsIo = Box<tokio_rustls::server::TlsStream<Socket>>;
 
 /// A client connection, registered with the runtime of the thread that
 /// serves it. Every transport is a variant of its inner enum, so the
@@ -21,15 +26,17 @@ use crate::{Accepted, ListenerKind, TransportError};
 /// PROXY header may change it); the socket's own is [`Stream::peer_addr`].
 #[derive(Debug)]
 pub struct Stream {
-    io: Io,
-    listener: Arc<str>,
+    pub(crate) io: Io,
+    pub(crate) listener: Arc<str>,
 }
 
 /// The transports, registered with a runtime.
 #[derive(Debug)]
-enum Io {
+pub(crate) enum Io {
     /// Plain TCP.
     Tcp(tokio::net::TcpStream),
+    /// TLS over TCP, after its handshake.
+    Tls(TlsIo),
 }
 
 /// A connection detached from any runtime, on its way to another worker
@@ -41,6 +48,8 @@ enum Io {
 /// (keys, buffered plaintext and records) and a WebSocket stream its
 /// framing state (a partly read frame, the masking key), so that the
 /// receiving worker continues the byte stream exactly where it stopped.
+/// A TLS stream travels whole (keys, buffered plaintext and records), only
+/// its socket is deregistered.
 #[derive(Debug)]
 pub struct DetachedStream {
     io: DetachedIo,
@@ -52,6 +61,8 @@ pub struct DetachedStream {
 enum DetachedIo {
     /// A non-blocking std TCP stream.
     Tcp(std::net::TcpStream),
+    /// A TLS session whose socket is detached.
+    Tls(TlsIo),
 }
 
 impl DetachedStream {
@@ -59,6 +70,7 @@ impl DetachedStream {
     pub fn kind(&self) -> ListenerKind {
         match self.io {
             DetachedIo::Tcp(_) => ListenerKind::Tcp,
+            DetachedIo::Tls(_) => ListenerKind::Tls,
         }
     }
 
@@ -76,13 +88,10 @@ impl Stream {
     /// call is spent on it here besides the registration.
     pub fn from_accepted(accepted: Accepted) -> Result<Self, TransportError> {
         ensure_runtime()?;
-        let io = match accepted.kind {
-            ListenerKind::Tcp => {
-                let stream = tokio::net::TcpStream::from_std(accepted.stream)
-                    .map_err(TransportError::Register)?;
-                Io::Tcp(stream)
-            }
-        };
+        // Every kind starts as TCP; `Stream::establish` runs its handshakes.
+        let stream =
+            tokio::net::TcpStream::from_std(accepted.stream).map_err(TransportError::Register)?;
+        let io = Io::Tcp(stream);
         Ok(Self {
             io,
             listener: accepted.listener,
@@ -96,6 +105,10 @@ impl Stream {
     pub fn detach(self) -> io::Result<DetachedStream> {
         let io = match self.io {
             Io::Tcp(s) => DetachedIo::Tcp(s.into_std()?),
+            Io::Tls(mut s) => {
+                s.get_mut().0.detach()?;
+                DetachedIo::Tls(s)
+            }
         };
         Ok(DetachedStream {
             io,
@@ -116,6 +129,10 @@ impl Stream {
                     tokio::net::TcpStream::from_std(stream).map_err(TransportError::Register)?;
                 Io::Tcp(stream)
             }
+            DetachedIo::Tls(mut s) => {
+                s.get_mut().0.attach().map_err(TransportError::Register)?;
+                Io::Tls(s)
+            }
         };
         Ok(Self {
             io,
@@ -127,6 +144,7 @@ impl Stream {
     pub fn kind(&self) -> ListenerKind {
         match self.io {
             Io::Tcp(_) => ListenerKind::Tcp,
+            Io::Tls(_) => ListenerKind::Tls,
         }
     }
 
@@ -137,15 +155,39 @@ impl Stream {
 
     /// The remote address the socket reports now, if it still knows it.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        match &self.io {
-            Io::Tcp(s) => s.peer_addr().ok(),
-        }
+        self.tcp()?.peer_addr().ok()
     }
 
     /// The local address the socket reports now, if it still knows it.
     pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.tcp()?.local_addr().ok()
+    }
+
+    /// The TCP socket under the transport.
+    pub(crate) fn tcp(&self) -> Option<&tokio::net::TcpStream> {
         match &self.io {
-            Io::Tcp(s) => s.local_addr().ok(),
+            Io::Tcp(s) => Some(s),
+            Io::Tls(s) => s.get_ref().0.live(),
+        }
+    }
+
+    /// The subject of the certificate the client presented in its TLS
+    /// handshake (verified against the listener's client CAs), if any.
+    pub fn peer_certificate(&self) -> Option<CertSubject> {
+        match &self.io {
+            Io::Tcp(_) => None,
+            Io::Tls(s) => {
+                let cert = s.get_ref().1.peer_certificates()?.first()?;
+                CertSubject::from_der(cert)
+            }
+        }
+    }
+
+    /// The ALPN protocol agreed in the TLS handshake, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        match &self.io {
+            Io::Tcp(_) => None,
+            Io::Tls(s) => s.get_ref().1.alpn_protocol(),
         }
     }
 
@@ -155,6 +197,18 @@ impl Stream {
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &self.io {
             Io::Tcp(s) => s.poll_read_ready(cx),
+            Io::Tls(s) => {
+                let (socket, conn) = s.get_ref();
+                // rustls holds decrypted bytes not read yet (or the peer's
+                // close_notify): a read makes progress without the socket.
+                if !conn.wants_read() {
+                    return Poll::Ready(Ok(()));
+                }
+                match socket.live() {
+                    Some(tcp) => tcp.poll_read_ready(cx),
+                    None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+                }
+            }
         }
     }
 }
@@ -167,6 +221,7 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match &mut self.get_mut().io {
             Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -179,6 +234,7 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match &mut self.get_mut().io {
             Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -189,24 +245,28 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match &mut self.get_mut().io {
             Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match &self.io {
             Io::Tcp(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().io {
             Io::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().io {
             Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -330,6 +390,7 @@ mod tests {
             local: addr,
             kind: ListenerKind::Tcp,
             listener: "tcp:test".into(),
+            establish: crate::Establish::default(),
         };
         let err = Stream::from_accepted(accepted).unwrap_err();
         assert!(matches!(err, TransportError::Register(_)), "{err:?}");

@@ -94,18 +94,41 @@ pub(super) async fn attach(
         return Attach::Done;
     }
     let listener = worker.listener_name(link.stream.listener());
-    // User name and password: the listener's password file (checked off
-    // this loop, see `access`), else the `[auth]` users.
-    let policy = match worker
-        .shared
-        .access
-        .authenticate(&listener, &connect, &live.session.auth)
-        .await
-    {
-        Ok(policy) => policy,
-        Err(code) => {
-            tracing::info!(%peer, client_id = %connect.client_id, %listener, code = ?code, "connection refused: authentication");
-            return refuse(worker, link, version, code).await;
+    // The TLS client certificate: its subject for the identity, and on a
+    // listener with `use_identity_as_username` / `use_subject_as_username`
+    // the user name, standing for the password (an adopted CONNECT got its
+    // name on the first worker; taking it again gives the same).
+    let cert = link.stream.peer_certificate();
+    let certified = match cert_username(&live.config, link.stream.listener(), cert.as_ref()) {
+        CertUser::NotUsed => false,
+        CertUser::Name(name) => {
+            connect.username = Some(name.into());
+            connect.password = None;
+            true
+        }
+        CertUser::Missing => {
+            tracing::info!(%peer, client_id = %connect.client_id,
+                "connection refused: the client certificate has no name to use as user name");
+            return refuse(worker, link, version, ReasonCode::NOT_AUTHORIZED).await;
+        }
+    };
+    // User name and password: a certificate that names the user stands for
+    // them; otherwise the listener's password file (checked off this loop,
+    // see `access`), else the `[auth]` users.
+    let policy = if certified {
+        tern_session::auth::AuthPolicy::default()
+    } else {
+        match worker
+            .shared
+            .access
+            .authenticate(&listener, &connect, &live.session.auth)
+            .await
+        {
+            Ok(policy) => policy,
+            Err(code) => {
+                tracing::info!(%peer, client_id = %connect.client_id, %listener, code = ?code, "connection refused: authentication");
+                return refuse(worker, link, version, code).await;
+            }
         }
     };
     let mut check = match Connection::check_connect_with(&connect, &live.session, &policy) {
@@ -126,6 +149,7 @@ pub(super) async fn attach(
     };
     check.peer = Some(peer);
     check.listener = Some(listener);
+    check.cert_subject = cert.map(|c| c.subject.into());
     if let Err(code) = Connection::authorize_connect(&connect, &check, &live.session) {
         tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection not authorized");
         return refuse(worker, link, version, code).await;
@@ -184,6 +208,43 @@ pub(super) async fn attach(
     }
     tracing::info!(%peer, %client_id, ?version, clean_start, worker = worker.id, "client connected");
     Attach::Attached(Attached { key, cell })
+}
+
+/// What a listener's TLS settings make of the client certificate for the
+/// user name.
+enum CertUser {
+    /// The listener takes the user name from the CONNECT.
+    NotUsed,
+    /// The certificate's common name or subject.
+    Name(String),
+    /// The listener wants a name from the certificate and there is none.
+    Missing,
+}
+
+fn cert_username(
+    config: &tern_config::Config,
+    listener: &str,
+    cert: Option<&tern_transport::CertSubject>,
+) -> CertUser {
+    let tls = config
+        .listeners
+        .iter()
+        .find(|l| l.name == listener)
+        .and_then(|l| l.establish.tls.as_ref());
+    let Some(tls) = tls.filter(|t| t.certificate_is_username()) else {
+        return CertUser::NotUsed;
+    };
+    let name = cert.and_then(|c| {
+        if tls.use_subject_as_username {
+            Some(c.subject.clone())
+        } else {
+            c.common_name.clone()
+        }
+    });
+    match name {
+        Some(n) if !n.is_empty() => CertUser::Name(n),
+        _ => CertUser::Missing,
+    }
 }
 
 /// Reads until one whole CONNECT arrives, for at most `timeout` in all (a

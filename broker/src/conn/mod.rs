@@ -66,16 +66,62 @@ pub(crate) fn spawn_accepted(
     worker.stats.connections_accepted.inc();
     let guard = start_task(worker);
     let peer = accepted.peer;
+    let establish = accepted.establish.clone();
     // Registered before the task exists (the worker's runtime is current
     // here), so the task's future is `run` alone, not `run` plus the socket
     // it was registered from.
     match Stream::from_accepted(accepted) {
-        Ok(stream) => {
+        Ok(stream) if establish.is_plain() => {
             let link = Link::new(stream, peer, BytesMut::new(), permit, guard);
             tokio::task::spawn_local(run(link, None, None, 0));
         }
+        Ok(stream) => {
+            tokio::task::spawn_local(establish_then_run(stream, establish, peer, permit, guard));
+        }
         Err(e) => tracing::debug!(%peer, error = %e, "cannot register connection"),
     }
+}
+
+/// The establish step of a listener with one (PROXY header, TLS
+/// handshake), in the connection's own task and within the listener's
+/// handshake timeout, then the connection's life. The client's address
+/// from here on is the one the PROXY header reported; a proxied
+/// connection's slot is charged to it (`max_connections_per_ip`).
+async fn establish_then_run(
+    stream: Stream,
+    how: tern_transport::Establish,
+    socket_peer: std::net::SocketAddr,
+    mut permit: Option<ConnectionPermit>,
+    guard: link::TaskGuard,
+) {
+    let worker = Rc::clone(&guard.worker);
+    let established = match Box::pin(stream.establish(&how, socket_peer)).await {
+        Ok(e) => e,
+        Err(e) => {
+            worker.stats.handshake_failed(e.reason());
+            tracing::debug!(peer = %socket_peer, error = %e, "connection setup failed");
+            return;
+        }
+    };
+    drop(how);
+    let peer = established.peer;
+    if established.proxied {
+        // The connect rate and ban see the address the proxy reports (the
+        // acceptor saw only the proxy's).
+        if !worker.shared.admit(peer.ip()) {
+            return;
+        }
+        if let Some(Err(e)) = permit.as_mut().map(|p| p.attribute(peer.ip())) {
+            worker
+                .shared
+                .rejected_limit
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%peer, proxy = %socket_peer, error = %e, "refusing proxied connection");
+            return;
+        }
+    }
+    let link = Link::new(established.stream, peer, BytesMut::new(), permit, guard);
+    run(link, None, None, 0).await;
 }
 
 /// Starts the task of a connection handed over by another worker. The
@@ -466,7 +512,8 @@ fn poll_io(
     let stats = &worker.stats;
     let idle = {
         let mut cs = cell.borrow_mut();
-        if let Poll::Ready(Err(e)) = poll_write_out(cx, stream, &mut cs, worker) {
+        let written = poll_write_out(cx, stream, &mut cs, worker);
+        if let Poll::Ready(Err(e)) = written {
             return Poll::Ready(Io::Error(e));
         }
         if cs.close.is_some() && (cs.out.is_empty() || cs.conn.is_none()) {
@@ -484,7 +531,9 @@ fn poll_io(
         if !cs.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             cs.waker = Some(cx.waker().clone());
         }
-        cs.out.is_empty() && cs.close.is_none() && cs.replay.is_none()
+        // Pending: the transport still holds bytes (TLS records) for the
+        // socket, and its write readiness will wake this task.
+        cs.out.is_empty() && cs.close.is_none() && cs.replay.is_none() && written.is_ready()
     };
     // An idle connection holds no read buffer: wait for readiness first, and
     // allocate only then (more when the last read filled what it had).
@@ -535,7 +584,10 @@ fn poll_io(
 }
 
 /// Writes as much of the shared writer as the socket takes now, and wakes
-/// the publishers waiting for this connection once it has room.
+/// the publishers waiting for this connection once it has room. Once the
+/// writer is empty the stream is flushed: a TLS stream may hold records it
+/// could not write yet (a no-op for TCP). `Ready(Ok)` means everything is
+/// on the socket.
 fn poll_write_out(
     cx: &mut Context<'_>,
     stream: &mut Stream,
@@ -545,7 +597,7 @@ fn poll_write_out(
     let mut progress = false;
     let result = loop {
         if cs.out.is_empty() {
-            break Poll::Ready(Ok(()));
+            break Pin::new(&mut *stream).poll_flush(cx);
         }
         let written = {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];

@@ -198,6 +198,10 @@ worker_stats!(
         rejected_other,
         rejected_connect_timeout,
         auth_failures,
+        handshake_failed_timeout,
+        handshake_failed_proxy,
+        handshake_failed_tls,
+        handshake_failed_io,
         events,
         publish_in_qos0,
         publish_in_qos1,
@@ -488,6 +492,17 @@ impl WorkerStats {
         self.rejected(RejectReason::of_connack(code));
         if RejectReason::is_auth_failure(code) {
             self.auth_failures.inc();
+        }
+    }
+
+    /// A connection whose PROXY header or TLS handshake failed.
+    pub(crate) fn handshake_failed(&self, reason: tern_transport::FailureReason) {
+        use tern_transport::FailureReason;
+        match reason {
+            FailureReason::Timeout => self.handshake_failed_timeout.inc(),
+            FailureReason::Proxy => self.handshake_failed_proxy.inc(),
+            FailureReason::Tls => self.handshake_failed_tls.inc(),
+            FailureReason::Io => self.handshake_failed_io.inc(),
         }
     }
 

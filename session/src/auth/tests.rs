@@ -505,3 +505,23 @@ fn auth_without_enhanced_authentication_is_a_protocol_error() {
         .unwrap();
     assert_eq!(conn.poll_event(), None);
 }
+
+// A user name a verified TLS client certificate gave stands without a
+// password (Mosquitto's `use_identity_as_username`); the other CONNECT
+// checks still apply.
+#[test]
+fn a_certified_user_name_needs_no_password() {
+    let strict = cfg(false, Some(table()));
+    let c = connect(ProtocolVersion::V311, Some("carol"), None);
+    assert_eq!(
+        check(&c, &strict),
+        Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD)
+    );
+    assert!(Connection::check_connect_certified(&c, &strict).is_ok());
+    let mut bad_id = connect(ProtocolVersion::V31, Some("carol"), None);
+    bad_id.client_id = ByteString::from("");
+    assert_eq!(
+        Connection::check_connect_certified(&bad_id, &strict).map(drop),
+        Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID)
+    );
+}
