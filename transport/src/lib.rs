@@ -17,8 +17,12 @@
 //!    session), [`Stream::detach`] it into a `Send` [`DetachedStream`] and
 //!    [`Stream::attach`] it in the other worker's runtime.
 //!
-//! [`Stream`] wraps an enum over transports (TCP now; TLS, WebSocket and PROXY
-//! slot in as variants) implementing `AsyncRead + AsyncWrite`, with vectored
+//! 4a. On a WebSocket listener, the worker runs the HTTP upgrade with
+//!    [`Stream::accept_websocket`] (bounded by the caller's timeout) before
+//!    anything else is read.
+//!
+//! [`Stream`] wraps an enum over transports (TCP, WebSocket over any of
+//! them; TLS and PROXY slot in as variants) implementing `AsyncRead + AsyncWrite`, with vectored
 //! writes forwarded so header + payload go out in one `writev`. It and
 //! [`Accepted`] carry the name of the listener they came from
 //! ([`ListenerSpec::name`]).
@@ -28,10 +32,12 @@
 mod limiter;
 mod listener;
 mod stream;
+pub mod ws;
 
 pub use limiter::{ConnectionLimiter, ConnectionPermit, LimitExceeded};
 pub use listener::{bind, set_socket_buffers, Accepted, Listener, ListenerKind, ListenerSpec};
 pub use stream::{DetachedStream, Stream};
+pub use ws::{UpgradeError, WsSettings};
 
 use std::io;
 use std::net::SocketAddr;

@@ -12,18 +12,22 @@ use tokio::io::Interest;
 
 use crate::TransportError;
 
-/// The transport a listener speaks. More kinds (TLS, WebSocket, PROXY) come later.
+/// The transport a listener speaks. More kinds (TLS, PROXY) come later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ListenerKind {
     /// Plain MQTT over TCP.
     Tcp,
+    /// MQTT over WebSocket over TCP (the upgrade runs on the worker, see
+    /// [`crate::Stream::accept_websocket`]).
+    Ws,
 }
 
 impl fmt::Display for ListenerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Tcp => "tcp",
+            Self::Ws => "ws",
         })
     }
 }
