@@ -124,7 +124,8 @@ impl BrokerHandle {
 fn listener_spec(listener: &ListenerConfig) -> Result<ListenerSpec, BrokerError> {
     let kind = match listener.kind {
         ListenerKindConfig::Tcp => ListenerKind::Tcp,
-        kind @ (ListenerKindConfig::Tls | ListenerKindConfig::Ws | ListenerKindConfig::Wss) => {
+        ListenerKindConfig::Ws => ListenerKind::Ws,
+        kind @ (ListenerKindConfig::Tls | ListenerKindConfig::Wss) => {
             return Err(BrokerError::ListenerKind {
                 name: listener.name.clone(),
                 kind,
@@ -288,12 +289,19 @@ mod tests {
             name: "internal".into(),
             bind: "127.0.0.1:1884".parse().unwrap(),
             kind: ListenerKindConfig::Tcp,
+            ws: Default::default(),
         };
         let spec = listener_spec(&config).unwrap();
         assert_eq!(&*spec.name, "internal");
         assert_eq!(spec.bind, config.bind);
         assert_eq!(spec.kind, ListenerKind::Tcp);
         assert_eq!(spec.backlog, ListenerSpec::DEFAULT_BACKLOG);
+
+        let ws = ListenerConfig {
+            kind: ListenerKindConfig::Ws,
+            ..config.clone()
+        };
+        assert_eq!(listener_spec(&ws).unwrap().kind, ListenerKind::Ws);
 
         // A hand-built Config skips validation: the broker refuses too.
         let tls = ListenerConfig {
@@ -324,6 +332,7 @@ mod tests {
                 name: "test".into(),
                 bind: "127.0.0.1:0".parse().unwrap(),
                 kind: ListenerKindConfig::Tcp,
+                ws: Default::default(),
             }],
             metrics_bind: None,
             workers: 1,

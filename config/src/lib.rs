@@ -17,8 +17,9 @@
 //!   at its default.
 //! * Listeners: each `bind` address (file, `--bind`, `TERN_BIND`) is a tcp
 //!   listener; the file may add `[[listener]]` tables (`bind`, `kind`,
-//!   `name`) after them. Flag and variable replace the file's listeners,
-//!   tables included. Only `kind = "tcp"` is accepted so far.
+//!   `name`, and `ws` for WebSocket listeners) after them. Flag and variable
+//!   replace the file's listeners, tables included. Kinds `tcp` and `ws` are
+//!   accepted so far.
 //! * `tern check-config FILE` returns [`Command::CheckConfig`]; the binary then
 //!   calls [`parse_file`] and reports.
 //!
@@ -36,6 +37,7 @@ mod layer;
 mod limits;
 mod listener;
 mod mqtt;
+mod ws;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -52,6 +54,7 @@ pub use error::ConfigError;
 pub use limits::{Limits, MAX_PACKET_SIZE_CAP};
 pub use listener::{ListenerConfig, ListenerKindConfig};
 pub use mqtt::Mqtt;
+pub use ws::WsConfig;
 
 use layer::Layer;
 

@@ -7,6 +7,11 @@
 //! bind = "127.0.0.1:1884"          # required
 //! kind = "tcp"                     # default tcp
 //! name = "internal"                # default "tcp:127.0.0.1:1884"
+//!
+//! [[listener]]
+//! bind = "0.0.0.0:8080"
+//! kind = "ws"                      # MQTT over WebSocket
+//! ws = { path = "/mqtt" }          # see `ws.rs`
 //! ```
 //!
 //! A file may use both: its listeners are the `bind` addresses followed by
@@ -20,6 +25,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::ws::{self, WsConfig};
 use crate::ConfigError;
 
 /// A listener's transport, as the config file spells it (`kind`). The
@@ -32,7 +38,7 @@ pub enum ListenerKindConfig {
     Tcp,
     /// MQTT over TLS (`"tls"`): not supported yet, rejected by validation.
     Tls,
-    /// MQTT over WebSocket (`"ws"`): not supported yet, rejected by validation.
+    /// MQTT over WebSocket (`"ws"`), settings in [`ListenerConfig::ws`].
     Ws,
     /// MQTT over WebSocket over TLS (`"wss"`): not supported yet, rejected
     /// by validation.
@@ -60,6 +66,8 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
     /// The transport. Default tcp.
     pub kind: ListenerKindConfig,
+    /// WebSocket settings (`ws` table), for kinds `ws` and `wss`.
+    pub ws: WsConfig,
 }
 
 impl ListenerConfig {
@@ -70,6 +78,7 @@ impl ListenerConfig {
             name: Self::default_name(ListenerKindConfig::Tcp, bind),
             bind,
             kind: ListenerKindConfig::Tcp,
+            ws: WsConfig::default(),
         }
     }
 
@@ -85,7 +94,14 @@ impl ListenerConfig {
 
     /// True when the bare address says it all (tcp, default name).
     fn is_shorthand(&self) -> bool {
-        self.kind == ListenerKindConfig::Tcp && self.has_default_name()
+        self.kind == ListenerKindConfig::Tcp
+            && self.has_default_name()
+            && self.ws == WsConfig::default()
+    }
+
+    /// True for the kinds that speak WebSocket (`ws`, `wss`).
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.kind, ListenerKindConfig::Ws | ListenerKindConfig::Wss)
     }
 }
 
@@ -113,7 +129,8 @@ impl PartialEq<SocketAddr> for ListenerConfig {
 }
 
 /// As the file would write it: the bare address for a shorthand, otherwise
-/// an inline table `{ name = "…", bind = "…", kind = "…" }`.
+/// an inline table `{ name = "…", bind = "…", kind = "…" }` (with its `ws`
+/// settings when they are not the defaults).
 impl fmt::Display for ListenerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_shorthand() {
@@ -121,9 +138,17 @@ impl fmt::Display for ListenerConfig {
         }
         write!(
             f,
-            "{{ name = {:?}, bind = \"{}\", kind = \"{}\" }}",
+            "{{ name = {:?}, bind = \"{}\", kind = \"{}\"",
             self.name, self.bind, self.kind
-        )
+        )?;
+        if self.ws != WsConfig::default() {
+            write!(
+                f,
+                ", ws = {{ path = {:?}, max_frame_size = {} }}",
+                self.ws.path, self.ws.max_frame_size
+            )?;
+        }
+        f.write_str(" }")
     }
 }
 
@@ -135,6 +160,7 @@ pub(crate) struct ListenerTable {
     #[serde(default)]
     kind: ListenerKindConfig,
     name: Option<String>,
+    ws: Option<WsConfig>,
 }
 
 impl ListenerTable {
@@ -146,6 +172,7 @@ impl ListenerTable {
             name,
             bind: self.bind,
             kind: self.kind,
+            ws: self.ws.unwrap_or_default(),
         }
     }
 }
@@ -158,7 +185,8 @@ pub(crate) fn merge(bind: Vec<SocketAddr>, tables: Vec<ListenerTable>) -> Vec<Li
         .collect()
 }
 
-/// At least one listener; every name non-empty and every kind supported;
+/// At least one listener; every name non-empty and every kind supported,
+/// with valid `ws` settings where it speaks WebSocket (and none elsewhere);
 /// no address (port 0 aside) and no name used twice.
 pub(crate) fn validate(listeners: &[ListenerConfig]) -> Result<(), ConfigError> {
     if listeners.is_empty() {
@@ -174,11 +202,22 @@ pub(crate) fn validate(listeners: &[ListenerConfig]) -> Result<(), ConfigError> 
                 reason: format!("listener #{} ({}): name must not be empty", i + 1, l.bind),
             });
         }
-        if l.kind != ListenerKindConfig::Tcp {
+        if !matches!(l.kind, ListenerKindConfig::Tcp | ListenerKindConfig::Ws) {
             return Err(ConfigError::Invalid {
                 key: "listener.kind",
                 reason: format!(
-                    "listener `{}` ({}): kind \"{}\" is not supported yet; only \"tcp\" listeners are available in this version",
+                    "listener `{}` ({}): kind \"{}\" is not supported yet; only \"tcp\" and \"ws\" listeners are available in this version",
+                    l.name, l.bind, l.kind
+                ),
+            });
+        }
+        if l.is_websocket() {
+            ws::validate(&l.name, &l.ws)?;
+        } else if l.ws != WsConfig::default() {
+            return Err(ConfigError::Invalid {
+                key: "listener.ws",
+                reason: format!(
+                    "listener `{}` ({}): `ws` settings on a \"{}\" listener; they apply to kinds \"ws\" and \"wss\"",
                     l.name, l.bind, l.kind
                 ),
             });
@@ -230,6 +269,7 @@ mod tests {
             name: name.into(),
             bind: addr(bind),
             kind,
+            ws: WsConfig::default(),
         }
     }
 
@@ -260,6 +300,7 @@ mod tests {
             bind: addr("127.0.0.1:2"),
             kind: ListenerKindConfig::Tcp,
             name: None,
+            ws: None,
         }];
         let all = merge(vec![addr("127.0.0.1:1")], tables);
         assert_eq!(all, [addr("127.0.0.1:1"), addr("127.0.0.1:2")]);
@@ -271,16 +312,22 @@ mod tests {
         let err = validate(&[tls]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid `listener.kind`: listener `secure` (0.0.0.0:8883): kind \"tls\" is not supported yet; only \"tcp\" listeners are available in this version"
+            "invalid `listener.kind`: listener `secure` (0.0.0.0:8883): kind \"tls\" is not supported yet; only \"tcp\" and \"ws\" listeners are available in this version"
         );
-        for kind in [ListenerKindConfig::Ws, ListenerKindConfig::Wss] {
-            let l = named("w", "0.0.0.0:8080", kind);
-            let err = validate(&[l]).unwrap_err().to_string();
-            assert!(
-                err.contains(&format!("kind \"{kind}\" is not supported yet")),
-                "{err}"
-            );
-        }
+        let l = named("w", "0.0.0.0:8443", ListenerKindConfig::Wss);
+        let err = validate(&[l]).unwrap_err().to_string();
+        assert!(err.contains("kind \"wss\" is not supported yet"), "{err}");
+
+        // A ws listener's settings are checked; a tcp listener has none.
+        let mut w = named("w", "0.0.0.0:8080", ListenerKindConfig::Ws);
+        validate(std::slice::from_ref(&w)).unwrap();
+        w.ws.path = "mqtt".into();
+        let err = validate(std::slice::from_ref(&w)).unwrap_err().to_string();
+        assert!(err.contains("`listener.ws.path`"), "{err}");
+        let mut t = named("t", "0.0.0.0:1883", ListenerKindConfig::Tcp);
+        t.ws.path = "/x".into();
+        let err = validate(&[t]).unwrap_err().to_string();
+        assert!(err.contains("`listener.ws`: listener `t`"), "{err}");
 
         let err = validate(&[named(" ", "127.0.0.1:1", ListenerKindConfig::Tcp)]).unwrap_err();
         assert!(err.to_string().contains("`listener.name`"), "{err}");

@@ -15,6 +15,7 @@
 mod auth;
 mod connect;
 mod link;
+mod websocket;
 
 use crate::client::{ClientKey, ClientState};
 use crate::deliver::{ConnCell, ConnShared};
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 use tern_codec::{Connect, DecodeError, Decoder, ReasonCode};
 use tern_session::auth::Authenticated;
 use tern_session::{CloseReason, Event};
-use tern_transport::{Accepted, ConnectionPermit, Stream};
+use tern_transport::{Accepted, ConnectionPermit, ListenerKind, Stream};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 enum Io {
@@ -64,10 +65,23 @@ pub(crate) fn spawn_accepted(
     worker.stats.connections_accepted.inc();
     let guard = start_task(worker);
     let peer = accepted.peer;
+    let kind = accepted.kind;
     // Registered before the task exists (the worker's runtime is current
     // here), so the task's future is `run` alone, not `run` plus the socket
     // it was registered from.
     match Stream::from_accepted(accepted) {
+        Ok(stream) if kind == ListenerKind::Ws => {
+            // The upgrade first, in the connection's own task.
+            tokio::task::spawn_local(async move {
+                let worker = Rc::clone(&guard.worker);
+                let upgraded = Box::pin(websocket::upgrade(&worker, stream, peer)).await;
+                let Some(stream) = upgraded else {
+                    return;
+                };
+                let link = Link::new(stream, peer, BytesMut::new(), permit, guard);
+                run(link, None, None, 0).await;
+            });
+        }
         Ok(stream) => {
             let link = Link::new(stream, peer, BytesMut::new(), permit, guard);
             tokio::task::spawn_local(run(link, None, None, 0));
