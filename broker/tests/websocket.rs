@@ -315,7 +315,7 @@ fn subscribe(pid: u16, filter: &str, qos: u8) -> Vec<u8> {
 }
 
 /// An upgrade to another path gets 404, one offering no MQTT subprotocol
-/// 400; both are counted by reason. [MQTT-6.0.0-3]
+/// 400; both are counted by reason. [MQTT-6.0.0-3] [MQTT5-6.0.0-3]
 #[test]
 fn wrong_path_and_missing_subprotocol_are_refused() {
     let Some(tern) = Tern::start("") else { return };
@@ -346,7 +346,7 @@ fn c_read_to_string(addr: SocketAddr, bytes: &[u8], out: &mut String) -> std::io
 }
 
 /// A configured path is the only one upgraded. The subprotocol for MQTT
-/// 3.1 is `mqttv3.1`, answered as offered. [MQTT-6.0.0-4]
+/// 3.1 is `mqttv3.1`, answered as offered.
 #[test]
 fn configured_path_and_mqttv31_subprotocol() {
     let Some(tern) = Tern::start("ws = { path = \"/broker\" }") else {
@@ -362,8 +362,9 @@ fn configured_path_and_mqttv31_subprotocol() {
 /// A CONNECT split over three frames (one fragmented message and a
 /// separate frame), SUBSCRIBE and PINGREQ sharing one frame, a ping
 /// answered with a pong between packets, a message from a tcp client
-/// delivered in a binary frame, and a clean close handshake.
-/// [MQTT-6.0.0-2]
+/// delivered in a binary frame, and a clean close handshake. The server
+/// answers the subprotocol `mqtt` (checked by `Ws::open`).
+/// [MQTT-6.0.0-2] [MQTT5-6.0.0-2] [MQTT-6.0.0-4] [MQTT5-6.0.0-4]
 #[test]
 fn packets_span_frames_and_frames_carry_packets() {
     let Some(tern) = Tern::start("") else { return };
@@ -407,8 +408,8 @@ fn packets_span_frames_and_frames_carry_packets() {
     publisher.disconnect();
 }
 
-/// A text frame closes the connection with 1003 ([MQTT-6.0.0-1]); a frame
-/// over `max_frame_size` with 1009.
+/// A text frame closes the connection with 1003; a frame over
+/// `max_frame_size` with 1009. [MQTT-6.0.0-1] [MQTT5-6.0.0-1]
 #[test]
 fn text_and_oversize_frames_close_the_connection() {
     let Some(tern) = Tern::start("ws = { max_frame_size = 2048 }") else {

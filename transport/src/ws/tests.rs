@@ -108,7 +108,8 @@ fn upgrade_request_is_answered_with_the_chosen_subprotocol() {
     bytes.extend_from_slice(b"frames");
     let a = parse_request(&bytes, "/mqtt").unwrap().unwrap();
     assert_eq!(a.consumed, req.len());
-    // The client's first preference wins ([MQTT-6.0.0-4]).
+    // The client's first MQTT offer wins: `mqttv3.1` for a 3.1 client here,
+    // `mqtt` below ([MQTT-6.0.0-4]).
     assert_eq!(a.subprotocol, "mqttv3.1");
     assert!(a
         .response
