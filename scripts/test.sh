@@ -47,14 +47,16 @@ step "SPEC-COVERAGE.md"
 python3 tests/spec_coverage.py --check
 
 if [ "$FUZZ_SECONDS" != 0 ]; then
-  step "fuzz smoke: decode, ${FUZZ_SECONDS}s"
-  # cargo-fuzz wants nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain
-  # take them, and --sanitizer none needs no sanitizer runtime. New inputs go
-  # to a scratch corpus so the seeds in the repository stay as they are.
-  scratch="$(mktemp -d)"
-  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none decode "$scratch" corpus/decode -- \
-      -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1)
-  rm -rf "$scratch"
+  for target in decode ws_frames; do
+    step "fuzz smoke: $target, ${FUZZ_SECONDS}s"
+    # cargo-fuzz wants nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain
+    # take them, and --sanitizer none needs no sanitizer runtime. New inputs go
+    # to a scratch corpus so the seeds in the repository stay as they are.
+    scratch="$(mktemp -d)"
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" "$scratch" "corpus/$target" -- \
+        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1)
+    rm -rf "$scratch"
+  done
 fi
 echo
 echo "all checks passed"
