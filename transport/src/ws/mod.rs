@@ -72,8 +72,10 @@ pub trait ReadReady {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
-/// How much is read from the inner stream at a time.
-const READ_CHUNK: usize = 8 * 1024;
+/// How much is read from the inner stream at a time: what the caller has
+/// room for, within these bounds.
+const MIN_READ_CHUNK: usize = 1024;
+const MAX_READ_CHUNK: usize = 64 * 1024;
 
 /// Runs the server side of the opening handshake on `io`: reads the
 /// upgrade request (at most `settings.max_request_size` bytes), answers
@@ -221,6 +223,9 @@ impl<S: AsyncWrite + Unpin> WsStream<S> {
                 Poll::Pending => return Poll::Pending,
             }
         }
+        if self.control.capacity() > 0 {
+            self.control = BytesMut::new();
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -268,7 +273,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
                     this.read = ReadState::Closed;
                 }
                 Ok(Decoded::NeedMore) => {
-                    this.raw.reserve(READ_CHUNK);
+                    // As much as the caller takes (bounded), so a busy
+                    // reader needs no more reads than over plain TCP.
+                    this.raw
+                        .reserve(buf.remaining().clamp(MIN_READ_CHUNK, MAX_READ_CHUNK));
                     match tokio_util::io::poll_read_buf(
                         Pin::new(&mut this.inner),
                         cx,
@@ -282,7 +290,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
                         }
                         Poll::Ready(Ok(_)) => {}
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => return Poll::Pending,
+                        Poll::Pending => {
+                            // Nothing buffered: an idle connection keeps no
+                            // read buffer (it may park for a long time).
+                            if this.raw.is_empty() {
+                                this.raw = BytesMut::new();
+                            }
+                            return Poll::Pending;
+                        }
                     }
                 }
                 Err(e) => {
