@@ -101,6 +101,10 @@ pub(crate) struct Args {
     /// No per-second progress lines on stderr.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// MQTT over WebSocket: upgrade on PATH (default /mqtt) of a `ws`
+    /// listener, then one binary frame per flush.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "/mqtt")]
+    pub(crate) ws: Option<String>,
 }
 
 /// Invalid options.
@@ -155,6 +159,8 @@ pub(crate) struct Config {
     pub(crate) connect_parallel: u32,
     pub(crate) source_ips: u8,
     pub(crate) quiet: bool,
+    /// `--ws PATH`.
+    pub(crate) ws: Option<String>,
 }
 
 impl Config {
@@ -291,6 +297,7 @@ impl TryFrom<Args> for Config {
             connect_parallel: a.connect_parallel,
             source_ips: a.source_ips,
             quiet: a.quiet,
+            ws: a.ws,
         })
     }
 }

@@ -309,7 +309,10 @@ impl Engine {
             rbuf,
             now,
         ) {
-            Ok(c) => {
+            Ok(mut c) => {
+                if let Some(path) = &self.cfg.ws {
+                    c.use_websocket(&self.cfg.addr.to_string(), path);
+                }
                 self.conns.push(c);
                 self.handshaking += 1;
             }

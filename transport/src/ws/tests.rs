@@ -220,7 +220,9 @@ async fn a_packet_split_over_frames_and_packets_sharing_a_frame() {
     // Waiting for more with nothing buffered, it holds no read buffer (an
     // idle, parked connection costs no more than over plain TCP).
     let mut buf = [0u8; 8];
-    assert!(futures_poll_once(Box::pin(ws.read(&mut buf))).await.is_none());
+    assert!(futures_poll_once(Box::pin(ws.read(&mut buf)))
+        .await
+        .is_none());
     assert_eq!(ws.raw.capacity(), 0);
     assert_eq!(ws.control.capacity(), 0);
 }
