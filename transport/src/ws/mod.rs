@@ -72,6 +72,12 @@ pub trait ReadReady {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
+/// Pongs queued beyond this many bytes of control frames are dropped.
+const MAX_CONTROL_QUEUE: usize = 1024;
+/// Reads of the inner stream in one `poll_read` that produced no payload
+/// (control frames only) before it yields.
+const MAX_READS_PER_POLL: usize = 4;
+
 /// How much is read from the inner stream at a time: what the caller has
 /// room for, within these bounds.
 const MIN_READ_CHUNK: usize = 1024;
@@ -237,6 +243,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let mut reads = 0;
         loop {
             match this.read {
                 ReadState::Open => {}
@@ -258,7 +265,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
                     return Poll::Ready(Ok(()));
                 }
                 Ok(Decoded::Control(Control::Ping(payload))) => {
-                    if !this.close_queued {
+                    // A peer that pings faster than it reads gets pongs for
+                    // some of its pings only (RFC 6455 §5.5.3 allows
+                    // answering the latest), so the queue stays bounded.
+                    if !this.close_queued && this.control.len() < MAX_CONTROL_QUEUE {
                         frame::push_control(&mut this.control, frame::OP_PONG, &payload);
                     }
                     // Sent now if nothing is in the way, else after the
@@ -273,6 +283,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
                     this.read = ReadState::Closed;
                 }
                 Ok(Decoded::NeedMore) => {
+                    if reads == MAX_READS_PER_POLL {
+                        // Only control frames so far: let the other tasks
+                        // of this thread run, then go on.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    reads += 1;
                     // As much as the caller takes (bounded), so a busy
                     // reader needs no more reads than over plain TCP.
                     this.raw

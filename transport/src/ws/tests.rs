@@ -380,6 +380,8 @@ type Slices = Vec<(usize, usize)>;
 #[derive(Default)]
 struct Chunky {
     max: usize,
+    /// What reads return, as much as fits each time.
+    input: Vec<u8>,
     out: Vec<u8>,
     pending_next: bool,
     calls: Arc<Mutex<Vec<Slices>>>,
@@ -389,9 +391,16 @@ impl AsyncRead for Chunky {
     fn poll_read(
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
-        _: &mut ReadBuf<'_>,
+        buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Poll::Pending
+        let this = self.get_mut();
+        if this.input.is_empty() {
+            return Poll::Pending;
+        }
+        let n = this.input.len().min(buf.remaining());
+        buf.put_slice(&this.input[..n]);
+        this.input.drain(..n);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -519,4 +528,81 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F
         })
     })
     .await
+}
+
+#[tokio::test]
+async fn a_ping_flood_is_bounded_and_yields() {
+    // 100 kB of pings, then a PINGREQ, through a pipe of 256 bytes each
+    // way that nobody reads from the server's side: the pong queue stays
+    // bounded, and read calls return (Pending with a wake-up) after a few
+    // reads of control frames only, until the PINGREQ arrives.
+    let (server, mut client) = tokio::io::duplex(256);
+    let mut ws = WsStream::with_buffered(server, 1024, BytesMut::new());
+    let mut flood = Vec::new();
+    for _ in 0..5000 {
+        flood.extend(client_frame(true, 0x9, b"0123456789abcdef", [1, 2, 3, 4]));
+    }
+    flood.extend(binary(b"\xc0\x00"));
+    let writer = tokio::spawn(async move {
+        client.write_all(&flood).await.unwrap();
+        client
+    });
+    let mut polls = 0;
+    let mut buf = [0u8; 2];
+    loop {
+        polls += 1;
+        assert!(polls < 100_000, "no PINGREQ");
+        let read = Box::pin(ws.read(&mut buf));
+        match futures_poll_once(read).await {
+            Some(n) => {
+                assert_eq!(n.unwrap(), 2);
+                break;
+            }
+            None => {
+                assert!(ws.control.len() <= 1024 + 127, "{}", ws.control.len());
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    assert_eq!(&buf, b"\xc0\x00");
+    assert!(polls > 1, "the flood was read in one call");
+    assert!(ws.control.len() >= 1024, "the pipe took every pong");
+    drop(writer.await.unwrap());
+}
+
+#[tokio::test]
+async fn a_read_of_control_frames_only_yields() {
+    // All there at once: 1 MB of pings, then a PINGREQ. One read call gives
+    // up after a few reads of pings only (instead of working through the
+    // whole megabyte while other connections wait); later calls get on.
+    let mut input = Vec::new();
+    for _ in 0..50_000 {
+        input.extend(client_frame(true, 0x9, b"0123456789abcdef", [1, 2, 3, 4]));
+    }
+    input.extend(binary(b"\xc0\x00"));
+    let inner = Chunky {
+        max: usize::MAX,
+        input,
+        pending_next: true,
+        ..Chunky::default()
+    };
+    let mut ws = WsStream::with_buffered(inner, 1024, BytesMut::new());
+    let mut buf = [0u8; 2];
+    assert!(futures_poll_once(Box::pin(ws.read(&mut buf)))
+        .await
+        .is_none());
+    assert!(ws.get_ref().input.len() > 900_000);
+    assert_eq!(read_exact_from(&mut ws, 2).await, b"\xc0\x00");
+}
+
+async fn read_exact_from<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WsStream<S>,
+    n: usize,
+) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(LIMIT, ws.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    buf
 }
