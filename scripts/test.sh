@@ -39,6 +39,16 @@ TERN_BIN="$PWD/target/debug/tern" python3 -m pytest -q tests/clients
 step "MQTT.js tests over WebSocket (tests/js)"
 (cd tests/js && TERN_BIN="$PWD/../../target/debug/tern" node --test)
 
+# The headless-browser check (MQTT.js in Debian's chromium over ws://, ~2 s)
+# runs where chromium is installed; scripts/install-test-deps.sh does not
+# install it (a large package).
+if command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1; then
+  step "MQTT.js in headless chromium over WebSocket (tests/js/browser.mjs)"
+  TERN_BIN="$PWD/target/debug/tern" node tests/js/browser.mjs
+else
+  step "headless-browser test skipped: no chromium (apt-get install chromium to run it)"
+fi
+
 step "load smoke: tern-bench against tern (benches/smoke.sh)"
 cargo build --locked -p tern-benches --bin tern-bench
 TERN_BIN="$PWD/target/debug/tern" TERN_BENCH="$PWD/target/debug/tern-bench" benches/smoke.sh
