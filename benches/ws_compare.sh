@@ -19,7 +19,8 @@ if [ ! -x "$TERN_BIN" ] || [ ! -x "$BENCH" ]; then
   cargo build --release --locked -p tern-broker -p tern-benches >&2
 fi
 OUT="$(mktemp -d)"
-trap 'rm -rf "$OUT"' EXIT
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$OUT"' EXIT
 cat >"$OUT/tern.toml" <<CONF
 bind = ["127.0.0.1:18881"]
 metrics_bind = ""
@@ -43,12 +44,18 @@ for run in $(seq 1 "$RUNS"); do
     for transport in tcp ws; do
       "$TERN_BIN" --config "$OUT/tern.toml" >"$OUT/tern.log" 2>&1 &
       pid=$!
-      for _ in $(seq 100); do grep -q "listening on 127.0.0.1:18882" "$OUT/tern.log" && break; sleep 0.05; done
+      # Both listeners accept before the run starts.
+      for _ in $(seq 200); do
+        if (exec 3<>/dev/tcp/127.0.0.1/18881) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/18882) 2>/dev/null; then break; fi
+        kill -0 "$pid" 2>/dev/null || { cat "$OUT/tern.log" >&2; exit 1; }
+        sleep 0.05
+      done
       if [ "$transport" = ws ]; then port=18882; extra=--ws; else port=18881; extra=; fi
       # shellcheck disable=SC2046
       line=$("$BENCH" $(scenario_args "$scenario") --duration "$SECS" --port "$port" $extra \
         --broker-pid "$pid" --quiet | grep '^scenario=')
       kill -TERM "$pid"; wait "$pid" || true
+      pid=""
       echo "$scenario $transport $line" >>"$OUT/results"
       echo "run $run $scenario $transport: $(echo "$line" | tr ' ' '\n' | grep -E '^(deliveries_per_broker_cpu_s|delivery_rate|lost)=' | tr '\n' ' ')" >&2
     done
