@@ -92,11 +92,22 @@ async function run() {
     }
     tern.kill("SIGTERM");
     if (server) server.close();
-    const clean = () => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    const clean = () => {
+      try {
+        rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
+      } catch (e) {
+        console.error(`browser test: could not remove ${dir}: ${e.message}`);
+      }
+    };
     if (browser && browser.exitCode === null) {
-      // The profile is the browser's until it has exited.
-      browser.once("exit", clean);
-      browser.kill("SIGKILL");
+      // The profile is the browser's until it and its helper processes
+      // (its own process group) have exited.
+      browser.once("exit", () => setTimeout(clean, 200));
+      try {
+        process.kill(-browser.pid, "SIGKILL");
+      } catch {
+        browser.kill("SIGKILL");
+      }
     } else {
       clean();
     }
@@ -141,6 +152,6 @@ async function run() {
       `--user-data-dir=${join(dir, "profile")}`,
       page,
     ],
-    { stdio: "ignore" },
+    { stdio: "ignore", detached: true },
   );
 }
