@@ -110,6 +110,10 @@ pub(crate) struct Args {
     /// Name the broker's certificate must carry (--tls).
     #[arg(long, default_value = "localhost")]
     pub(crate) tls_name: String,
+    /// MQTT over WebSocket: upgrade on PATH (default /mqtt) of a `ws`
+    /// listener, then one binary frame per flush (not with --tls).
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "/mqtt", conflicts_with = "tls")]
+    pub(crate) ws: Option<String>,
 }
 
 /// Invalid options.
@@ -168,6 +172,8 @@ pub(crate) struct Config {
     pub(crate) quiet: bool,
     /// TLS client settings and the server name to verify (--tls).
     pub(crate) tls: Option<crate::conn::TlsClient>,
+    /// `--ws PATH`.
+    pub(crate) ws: Option<String>,
 }
 
 impl Config {
@@ -311,6 +317,7 @@ impl TryFrom<Args> for Config {
             source_ips: a.source_ips,
             quiet: a.quiet,
             tls,
+            ws: a.ws,
         })
     }
 }

@@ -13,6 +13,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::frame::{self, Frame, FrameError};
+use crate::ws::{WsClient, WsError};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,8 @@ pub(crate) enum ConnError {
     Frame(#[from] FrameError),
     #[error("frame of {0} bytes exceeds the MQTT maximum")]
     TooLarge(usize),
+    #[error("{0}")]
+    Ws(#[from] WsError),
 }
 
 /// The TLS client side of `--tls`: the rustls configuration (the CAs of
@@ -129,6 +132,8 @@ pub(crate) struct Conn {
     pub(crate) last_tx_ns: u64,
     /// When the TCP connect started.
     pub(crate) started_ns: u64,
+    /// MQTT over WebSocket (`--ws`): `wbuf` is framed into it on flush.
+    ws: Option<Box<WsClient>>,
 }
 
 /// Source address of connection `i` when connections are spread over
@@ -179,6 +184,7 @@ impl Conn {
             dirty: false,
             last_tx_ns: now,
             started_ns: now,
+            ws: None,
         })
     }
 
@@ -187,6 +193,12 @@ impl Conn {
     pub(crate) fn with_tls(mut self, tls: Option<&TlsClient>) -> io::Result<Self> {
         self.tls = tls.map(TlsClient::connect).transpose()?;
         Ok(self)
+    }
+
+    /// Speak MQTT over WebSocket: the upgrade request for `path` goes out
+    /// with the first flush, ahead of the CONNECT.
+    pub(crate) fn use_websocket(&mut self, host: &str, path: &str) {
+        self.ws = Some(Box::new(WsClient::new(host, path)));
     }
 
     /// After a writable event in `Connecting`: `Ok(true)` once established,
@@ -208,13 +220,39 @@ impl Conn {
     /// Bytes queued but not yet accepted by the socket.
     pub(crate) fn pending_write(&self) -> usize {
         let records = self.tls.as_ref().is_some_and(|t| t.wants_write());
-        self.wbuf.len() - self.wpos + usize::from(records)
+        self.wbuf.len() - self.wpos
+            + usize::from(records)
+            + self.ws.as_ref().map_or(0, |ws| ws.pending())
     }
 
     /// Write queued bytes until done or the socket is full.
     pub(crate) fn flush(&mut self, now: u64) -> io::Result<()> {
         if self.tls.is_some() {
             return self.flush_tls(now);
+        }
+        if let Some(ws) = self.ws.as_mut() {
+            if self.wpos < self.wbuf.len() {
+                ws.frame(&self.wbuf[self.wpos..]);
+                self.wbuf.clear();
+                self.wpos = 0;
+            }
+            while ws.opos < ws.out.len() {
+                match self.sock.write(&ws.out[ws.opos..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        ws.opos += n;
+                        self.last_tx_ns = now;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.write_blocked = true;
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.write_blocked = false;
+            return Ok(());
         }
         while self.wpos < self.wbuf.len() {
             match self.sock.write(&self.wbuf[self.wpos..]) {
@@ -318,6 +356,76 @@ impl Conn {
     /// Make room (compacting, or growing for a frame larger than the buffer)
     /// and read once.
     pub(crate) fn fill(&mut self) -> Result<Fill, ConnError> {
+        if self.ws.is_some() {
+            return self.fill_ws();
+        }
+        self.make_room()?;
+        if self.tls.is_some() {
+            return self.fill_tls();
+        }
+        loop {
+            return match self.sock.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => Ok(Fill::Eof),
+                Ok(n) => {
+                    let short = self.rend + n < self.rbuf.len();
+                    self.rend += n;
+                    Ok(if short { Fill::Drained } else { Fill::Data })
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::WouldBlock),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+
+    /// `fill` over WebSocket: one read, whose frames' payloads go to the
+    /// MQTT buffer.
+    fn fill_ws(&mut self) -> Result<Fill, ConnError> {
+        let Some(mut ws) = self.ws.take() else {
+            return Ok(Fill::WouldBlock);
+        };
+        let result = loop {
+            match self.sock.read(&mut ws.scratch) {
+                Ok(0) => break Ok(Fill::Eof),
+                Ok(n) => {
+                    let short = n < ws.scratch.len();
+                    let mut err = None;
+                    if let Err(e) = ws.receive(n, |p| {
+                        if err.is_none() {
+                            err = self.push_payload(p).err();
+                        }
+                    }) {
+                        break Err(e.into());
+                    }
+                    if let Some(e) = err {
+                        break Err(e);
+                    }
+                    break Ok(if short { Fill::Drained } else { Fill::Data });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(Fill::WouldBlock),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e.into()),
+            }
+        };
+        self.ws = Some(ws);
+        result
+    }
+
+    /// Appends unwrapped MQTT bytes to the read buffer.
+    fn push_payload(&mut self, mut p: &[u8]) -> Result<(), ConnError> {
+        while !p.is_empty() {
+            self.make_room()?;
+            let n = p.len().min(self.rbuf.len() - self.rend);
+            self.rbuf[self.rend..self.rend + n].copy_from_slice(&p[..n]);
+            self.rend += n;
+            p = &p[n..];
+        }
+        Ok(())
+    }
+
+    /// Room at the end of the read buffer: compacts, or grows it for a
+    /// frame larger than the buffer.
+    fn make_room(&mut self) -> Result<(), ConnError> {
         if self.rend == self.rbuf.len() {
             if self.rstart > 0 {
                 self.rbuf.copy_within(self.rstart..self.rend, 0);
@@ -335,22 +443,7 @@ impl Conn {
                 self.rbuf.resize(need.max(self.rbuf.len() * 2), 0);
             }
         }
-        if self.tls.is_some() {
-            return self.fill_tls();
-        }
-        loop {
-            return match self.sock.read(&mut self.rbuf[self.rend..]) {
-                Ok(0) => Ok(Fill::Eof),
-                Ok(n) => {
-                    let short = self.rend + n < self.rbuf.len();
-                    self.rend += n;
-                    Ok(if short { Fill::Drained } else { Fill::Data })
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::WouldBlock),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e.into()),
-            };
-        }
+        Ok(())
     }
 }
 

@@ -311,7 +311,10 @@ impl Engine {
         )
         .and_then(|c| c.with_tls(self.cfg.tls.as_ref()));
         match opened {
-            Ok(c) => {
+            Ok(mut c) => {
+                if let Some(path) = &self.cfg.ws {
+                    c.use_websocket(&self.cfg.addr.to_string(), path);
+                }
                 self.conns.push(c);
                 self.handshaking += 1;
             }

@@ -21,6 +21,7 @@ mod seq;
 mod state;
 mod sys;
 mod traffic;
+mod ws;
 
 use clap::Parser;
 

@@ -130,6 +130,8 @@ fn listener_spec(listener: &ListenerConfig) -> Result<ListenerSpec, BrokerError>
     let kind = match listener.kind {
         ListenerKindConfig::Tcp if est.tls.is_none() => ListenerKind::Tcp,
         ListenerKindConfig::Tls if est.tls.is_some() => ListenerKind::Tls,
+        ListenerKindConfig::Ws if est.tls.is_none() => ListenerKind::Ws,
+        ListenerKindConfig::Wss if est.tls.is_some() => ListenerKind::Wss,
         kind => {
             return Err(BrokerError::ListenerKind {
                 name: listener.name.clone(),
@@ -148,7 +150,13 @@ fn listener_spec(listener: &ListenerConfig) -> Result<ListenerSpec, BrokerError>
                     TlsMinVersion::Tls12 => TlsVersion::Tls12,
                     TlsMinVersion::Tls13 => TlsVersion::Tls13,
                 },
-                alpn: vec![b"mqtt".to_vec()],
+                // Browsers offer only http/1.1 for wss; rustls refuses a
+                // client whose offer has nothing in common with ours.
+                alpn: if kind == ListenerKind::Wss {
+                    vec![b"http/1.1".to_vec()]
+                } else {
+                    vec![b"mqtt".to_vec()]
+                },
             };
             let server = TlsServer::load(files).map_err(|source| BrokerError::Tls {
                 name: listener.name.clone(),
@@ -333,12 +341,19 @@ mod tests {
             limits: Default::default(),
             access: Default::default(),
             establish: Default::default(),
+            ws: Default::default(),
         };
         let spec = listener_spec(&config).unwrap();
         assert_eq!(&*spec.name, "internal");
         assert_eq!(spec.bind, config.bind);
         assert_eq!(spec.kind, ListenerKind::Tcp);
         assert_eq!(spec.backlog, ListenerSpec::DEFAULT_BACKLOG);
+
+        let ws = ListenerConfig {
+            kind: ListenerKindConfig::Ws,
+            ..config.clone()
+        };
+        assert_eq!(listener_spec(&ws).unwrap().kind, ListenerKind::Ws);
 
         // A hand-built Config skips validation: the broker refuses too.
         let tls = ListenerConfig {
@@ -373,6 +388,7 @@ mod tests {
                 limits: Default::default(),
                 access: Default::default(),
                 establish: Default::default(),
+                ws: Default::default(),
             }],
             metrics_bind: None,
             workers: 1,

@@ -50,6 +50,11 @@ fn record_worker_value(worker: &str, name: &'static str, value: u64) -> bool {
         counter!("tern_malformed_packets_total", "worker" => w, "reason" => reason).absolute(value);
         return true;
     }
+    if let Some(reason) = name.strip_prefix("ws_upgrade_failed_") {
+        counter!("tern_ws_upgrade_failures_total", "worker" => w, "reason" => reason)
+            .absolute(value);
+        return true;
+    }
     if let Some(reason) = name.strip_prefix("dropped_") {
         counter!("tern_messages_dropped_total", "worker" => w, "reason" => reason).absolute(value);
         return true;

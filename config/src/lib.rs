@@ -17,9 +17,9 @@
 //!   at its default.
 //! * Listeners: each `bind` address (file, `--bind`, `TERN_BIND`) is a tcp
 //!   listener; the file may add `[[listener]]` tables (`bind`, `kind`,
-//!   `name`, `proxy_protocol`, `handshake_timeout`, `tls.*`) after them.
-//!   Flag and variable replace the file's listeners, tables included.
-//!   Kinds `tcp` and `tls` are accepted so far.
+//!   `name`, `proxy_protocol`, `handshake_timeout`, `tls.*`, and `ws` for
+//!   WebSocket listeners) after them. Flag and variable replace the file's
+//!   listeners, tables included.
 //! * `tern check-config FILE` returns [`Command::CheckConfig`]; the binary then
 //!   calls [`parse_file`] and reports.
 //!
@@ -41,6 +41,7 @@ mod listener;
 mod listener_limits;
 mod mqtt;
 mod tls;
+mod ws;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -63,6 +64,7 @@ pub use mqtt::Mqtt;
 pub use tls::{
     EstablishConfig, TlsConfig, TlsMinVersion, DEFAULT_HANDSHAKE_TIMEOUT, MAX_HANDSHAKE_TIMEOUT,
 };
+pub use ws::WsConfig;
 
 use layer::Layer;
 

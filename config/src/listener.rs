@@ -9,6 +9,11 @@
 //! name = "internal"                # default "tcp:127.0.0.1:1884"
 //! limits = { max_connections = 100 } # see `ListenerLimits`
 //! # proxy_protocol, handshake_timeout and the tls table: see `tls`.
+//!
+//! [[listener]]
+//! bind = "0.0.0.0:8080"
+//! kind = "ws"                      # MQTT over WebSocket
+//! ws = { path = "/mqtt" }          # see `ws.rs`
 //! ```
 //!
 //! A file may use both: its listeners are the `bind` addresses followed by
@@ -25,6 +30,7 @@ use serde::Deserialize;
 use crate::access::ListenerAccess;
 use crate::listener_limits::ListenerLimits;
 use crate::tls::{EstablishConfig, TlsConfig};
+use crate::ws::{self, WsConfig};
 use crate::ConfigError;
 
 /// A listener's transport, as the config file spells it (`kind`). The
@@ -37,10 +43,10 @@ pub enum ListenerKindConfig {
     Tcp,
     /// MQTT over TLS (`"tls"`), with its `tls` table.
     Tls,
-    /// MQTT over WebSocket (`"ws"`): not supported yet, rejected by validation.
+    /// MQTT over WebSocket (`"ws"`), settings in [`ListenerConfig::ws`].
     Ws,
-    /// MQTT over WebSocket over TLS (`"wss"`): not supported yet, rejected
-    /// by validation.
+    /// MQTT over WebSocket over TLS (`"wss"`): the `tls` table and the
+    /// [`ListenerConfig::ws`] settings.
     Wss,
 }
 
@@ -72,6 +78,8 @@ pub struct ListenerConfig {
     pub access: ListenerAccess,
     /// PROXY header, TLS and handshake timeout (see [`EstablishConfig`]).
     pub establish: EstablishConfig,
+    /// WebSocket settings (`ws` table), for kinds `ws` and `wss`.
+    pub ws: WsConfig,
 }
 
 impl ListenerConfig {
@@ -85,6 +93,7 @@ impl ListenerConfig {
             limits: ListenerLimits::default(),
             access: ListenerAccess::default(),
             establish: EstablishConfig::default(),
+            ws: WsConfig::default(),
         }
     }
 
@@ -106,6 +115,12 @@ impl ListenerConfig {
             && self.limits.is_default()
             && self.access.is_empty()
             && self.establish == EstablishConfig::default()
+            && self.ws == WsConfig::default()
+    }
+
+    /// True for the kinds that speak WebSocket (`ws`, `wss`).
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.kind, ListenerKindConfig::Ws | ListenerKindConfig::Wss)
     }
 }
 
@@ -133,9 +148,10 @@ impl PartialEq<SocketAddr> for ListenerConfig {
 }
 
 /// As the file would write it: the bare address for a shorthand, otherwise
-/// an inline table `{ name = "…", bind = "…", kind = "…" }`. The listener's
-/// `limits` are not part of it (`Config::entries` lists them apart, as a
-/// reload applies them while the listener stays bound).
+/// an inline table `{ name = "…", bind = "…", kind = "…" }` (with its
+/// TLS, access and `ws` settings when they are not the defaults). The
+/// listener's `limits` are not part of it (`Config::entries` lists them
+/// apart, as a reload applies them while the listener stays bound).
 impl fmt::Display for ListenerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_shorthand() {
@@ -148,6 +164,13 @@ impl fmt::Display for ListenerConfig {
         )?;
         if !self.access.is_empty() {
             write!(f, ", access = {}", self.access)?;
+        }
+        if self.ws != WsConfig::default() {
+            write!(
+                f,
+                ", ws = {{ path = {:?}, max_frame_size = {} }}",
+                self.ws.path, self.ws.max_frame_size
+            )?;
         }
         f.write_str(" }")
     }
@@ -168,6 +191,7 @@ pub(crate) struct ListenerTable {
     proxy_protocol: Option<bool>,
     handshake_timeout: Option<u32>,
     tls: Option<TlsConfig>,
+    ws: Option<WsConfig>,
 }
 
 impl ListenerTable {
@@ -186,6 +210,7 @@ impl ListenerTable {
                 self.handshake_timeout,
                 self.tls,
             ),
+            ws: self.ws.unwrap_or_default(),
         }
     }
 }
@@ -198,7 +223,8 @@ pub(crate) fn merge(bind: Vec<SocketAddr>, tables: Vec<ListenerTable>) -> Vec<Li
         .collect()
 }
 
-/// At least one listener; every name non-empty and every kind supported;
+/// At least one listener; every name non-empty and every kind supported,
+/// with valid `ws` settings where it speaks WebSocket (and none elsewhere);
 /// no address (port 0 aside) and no name used twice.
 pub(crate) fn validate(listeners: &[ListenerConfig]) -> Result<(), ConfigError> {
     if listeners.is_empty() {
@@ -216,11 +242,13 @@ pub(crate) fn validate(listeners: &[ListenerConfig]) -> Result<(), ConfigError> 
         }
         l.limits.validate(&l.name)?;
         l.establish.validate(&l.name, l.kind)?;
-        if !matches!(l.kind, ListenerKindConfig::Tcp | ListenerKindConfig::Tls) {
+        if l.is_websocket() {
+            ws::validate(&l.name, &l.ws)?;
+        } else if l.ws != WsConfig::default() {
             return Err(ConfigError::Invalid {
-                key: "listener.kind",
+                key: "listener.ws",
                 reason: format!(
-                    "listener `{}` ({}): kind \"{}\" is not supported yet; only \"tcp\" and \"tls\" listeners are available in this version",
+                    "listener `{}` ({}): `ws` settings on a \"{}\" listener; they apply to kinds \"ws\" and \"wss\"",
                     l.name, l.bind, l.kind
                 ),
             });
@@ -275,6 +303,7 @@ mod tests {
             limits: ListenerLimits::default(),
             access: ListenerAccess::default(),
             establish: EstablishConfig::default(),
+            ws: WsConfig::default(),
         }
     }
 
@@ -310,6 +339,7 @@ mod tests {
             proxy_protocol: None,
             handshake_timeout: None,
             tls: None,
+            ws: None,
         }];
         let all = merge(vec![addr("127.0.0.1:1")], tables);
         assert_eq!(all, [addr("127.0.0.1:1"), addr("127.0.0.1:2")]);
@@ -323,9 +353,20 @@ mod tests {
             err.to_string(),
             "invalid `listener.tls`: listener `secure`: kind \"tls\" needs tls.certfile and tls.keyfile"
         );
-        let l = named("w", "0.0.0.0:8080", ListenerKindConfig::Ws);
+        let l = named("w", "0.0.0.0:8443", ListenerKindConfig::Wss);
         let err = validate(&[l]).unwrap_err().to_string();
-        assert!(err.contains("kind \"ws\" is not supported yet"), "{err}");
+        assert!(err.contains("kind \"wss\" needs tls.certfile"), "{err}");
+
+        // A ws listener's settings are checked; a tcp listener has none.
+        let mut w = named("w", "0.0.0.0:8080", ListenerKindConfig::Ws);
+        validate(std::slice::from_ref(&w)).unwrap();
+        w.ws.path = "mqtt".into();
+        let err = validate(std::slice::from_ref(&w)).unwrap_err().to_string();
+        assert!(err.contains("`listener.ws.path`"), "{err}");
+        let mut t = named("t", "0.0.0.0:1883", ListenerKindConfig::Tcp);
+        t.ws.path = "/x".into();
+        let err = validate(&[t]).unwrap_err().to_string();
+        assert!(err.contains("`listener.ws`: listener `t`"), "{err}");
 
         let err = validate(&[named(" ", "127.0.0.1:1", ListenerKindConfig::Tcp)]).unwrap_err();
         assert!(err.to_string().contains("`listener.name`"), "{err}");

@@ -375,6 +375,7 @@ fn listener_tables_parse_with_defaults() {
                 limits: ListenerLimits::default(),
                 access: Default::default(),
                 establish: EstablishConfig::default(),
+                ws: WsConfig::default(),
             },
             ListenerConfig {
                 name: "internal".into(),
@@ -383,10 +384,39 @@ fn listener_tables_parse_with_defaults() {
                 limits: ListenerLimits::default(),
                 access: Default::default(),
                 establish: EstablishConfig::default(),
+                ws: WsConfig::default(),
             },
         ]
     );
     assert_eq!(run(&["-c", &file.arg()], &[]).unwrap(), c);
+
+    // A WebSocket listener with its settings, and one with the defaults.
+    let c = parse_str(
+        "[[listener]]\nbind = \"127.0.0.1:8080\"\nkind = \"ws\"\n\
+         ws = { path = \"/ws\", max_frame_size = 4096 }\n\
+         [[listener]]\nbind = \"127.0.0.1:8081\"\nkind = \"ws\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.listeners[0].kind, ListenerKindConfig::Ws);
+    assert_eq!(c.listeners[0].name, "ws:127.0.0.1:8080");
+    assert_eq!(
+        c.listeners[0].ws,
+        WsConfig {
+            path: "/ws".into(),
+            max_frame_size: 4096
+        }
+    );
+    assert_eq!(c.listeners[1].ws, WsConfig::default());
+    assert_eq!(
+        c.listeners[0].to_string(),
+        "{ name = \"ws:127.0.0.1:8080\", bind = \"127.0.0.1:8080\", kind = \"ws\", ws = { path = \"/ws\", max_frame_size = 4096 } }"
+    );
+    let err = parse_str(
+        "[[listener]]\nbind = \"127.0.0.1:8080\"\nkind = \"ws\"\nws = { paht = \"/\" }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("paht"), "{err}");
 
     // The inline-array spelling of the same table array.
     let c = parse_str("listener = [{ bind = \"127.0.0.1:1884\" }]\n").unwrap();
@@ -394,13 +424,7 @@ fn listener_tables_parse_with_defaults() {
 }
 
 #[test]
-fn listener_kinds_other_than_tcp_and_tls_are_rejected() {
-    let text = "[[listener]]\nbind = \"0.0.0.0:8883\"\nkind = \"ws\"\n";
-    let err = parse_str(text).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "invalid `listener.kind`: listener `ws:0.0.0.0:8883` (0.0.0.0:8883): kind \"ws\" is not supported yet; only \"tcp\" and \"tls\" listeners are available in this version"
-    );
+fn tls_kinds_need_their_tls_table() {
     for kind in ["tls", "wss"] {
         let text = format!("[[listener]]\nbind = \"0.0.0.0:8883\"\nkind = \"{kind}\"\n");
         let err = parse_str(&text).unwrap_err();

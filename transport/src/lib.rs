@@ -29,8 +29,12 @@
 //!    session), [`Stream::detach`] it into a `Send` [`DetachedStream`] and
 //!    [`Stream::attach`] it in the other worker's runtime.
 //!
-//! [`Stream`] wraps an enum over transports (TCP, TLS; WebSocket slots in
-//! as one more variant) implementing `AsyncRead + AsyncWrite`, with vectored
+//! 4a. On a WebSocket listener, the worker runs the HTTP upgrade with
+//!    [`Stream::accept_websocket`] (bounded by the caller's timeout) before
+//!    anything else is read.
+//!
+//! [`Stream`] wraps an enum over transports (TCP, TLS, WebSocket over
+//! either) implementing `AsyncRead + AsyncWrite`, with vectored
 //! writes forwarded so header + payload go out in one `writev`. It and
 //! [`Accepted`] carry the name of the listener they came from
 //! ([`ListenerSpec::name`]).
@@ -44,6 +48,7 @@ pub mod proxy;
 mod rate;
 mod stream;
 pub mod tls;
+pub mod ws;
 
 pub use establish::{Establish, EstablishError, Established, FailureReason};
 pub use limiter::{ConnectionLimiter, ConnectionPermit, LimitExceeded};
@@ -51,6 +56,7 @@ pub use listener::{bind, set_socket_buffers, Accepted, Listener, ListenerKind, L
 pub use rate::{ConnectRate, RateLimits, RateRefusal, RateStats};
 pub use stream::{DetachedStream, Stream};
 pub use tls::{CertSubject, TlsError, TlsFiles, TlsServer, TlsVersion};
+pub use ws::{UpgradeError, WsSettings};
 
 use std::io;
 use std::net::SocketAddr;

@@ -12,8 +12,8 @@ use tokio::io::Interest;
 
 use crate::{Establish, TransportError};
 
-/// The transport a listener speaks. More kinds (WebSocket) come later; a
-/// PROXY header is a step of any kind ([`Establish::proxy_protocol`]).
+/// The transport a listener speaks; a PROXY header is a step of any kind
+/// ([`Establish::proxy_protocol`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ListenerKind {
@@ -21,6 +21,11 @@ pub enum ListenerKind {
     Tcp,
     /// TLS over TCP ([`Establish::tls`] holds its configuration).
     Tls,
+    /// MQTT over WebSocket over TCP (the upgrade runs on the worker, see
+    /// [`crate::Stream::accept_websocket`]).
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
 }
 
 impl fmt::Display for ListenerKind {
@@ -28,6 +33,8 @@ impl fmt::Display for ListenerKind {
         f.write_str(match self {
             Self::Tcp => "tcp",
             Self::Tls => "tls",
+            Self::Ws => "ws",
+            Self::Wss => "wss",
         })
     }
 }

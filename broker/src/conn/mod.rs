@@ -15,6 +15,7 @@
 mod auth;
 mod connect;
 mod link;
+mod websocket;
 
 use crate::client::{ClientKey, ClientState};
 use crate::deliver::{ConnCell, ConnShared};
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 use tern_codec::{Connect, DecodeError, Decoder, ReasonCode};
 use tern_session::auth::Authenticated;
 use tern_session::{CloseReason, Event};
-use tern_transport::{Accepted, ConnectionPermit, Stream};
+use tern_transport::{Accepted, ConnectionPermit, ListenerKind, Stream};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 enum Io {
@@ -67,29 +68,33 @@ pub(crate) fn spawn_accepted(
     let guard = start_task(worker);
     let peer = accepted.peer;
     let establish = accepted.establish.clone();
+    let websocket = matches!(accepted.kind, ListenerKind::Ws | ListenerKind::Wss);
     // Registered before the task exists (the worker's runtime is current
     // here), so the task's future is `run` alone, not `run` plus the socket
     // it was registered from.
     match Stream::from_accepted(accepted) {
-        Ok(stream) if establish.is_plain() => {
+        Ok(stream) if establish.is_plain() && !websocket => {
             let link = Link::new(stream, peer, BytesMut::new(), permit, guard);
             tokio::task::spawn_local(run(link, None, None, 0));
         }
         Ok(stream) => {
-            tokio::task::spawn_local(establish_then_run(stream, establish, peer, permit, guard));
+            tokio::task::spawn_local(establish_then_run(
+                stream, establish, websocket, peer, permit, guard,
+            ));
         }
         Err(e) => tracing::debug!(%peer, error = %e, "cannot register connection"),
     }
 }
 
 /// The establish step of a listener with one (PROXY header, TLS
-/// handshake), in the connection's own task and within the listener's
+/// handshake, then the WebSocket upgrade), in the connection's own task and within the listener's
 /// handshake timeout, then the connection's life. The client's address
 /// from here on is the one the PROXY header reported; a proxied
 /// connection's slot is charged to it (`max_connections_per_ip`).
 async fn establish_then_run(
     stream: Stream,
     how: tern_transport::Establish,
+    websocket: bool,
     socket_peer: std::net::SocketAddr,
     mut permit: Option<ConnectionPermit>,
     guard: link::TaskGuard,
@@ -120,7 +125,16 @@ async fn establish_then_run(
             return;
         }
     }
-    let link = Link::new(established.stream, peer, BytesMut::new(), permit, guard);
+    let mut stream = established.stream;
+    if websocket {
+        // The WebSocket upgrade, over TCP (ws) or TLS (wss).
+        let upgraded = Box::pin(websocket::upgrade(&worker, stream, peer)).await;
+        let Some(upgraded) = upgraded else {
+            return;
+        };
+        stream = upgraded;
+    }
+    let link = Link::new(stream, peer, BytesMut::new(), permit, guard);
     run(link, None, None, 0).await;
 }
 

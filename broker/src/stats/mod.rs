@@ -260,6 +260,15 @@ worker_stats!(
         malformed_protocol,
         malformed_other,
         protocol_errors,
+        ws_upgrade_failed_malformed,
+        ws_upgrade_failed_too_large,
+        ws_upgrade_failed_method,
+        ws_upgrade_failed_path,
+        ws_upgrade_failed_not_upgrade,
+        ws_upgrade_failed_version,
+        ws_upgrade_failed_subprotocol,
+        ws_upgrade_failed_io,
+        ws_upgrade_failed_timeout,
         sessions_expired,
         // Gauges, set on the worker's tick.
         sessions_online,
@@ -503,6 +512,23 @@ impl WorkerStats {
             FailureReason::Proxy => self.handshake_failed_proxy.inc(),
             FailureReason::Tls => self.handshake_failed_tls.inc(),
             FailureReason::Io => self.handshake_failed_io.inc(),
+        }
+    }
+
+    /// A WebSocket upgrade that failed (`None`: it timed out).
+    pub(crate) fn ws_upgrade_failed(&self, e: Option<&tern_transport::UpgradeError>) {
+        use tern_transport::UpgradeError as E;
+        match e {
+            None => self.ws_upgrade_failed_timeout.inc(),
+            Some(E::Malformed(_)) => self.ws_upgrade_failed_malformed.inc(),
+            Some(E::TooLarge) => self.ws_upgrade_failed_too_large.inc(),
+            Some(E::Method(_)) => self.ws_upgrade_failed_method.inc(),
+            Some(E::Path(_)) => self.ws_upgrade_failed_path.inc(),
+            Some(E::NotUpgrade(_)) => self.ws_upgrade_failed_not_upgrade.inc(),
+            Some(E::Version) => self.ws_upgrade_failed_version.inc(),
+            Some(E::Subprotocol) => self.ws_upgrade_failed_subprotocol.inc(),
+            // `Io`, and reasons a later transport adds.
+            Some(_) => self.ws_upgrade_failed_io.inc(),
         }
     }
 
