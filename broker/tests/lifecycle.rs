@@ -378,8 +378,9 @@ fn temp_config(tag: &str, text: &str) -> TempConfig {
 }
 
 // Listeners from `[[listener]]` tables (issue 10, no spec statement):
-// `tern check-config` accepts a table and refuses a kind not supported yet,
-// and the broker serves MQTT on a table's listener.
+// `tern check-config` accepts a table and refuses one that cannot work (a
+// wss listener without its certificate), and the broker serves MQTT on a
+// table's listener.
 #[test]
 fn listener_tables_are_checked_and_served() {
     if Broker::is_external() {
@@ -392,7 +393,7 @@ fn listener_tables_are_checked_and_served() {
     );
     let tls = temp_config(
         "listener-tls",
-        "[[listener]]\nbind = \"127.0.0.1:0\"\nkind = \"ws\"\n",
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nkind = \"wss\"\n",
     );
     let check = |file: &TempConfig| {
         Command::new(env!("CARGO_BIN_EXE_tern"))
@@ -410,7 +411,7 @@ fn listener_tables_are_checked_and_served() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("`listener.kind`") && stderr.contains("kind \"ws\" is not supported yet"),
+        stderr.contains("`listener.tls`") && stderr.contains("kind \"wss\" needs tls.certfile"),
         "{stderr}"
     );
 

@@ -208,3 +208,60 @@ def test_takeover_hands_the_tls_connection_to_the_sessions_worker(pki, tls_broke
         for c in (first, second):
             c.loop_stop()
             c.disconnect()
+
+
+@pytest.fixture
+def wss_broker(pki: Path, request):
+    """Port of a tern with one wss listener (WebSocket over TLS)."""
+    config = pki / "tern-wss.toml"
+    config.write_text(
+        'bind = []\n[[listener]]\nbind = "127.0.0.1:0"\nkind = "wss"\n'
+        + f'tls.certfile = "{pki / "server.pem"}"\ntls.keyfile = "{pki / "server.key"}"\n'
+        + 'ws = { path = "/mqtt" }\n'
+    )
+    proc, port = spawn(config)
+    request.node.tern_log = proc.tail
+    yield port
+    proc.terminate()
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=2)
+
+
+@pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5], ids=["v311", "v5"])
+def test_round_trip_over_websocket_over_tls(pki, wss_broker, protocol):
+    def wss_client():
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="w" + uuid.uuid4().hex[:20],
+                        protocol=protocol, transport="websockets", reconnect_on_failure=False)
+        c.ws_set_options(path="/mqtt")
+        c.tls_set(ca_certs=str(pki / "ca.pem"))
+        acks: queue.Queue = queue.Queue()
+        msgs: queue.Queue = queue.Queue()
+        c.on_connect = lambda cl, u, flags, rc, p: acks.put(int(rc.value))
+        c.on_message = lambda cl, u, msg: msgs.put(msg)
+        return c, acks, msgs
+
+    sub, sub_acks, messages = wss_client()
+    pub, pub_acks, _ = wss_client()
+    sub.connect("localhost", wss_broker, keepalive=30)
+    sub.loop_start()
+    try:
+        assert sub_acks.get(timeout=WAIT) == 0
+        topic = f"tern/paho-wss/{uuid.uuid4().hex}"
+        subscribed = threading.Event()
+        sub.on_subscribe = lambda *a: subscribed.set()
+        sub.subscribe(topic, 1)
+        assert subscribed.wait(WAIT)
+        pub.connect("localhost", wss_broker, keepalive=30)
+        pub.loop_start()
+        assert pub_acks.get(timeout=WAIT) == 0
+        payload = os.urandom(100_000)
+        pub.publish(topic, payload, qos=1).wait_for_publish(timeout=WAIT)
+        msg = messages.get(timeout=WAIT)
+        assert msg.payload == payload and msg.topic == topic
+    finally:
+        for c in (sub, pub):
+            c.disconnect()
+            c.loop_stop()
