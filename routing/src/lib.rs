@@ -50,7 +50,9 @@ mod trie;
 mod worker_set;
 
 pub use local::{LocalSubscriptions, SubEntry, SubscribeOutcome, Target, UnsubscribeOutcome};
-pub use retained::{RetainError, RetainOutcome, RetainedLimits, RetainedMessage, RetainedStore};
+pub use retained::{
+    RetainError, RetainOutcome, RetainedLimits, RetainedMessage, RetainedStore, RetainedUsage,
+};
 pub use route::{
     RouteMatch, RouteOp, RouteSnapshot, RouteTable, RouteUpdate, SharedGroups, SharedTarget,
 };
