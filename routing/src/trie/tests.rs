@@ -371,3 +371,31 @@ proptest! {
         }
     }
 }
+
+/// The node layout the memory figures in BENCHMARKS.md rely on: a leaf is
+/// its value and one pointer.
+#[test]
+fn leaves_stay_small() {
+    assert_eq!(size_of::<Node<crate::WorkerSet>>(), 24, "route table node");
+    assert!(size_of::<Node<u64>>() <= 24);
+}
+
+// Removing filters frees the edges of nodes left without any, so a trie
+// emptied by removals holds no edge boxes.
+#[test]
+fn removal_frees_empty_edges() {
+    let mut trie = trie_of(&["a/b", "a/b/c", "a/#", "a/+/d", "+", "#"]);
+    for f in ["a/b/c", "a/#", "a/+/d"] {
+        assert!(trie.remove(f).is_some(), "{f}");
+    }
+    let a = trie.root.child("a").unwrap();
+    let b = a.child("b").unwrap();
+    assert!(b.edges.is_none(), "a/b lost its only child");
+    assert_eq!(a.degree(), 1, "only b is left under a");
+    assert_eq!(matched(&trie, "a/b"), ["#", "a/b"]);
+    for f in ["a/b", "+", "#"] {
+        assert!(trie.remove(f).is_some(), "{f}");
+    }
+    assert!(trie.root.edges.is_none());
+    assert!(trie.is_empty());
+}
