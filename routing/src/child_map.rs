@@ -216,6 +216,14 @@ impl<T> ChildMap<T> {
             .chain(large.into_iter().flatten().map(|(k, t)| (k.as_str(), t)))
     }
 
+    /// Calls `f` with every `(level, child)`, leaving the map empty.
+    pub(crate) fn drain_with(&mut self, mut f: impl FnMut(&str, T)) {
+        match std::mem::take(self) {
+            Self::Small(v) => v.into_iter().for_each(|(k, t)| f(k.as_str(), t)),
+            Self::Large(m) => m.into_iter().for_each(|(k, t)| f(k.as_str(), t)),
+        }
+    }
+
     /// Moves every child into `out`, leaving the map empty.
     pub(crate) fn drain_into(&mut self, out: &mut impl Extend<T>) {
         match self {

@@ -1,10 +1,11 @@
 //! The subscription trie: topic filters mapped to values, matched by topic name.
 
-use crate::child_map::ChildMap;
+use children::Children;
 use smallvec::SmallVec;
 use std::fmt;
 use std::sync::Arc;
 
+mod children;
 #[cfg(test)]
 mod tests;
 
@@ -34,7 +35,7 @@ struct Edges<V> {
     /// The `+` child.
     plus: Option<Arc<Node<V>>>,
     /// Literal children.
-    children: ChildMap<Arc<Node<V>>>,
+    children: Children<Arc<Node<V>>>,
 }
 
 impl<V> Default for Node<V> {
@@ -51,7 +52,7 @@ impl<V> Default for Edges<V> {
         Self {
             hash: None,
             plus: None,
-            children: ChildMap::default(),
+            children: Children::default(),
         }
     }
 }
@@ -74,16 +75,6 @@ impl<V> Node<V> {
         }
     }
 
-    /// Mutable form of [`Node::child`].
-    fn child_mut(&mut self, level: &str) -> Option<&mut Arc<Self>> {
-        let edges = self.edges.as_deref_mut()?;
-        if level == "+" {
-            edges.plus.as_mut()
-        } else {
-            edges.children.get_mut(level)
-        }
-    }
-
     /// The `#` slot, if this node has edges.
     fn hash(&self) -> Option<&Option<V>> {
         self.edges.as_deref().map(|e| &e.hash)
@@ -103,6 +94,18 @@ impl<V> Node<V> {
     fn shrink(&mut self) {
         if self.edges.as_deref().is_some_and(|e| e.degree() == 0) {
             self.edges = None;
+        }
+    }
+}
+
+impl<V: Clone> Node<V> {
+    /// Mutable form of [`Node::child`].
+    fn child_mut(&mut self, level: &str) -> Option<&mut Arc<Self>> {
+        let edges = self.edges.as_deref_mut()?;
+        if level == "+" {
+            edges.plus.as_mut()
+        } else {
+            edges.children.get_mut(level)
         }
     }
 }
