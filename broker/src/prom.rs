@@ -3,8 +3,9 @@
 //! those into Prometheus series once a second, so recording adds no lock and
 //! no allocation to the message path. Labels are bounded: worker index, QoS,
 //! reason, session state — never client ids or topics. `http` serves the
-//! rendering, with [`render_direct`] appending the histograms and the
-//! fractional counters the `metrics` recorder cannot hold.
+//! rendering, with [`render_direct`] appending the histograms, the
+//! fractional counters the `metrics` recorder cannot hold, and the retained
+//! store's gauges read at the scrape (exact, not a second old).
 
 use crate::shared::Shared;
 use crate::stats::{SharedHistogram, SharedWorkerStats};
@@ -178,10 +179,6 @@ fn record(shared: &Shared) {
     gauge!("tern_connect_tracked_addresses").set(rate.tracked as f64);
     counter!("tern_connect_tracked_evictions_total").absolute(rate.evicted);
     counter!("tern_connect_untracked_total").absolute(rate.untracked);
-    let retained = shared.retained.lock().unwrap_or_else(|e| e.into_inner());
-    gauge!("tern_retained_messages").set(retained.len() as f64);
-    gauge!("tern_retained_bytes").set(retained.bytes() as f64);
-    drop(retained);
     gauge!("tern_route_snapshot_version").set(shared.routes.load().version() as f64);
     gauge!("tern_route_filters").set(shared.routes.load().filter_count() as f64);
     for (i, subs) in shared.health.subscriptions.iter().enumerate() {
@@ -214,12 +211,28 @@ fn record(shared: &Shared) {
 }
 
 /// Appends to a rendering what the `metrics` recorder cannot hold: the
-/// histograms (from per-worker bucket counts) and the worker busy time in
-/// seconds. Read from the workers' shared slots at scrape time.
+/// histograms (from per-worker bucket counts), the worker busy time in
+/// seconds, and the retained store's gauges, exact at the scrape. Read from
+/// the workers' shared slots and the store at scrape time.
 pub(crate) fn render_direct(shared: &Shared, out: &mut String) {
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');
     }
+    let retained = shared
+        .retained
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .usage();
+    let _ = writeln!(
+        out,
+        "# HELP tern_retained_messages Retained messages of clients' topics, what limits.max_retained_messages caps (the broker's own $SYS topics are not counted), read at the scrape.\n\
+         # TYPE tern_retained_messages gauge\n\
+         tern_retained_messages {}\n\
+         # HELP tern_retained_bytes Topic plus payload bytes of those messages, what limits.max_retained_bytes caps, read at the scrape.\n\
+         # TYPE tern_retained_bytes gauge\n\
+         tern_retained_bytes {}",
+        retained.messages, retained.bytes
+    );
     let workers = &shared.worker_stats;
     let _ = writeln!(
         out,

@@ -280,3 +280,91 @@ fn admin_endpoint_requires_the_bearer_token() {
         "{err}"
     );
 }
+
+// The broker's own `$SYS` retained topics do not count against
+// `max_retained_messages`: with the cap at N and `$SYS` retained, all N
+// client messages are stored (a `mosquitto_sub` gets every one back), the
+// next new topic is refused, and `tern_retained_messages` reads exactly the
+// clients' count right after each PUBACK, not a second later.
+#[test]
+fn sys_topics_leave_the_retained_cap_to_clients() {
+    if Broker::is_external() {
+        println!("SKIPPED: spawns its own tern");
+        return;
+    }
+    require("mosquitto_sub", "mosquitto-clients");
+    const N: usize = 300;
+    let d = Daemon::start(&format!(
+        "{}max_retained_messages = {N}\n",
+        config(false, "info", 1000)
+    ));
+    d.wait_ready();
+    // The `$SYS` topics are retained by now: a new subscriber gets one.
+    let mut reader = Client::v311(d.mqtt);
+    reader.sub("$SYS/broker/uptime", 0);
+    assert!(reader.recv().payload.ends_with(b" seconds"));
+    assert_eq!(
+        d.metric("tern_retained_messages "),
+        Some(0.0),
+        "$SYS not counted"
+    );
+
+    let mut publisher = Client::v311(d.mqtt);
+    for i in 0..N {
+        let pid = publisher.next_pid();
+        publisher.publish(
+            &Message::new(&format!("cap/{i}"), b"kept")
+                .qos(1, pid)
+                .retain(true),
+        );
+        if i % 50 == 0 {
+            // Exact at any moment: the PUBACK follows the store.
+            assert_eq!(d.metric("tern_retained_messages "), Some((i + 1) as f64));
+        }
+    }
+    assert_eq!(d.metric("tern_retained_messages "), Some(N as f64));
+    assert_eq!(
+        d.metric("tern_retained_bytes "),
+        Some((N * 4 + (0..N).map(|i| format!("cap/{i}").len()).sum::<usize>()) as f64)
+    );
+    let rejected = |d: &Daemon| {
+        let (_, body) = d.http("GET", "/metrics");
+        body.lines()
+            .filter(|l| l.starts_with("tern_retained_rejected_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    // The counters reach /metrics within about a second; give them two.
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(rejected(&d), 0.0, "no client message refused");
+
+    // The store is full for clients: one more new topic is refused, and
+    // counted; the `$SYS` updates go on being stored.
+    let pid = publisher.next_pid();
+    publisher.publish(
+        &Message::new("cap/over", b"refused")
+            .qos(1, pid)
+            .retain(true),
+    );
+    wait_for(WAIT, "the refusal to be counted", || {
+        (rejected(&d) == 1.0).then_some(())
+    });
+    assert_eq!(d.metric("tern_retained_messages "), Some(N as f64));
+    let mut late = Client::v311(d.mqtt);
+    late.sub("$SYS/broker/uptime", 0);
+    assert!(late.recv().payload.ends_with(b" seconds"));
+
+    // A real client gets every stored one back, and not the refused one.
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &d.mqtt.port().to_string()])
+        .args(["-t", "cap/#", "-v", "-W", "3"])
+        .stderr(Stdio::null())
+        .output()
+        .expect("run mosquitto_sub");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut topics: Vec<&str> = text.lines().filter_map(|l| l.split(' ').next()).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    assert_eq!(topics.len(), N, "every stored message sent: {text}");
+    assert!(!topics.contains(&"cap/over"));
+}

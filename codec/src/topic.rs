@@ -104,6 +104,16 @@ fn validate_levels(filter: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// The `[MQTT-4.7.2-1]` family: topic names starting with `$` are the
+/// server's, and `$SYS` (the topic and everything under it) is the broker's
+/// own: clients may not publish there, and its retained messages are not
+/// counted against the clients' limits.
+pub fn is_sys_topic(topic: &str) -> bool {
+    topic
+        .strip_prefix("$SYS")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Splits a shared subscription filter `$share/{group}/{filter}` into the
 /// group (share name) and the filter. `None` when `filter` is not a
 /// well-formed shared subscription: the share name must be non-empty and

@@ -212,10 +212,12 @@ settings! {
     ///
     /// When full, a retained message on a new topic is not stored (it is
     /// still delivered); replacing or deleting an existing one always works.
+    /// The broker's own `$SYS` topics are not counted.
     [value_name = "N"]
     max_retained_messages: usize = 100_000;
 
-    /// Payload bytes of all retained messages; 0 = unlimited.
+    /// Topic plus payload bytes of all retained messages; 0 = unlimited.
+    /// The broker's own `$SYS` topics are not counted.
     [value_name = "BYTES"]
     max_retained_bytes: usize = 256 * MIB;
 

@@ -4,13 +4,85 @@
 //! Most trie nodes have zero or one child (think `devices/{id}/telemetry`), so
 //! the map starts as an inline vector scanned linearly and only becomes a hash
 //! map past [`SMALL_MAX`] children. Keys are compared byte for byte: no
-//! normalisation is ever applied ([MQTT-4.7.3-4]).
+//! normalisation is ever applied ([MQTT-4.7.3-4]). A key of up to
+//! [`INLINE_MAX`] bytes (nearly every topic level) is stored in the map entry
+//! itself, without an allocation of its own.
 
 use smallvec::SmallVec;
+use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::OnceLock;
+
+/// Longest level stored inline in a [`Level`].
+pub(crate) const INLINE_MAX: usize = 22;
+
+/// One topic level as a map key: inline up to [`INLINE_MAX`] bytes (24 bytes
+/// in all, like a `String` header), boxed beyond. Hashes and compares as its
+/// bytes, so maps are queried with `level.as_bytes()`.
+#[derive(Clone)]
+pub(crate) enum Level {
+    /// `bytes[..len]` is the level.
+    Inline { len: u8, bytes: [u8; INLINE_MAX] },
+    /// A level longer than [`INLINE_MAX`].
+    Boxed(Box<str>),
+}
+
+impl Level {
+    fn new(level: &str) -> Self {
+        match u8::try_from(level.len()) {
+            Ok(len) if level.len() <= INLINE_MAX => {
+                let mut bytes = [0; INLINE_MAX];
+                bytes[..level.len()].copy_from_slice(level.as_bytes());
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Boxed(level.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Boxed(s) => s.as_bytes(),
+        }
+    }
+
+    /// The level as text. Always valid UTF-8: it was copied whole from a `&str`.
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            Self::Boxed(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Level {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Level {}
+
+impl Hash for Level {
+    /// The hash of `self.as_bytes()`, as [`Borrow<[u8]>`] requires.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl Borrow<[u8]> for Level {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Children kept in the linear form at most; one more turns the map into a hash map.
 pub(crate) const SMALL_MAX: usize = 8;
@@ -34,9 +106,9 @@ impl BuildHasher for LevelHasher {
 #[derive(Clone, Debug)]
 pub(crate) enum ChildMap<T> {
     /// Up to [`SMALL_MAX`] children, scanned linearly; one child is stored inline.
-    Small(SmallVec<[(Box<str>, T); 1]>),
+    Small(SmallVec<[(Level, T); 1]>),
     /// More children than [`SMALL_MAX`].
-    Large(HashMap<Box<str>, T, LevelHasher>),
+    Large(HashMap<Level, T, LevelHasher>),
 }
 
 impl<T> Default for ChildMap<T> {
@@ -55,6 +127,7 @@ impl<T> ChildMap<T> {
     }
 
     /// True when there is no child.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -62,23 +135,29 @@ impl<T> ChildMap<T> {
     /// The child for `level`.
     pub(crate) fn get(&self, level: &str) -> Option<&T> {
         match self {
-            Self::Small(v) => v.iter().find(|(k, _)| &**k == level).map(|(_, t)| t),
-            Self::Large(m) => m.get(level),
+            Self::Small(v) => v
+                .iter()
+                .find(|(k, _)| k.as_bytes() == level.as_bytes())
+                .map(|(_, t)| t),
+            Self::Large(m) => m.get(level.as_bytes()),
         }
     }
 
     /// The child for `level`, mutably.
     pub(crate) fn get_mut(&mut self, level: &str) -> Option<&mut T> {
         match self {
-            Self::Small(v) => v.iter_mut().find(|(k, _)| &**k == level).map(|(_, t)| t),
-            Self::Large(m) => m.get_mut(level),
+            Self::Small(v) => v
+                .iter_mut()
+                .find(|(k, _)| k.as_bytes() == level.as_bytes())
+                .map(|(_, t)| t),
+            Self::Large(m) => m.get_mut(level.as_bytes()),
         }
     }
 
     /// The child for `level`, inserting `f()` first when there is none.
     pub(crate) fn get_or_insert_with(&mut self, level: &str, f: impl FnOnce() -> T) -> &mut T {
         if let Self::Small(v) = self {
-            if v.len() >= SMALL_MAX && !v.iter().any(|(k, _)| &**k == level) {
+            if v.len() >= SMALL_MAX && !v.iter().any(|(k, _)| k.as_bytes() == level.as_bytes()) {
                 let items = std::mem::take(v);
                 let mut map = HashMap::with_capacity_and_hasher(SMALL_MAX * 2, LevelHasher);
                 map.extend(items);
@@ -87,10 +166,10 @@ impl<T> ChildMap<T> {
         }
         match self {
             Self::Small(v) => {
-                let index = match v.iter().position(|(k, _)| &**k == level) {
+                let index = match v.iter().position(|(k, _)| k.as_bytes() == level.as_bytes()) {
                     Some(i) => i,
                     None => {
-                        v.push((level.into(), f()));
+                        v.push((Level::new(level), f()));
                         v.len() - 1
                     }
                 };
@@ -98,7 +177,7 @@ impl<T> ChildMap<T> {
             }
             // Only the insert path allocates the key; lookups of existing
             // children go through `get_mut`.
-            Self::Large(m) => match m.entry(level.into()) {
+            Self::Large(m) => match m.entry(Level::new(level)) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert(f()),
             },
@@ -109,13 +188,15 @@ impl<T> ChildMap<T> {
     pub(crate) fn remove(&mut self, level: &str) -> Option<T> {
         match self {
             Self::Small(v) => {
-                let i = v.iter().position(|(k, _)| &**k == level)?;
+                let i = v
+                    .iter()
+                    .position(|(k, _)| k.as_bytes() == level.as_bytes())?;
                 Some(v.remove(i).1)
             }
             Self::Large(m) => {
-                let removed = m.remove(level);
+                let removed = m.remove(level.as_bytes());
                 if m.len() <= SMALL_MAX / 2 {
-                    let items: SmallVec<[(Box<str>, T); 1]> = m.drain().collect();
+                    let items: SmallVec<[(Level, T); 1]> = m.drain().collect();
                     *self = Self::Small(items);
                 }
                 removed
@@ -132,8 +213,16 @@ impl<T> ChildMap<T> {
         small
             .into_iter()
             .flatten()
-            .map(|(k, t)| (&**k, t))
-            .chain(large.into_iter().flatten().map(|(k, t)| (&**k, t)))
+            .map(|(k, t)| (k.as_str(), t))
+            .chain(large.into_iter().flatten().map(|(k, t)| (k.as_str(), t)))
+    }
+
+    /// Calls `f` with every `(level, child)`, leaving the map empty.
+    pub(crate) fn drain_with(&mut self, mut f: impl FnMut(&str, T)) {
+        match std::mem::take(self) {
+            Self::Small(v) => v.into_iter().for_each(|(k, t)| f(k.as_str(), t)),
+            Self::Large(m) => m.into_iter().for_each(|(k, t)| f(k.as_str(), t)),
+        }
     }
 
     /// Moves every child into `out`, leaving the map empty.
@@ -178,6 +267,35 @@ mod tests {
         assert_eq!(map.remove("absent"), None);
         assert_eq!(map.remove("new"), Some(43));
         assert!(map.is_empty());
+    }
+
+    // Levels up to INLINE_MAX bytes are inline, longer ones boxed; both
+    // kinds are found by their bytes in either form of the map, and read
+    // back as the same text (multi-byte UTF-8 included).
+    #[test]
+    fn inline_and_boxed_levels() {
+        assert_eq!(size_of::<Level>(), 24);
+        let exact = "x".repeat(INLINE_MAX);
+        let long = "y".repeat(INLINE_MAX + 1);
+        let keys = ["", "é", "ünïcödé/🐦", exact.as_str(), long.as_str()];
+        assert!(matches!(Level::new(&exact), Level::Inline { .. }));
+        assert!(matches!(Level::new(&long), Level::Boxed(_)));
+        for extra in [0, SMALL_MAX] {
+            let mut map: ChildMap<usize> = ChildMap::default();
+            for i in 0..extra {
+                map.get_or_insert_with(&format!("filler{i}"), || 100 + i);
+            }
+            for (i, k) in keys.iter().enumerate() {
+                map.get_or_insert_with(k, || i);
+            }
+            for (i, k) in keys.iter().enumerate() {
+                assert_eq!(map.get(k), Some(&i), "{k:?}");
+                assert!(map.iter().any(|(name, v)| name == *k && *v == i), "{k:?}");
+            }
+            assert_eq!(map.get(&"x".repeat(INLINE_MAX - 1)), None);
+            assert_eq!(map.remove(&long), Some(4));
+            assert_eq!(map.get(&long), None);
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! * [`Trie`]: a map from topic filters to values with MQTT matching (`+`, `#`,
 //!   `$` topics, empty levels). Its nodes are persistent (`Arc` +
-//!   `make_mut`), so cloning is O(1) and a change copies only its path.
+//!   `make_mut`), so cloning is O(1) and a change copies only its path
+//!   (of a node with more than 1,024 children, only the touched chunks).
 //! * [`RouteTable`]: the global, read-mostly answer to "which workers have a
 //!   subscriber for this topic", as a [`WorkerSet`] bit mask plus the shared
 //!   groups. Readers take one atomic load; the route writer thread publishes
@@ -52,6 +53,7 @@ mod worker_set;
 pub use local::{LocalSubscriptions, SubEntry, SubscribeOutcome, Target, UnsubscribeOutcome};
 pub use retained::{
     RetainError, RetainOutcome, RetainedCursor, RetainedLimits, RetainedMessage, RetainedStore,
+    RetainedUsage,
 };
 pub use route::{
     RouteMatch, RouteOp, RouteSnapshot, RouteTable, RouteUpdate, SharedGroups, SharedTarget,

@@ -6,6 +6,7 @@ use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tern_codec::topic::is_sys_topic;
 use tern_codec::{Publish, ReasonCode};
 
 pub use cursor::RetainedCursor;
@@ -36,7 +37,8 @@ impl RetainedMessage {
     }
 }
 
-/// Capacity of the store.
+/// Capacity of the store, for the clients' messages: the broker's own
+/// `$SYS` topics are stored beside them and not counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetainedLimits {
     /// Most retained messages held.
@@ -56,6 +58,46 @@ impl RetainedLimits {
 impl Default for RetainedLimits {
     fn default() -> Self {
         Self::UNLIMITED
+    }
+}
+
+/// How much of the store a group of topics uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetainedUsage {
+    /// Messages.
+    pub messages: usize,
+    /// Topic plus payload bytes of those messages.
+    pub bytes: usize,
+}
+
+/// The store's usage, kept apart for the clients' topics (what the limits
+/// apply to) and the broker's own `$SYS` topics (a fixed set the broker
+/// publishes, never refused).
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    clients: RetainedUsage,
+    sys: RetainedUsage,
+}
+
+impl Usage {
+    fn of(&mut self, topic: &str) -> &mut RetainedUsage {
+        if is_sys_topic(topic) {
+            &mut self.sys
+        } else {
+            &mut self.clients
+        }
+    }
+
+    fn add(&mut self, publish: &Publish) {
+        let u = self.of(&publish.topic);
+        u.messages += 1;
+        u.bytes += size_of(publish);
+    }
+
+    fn sub(&mut self, publish: &Publish) {
+        let u = self.of(&publish.topic);
+        u.messages -= 1;
+        u.bytes -= size_of(publish);
     }
 }
 
@@ -109,7 +151,7 @@ pub struct RetainedStore {
     topics: BTreeMap<ByteString, RetainedMessage>,
     /// `(expires_at, topic)` of every message that expires, soonest first.
     expiries: BTreeSet<(Instant, ByteString)>,
-    bytes: usize,
+    usage: Usage,
     limits: RetainedLimits,
 }
 
@@ -117,7 +159,7 @@ impl fmt::Debug for RetainedStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetainedStore")
             .field("len", &self.len())
-            .field("bytes", &self.bytes)
+            .field("usage", &self.usage)
             .field("limits", &self.limits)
             .finish()
     }
@@ -133,14 +175,22 @@ impl RetainedStore {
         Self {
             topics: BTreeMap::new(),
             expiries: BTreeSet::new(),
-            bytes: 0,
+            usage: Usage::default(),
             limits,
         }
     }
 
-    /// Number of retained messages (expired ones count until purged).
+    /// Number of retained messages, `$SYS` included (expired ones count
+    /// until purged).
     pub fn len(&self) -> usize {
         self.topics.len()
+    }
+
+    /// Messages and bytes of the clients' topics: what the limits apply to,
+    /// the broker's own `$SYS` topics left out (exact at every moment;
+    /// expired messages count until purged).
+    pub fn usage(&self) -> RetainedUsage {
+        self.usage.clients
     }
 
     /// True when no message is retained.
@@ -148,9 +198,9 @@ impl RetainedStore {
         self.len() == 0
     }
 
-    /// Topic plus payload bytes of every retained message.
+    /// Topic plus payload bytes of every retained message, `$SYS` included.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.usage.clients.bytes + self.usage.sys.bytes
     }
 
     /// The limits.
@@ -169,7 +219,8 @@ impl RetainedStore {
     ///
     /// A new topic is refused with [`RetainError::Full`] when it would pass
     /// either limit; replacing an existing topic only needs the bytes to fit.
-    /// On refusal the previous message, if any, stays.
+    /// On refusal the previous message, if any, stays. The broker's own
+    /// `$SYS` topics are never refused and do not count against the limits.
     pub fn set(&mut self, msg: RetainedMessage) -> Result<RetainOutcome, RetainError> {
         let topic = msg.publish.topic.clone();
         if msg.publish.payload.is_empty() {
@@ -179,9 +230,10 @@ impl RetainedStore {
             });
         }
         let size = size_of(&msg.publish);
+        let limited = !is_sys_topic(&topic);
+        let used = self.usage.clients;
         if let Some(old) = self.topics.get_mut(topic.as_ref() as &str) {
-            let bytes = self.bytes - size_of(&old.publish) + size;
-            if bytes > self.limits.max_bytes {
+            if limited && used.bytes - size_of(&old.publish) + size > self.limits.max_bytes {
                 return Err(RetainError::Full);
             }
             if let Some(at) = old.expires_at {
@@ -190,21 +242,22 @@ impl RetainedStore {
             if let Some(at) = msg.expires_at {
                 self.expiries.insert((at, topic));
             }
-            self.bytes = bytes;
+            self.usage.sub(&old.publish);
+            self.usage.add(&msg.publish);
             *old = msg;
             return Ok(RetainOutcome::Replaced);
         }
-        let fits_bytes = self
+        let fits_bytes = used
             .bytes
             .checked_add(size)
             .is_some_and(|b| b <= self.limits.max_bytes);
-        if self.len() >= self.limits.max_messages || !fits_bytes {
+        if limited && (used.messages >= self.limits.max_messages || !fits_bytes) {
             return Err(RetainError::Full);
         }
         if let Some(at) = msg.expires_at {
             self.expiries.insert((at, topic.clone()));
         }
-        self.bytes += size;
+        self.usage.add(&msg.publish);
         self.topics.insert(topic, msg);
         Ok(RetainOutcome::Stored)
     }
@@ -212,7 +265,7 @@ impl RetainedStore {
     /// Removes the message retained for `topic`.
     pub fn remove(&mut self, topic: &str) -> Option<RetainedMessage> {
         let old = self.topics.remove(topic)?;
-        self.bytes -= size_of(&old.publish);
+        self.usage.sub(&old.publish);
         if let Some(at) = old.expires_at {
             self.expiries.remove(&(at, old.publish.topic.clone()));
         }
@@ -314,7 +367,7 @@ impl RetainedStore {
                 break;
             };
             if let Some(old) = self.topics.remove(&topic) {
-                self.bytes -= size_of(&old.publish);
+                self.usage.sub(&old.publish);
                 purged += 1;
             }
         }

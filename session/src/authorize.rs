@@ -124,9 +124,7 @@ impl Authorizer for DefaultAuthorizer {
 /// server's. Tern keeps `$SYS` (the topic and everything under it) for
 /// itself: [`DefaultAuthorizer`] refuses a client's PUBLISH or will there.
 pub fn is_sys_topic(topic: &str) -> bool {
-    topic
-        .strip_prefix("$SYS")
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    tern_codec::topic::is_sys_topic(topic)
 }
 
 /// The [`DefaultAuthorizer`] every default [`SessionConfig`](crate::SessionConfig)

@@ -101,6 +101,82 @@ fn wildcard_retrieval() {
     assert!(topics(&store, "home/kitchen", now).is_empty());
 }
 
+// The broker's own `$SYS` topics are stored beside the clients' but never
+// counted against the limits, nor refused: a store full of client messages
+// still takes `$SYS` updates, and `$SYS` topics take no client's room.
+#[test]
+fn sys_topics_do_not_count_against_the_limits() {
+    let now = Instant::now();
+    let mut store = RetainedStore::new(RetainedLimits {
+        max_messages: 2,
+        max_bytes: 12,
+    });
+    let sys = [
+        "$SYS/broker/uptime",
+        "$SYS/broker/clients/connected",
+        "$SYS",
+    ];
+    for t in sys {
+        assert_eq!(
+            store.set(msg(t, b"12345")),
+            Ok(RetainOutcome::Stored),
+            "{t}"
+        );
+    }
+    assert_eq!(store.usage(), RetainedUsage::default());
+    // `$SYSTEM` and `$share`-like `$` topics are not the broker's: counted.
+    store.set(msg("a", b"12345")).unwrap(); // 6 bytes
+    store.set(msg("$SYSX", b"1")).unwrap(); // 6 bytes
+    assert_eq!(
+        store.usage(),
+        RetainedUsage {
+            messages: 2,
+            bytes: 12
+        }
+    );
+    assert_eq!(store.set(msg("c", b"1")), Err(RetainError::Full));
+    // Full for clients, still open to `$SYS`, new topics and replacements.
+    assert_eq!(
+        store.set(msg("$SYS/broker/load", b"123456789012345")),
+        Ok(RetainOutcome::Stored)
+    );
+    assert_eq!(
+        store.set(msg("$SYS/broker/uptime", b"1234567890123456")),
+        Ok(RetainOutcome::Replaced)
+    );
+    assert_eq!(store.len(), 6);
+    assert_eq!(store.usage().messages, 2);
+    // Removing `$SYS` frees no client room; removing a client's does.
+    assert_eq!(store.set(msg("$SYS", b"")), Ok(RetainOutcome::Deleted));
+    assert_eq!(store.set(msg("c", b"1")), Err(RetainError::Full));
+    assert_eq!(store.set(msg("$SYSX", b"")), Ok(RetainOutcome::Deleted));
+    assert_eq!(store.set(msg("c", b"1")), Ok(RetainOutcome::Stored));
+    assert_eq!(
+        store.usage(),
+        RetainedUsage {
+            messages: 2,
+            bytes: 8
+        }
+    );
+    assert_eq!(store.bytes(), 8 + (18 + 16) + (29 + 5) + (16 + 15));
+    // Expiry keeps both counts.
+    let later = now + Duration::from_secs(10);
+    store
+        .set(expiring(
+            "$SYS/broker/version",
+            b"1",
+            now + Duration::from_secs(1),
+        ))
+        .unwrap();
+    store.set(msg("c", b"")).unwrap();
+    store
+        .set(expiring("d", b"1", now + Duration::from_secs(1)))
+        .unwrap();
+    assert_eq!(store.purge_expired(later), 2);
+    assert_eq!(store.usage().messages, 1);
+    assert_eq!(store.len(), 4);
+}
+
 #[test]
 fn limits_refuse_new_topics_but_allow_replacements_that_fit() {
     let now = Instant::now();

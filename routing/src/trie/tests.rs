@@ -371,3 +371,58 @@ proptest! {
         }
     }
 }
+
+/// The node layout the memory figures in BENCHMARKS.md rely on: a leaf is
+/// its value and one pointer.
+#[test]
+fn leaves_stay_small() {
+    assert_eq!(size_of::<Node<crate::WorkerSet>>(), 24, "route table node");
+    assert!(size_of::<Node<u64>>() <= 24);
+}
+
+// Removing filters frees the edges of nodes left without any, so a trie
+// emptied by removals holds no edge boxes.
+#[test]
+fn removal_frees_empty_edges() {
+    let mut trie = trie_of(&["a/b", "a/b/c", "a/#", "a/+/d", "+", "#"]);
+    for f in ["a/b/c", "a/#", "a/+/d"] {
+        assert!(trie.remove(f).is_some(), "{f}");
+    }
+    let a = trie.root.child("a").unwrap();
+    let b = a.child("b").unwrap();
+    assert!(b.edges.is_none(), "a/b lost its only child");
+    assert_eq!(a.degree(), 1, "only b is left under a");
+    assert_eq!(matched(&trie, "a/b"), ["#", "a/b"]);
+    for f in ["a/b", "+", "#"] {
+        assert!(trie.remove(f).is_some(), "{f}");
+    }
+    assert!(trie.root.edges.is_none());
+    assert!(trie.is_empty());
+}
+
+// A node wide enough to be chunked matches, lists, clones and removes like
+// any other: a snapshot taken before the changes keeps its view.
+#[test]
+fn wide_nodes_match_and_clone_like_narrow_ones() {
+    let n = 3000;
+    let mut trie: Trie<String> = Trie::new();
+    for i in 0..n {
+        trie.insert(&format!("w/{i}"), format!("w/{i}"));
+        trie.insert(&format!("w/{i}/x"), format!("w/{i}/x"));
+    }
+    trie.insert("w/+", "w/+".into());
+    let snapshot = trie.clone();
+    assert_eq!(matched(&trie, "w/2999"), ["w/+", "w/2999"]);
+    assert_eq!(matched(&trie, "w/17/x"), ["w/17/x"]);
+    for i in 0..n {
+        assert!(trie.remove(&format!("w/{i}")).is_some());
+        assert!(trie.remove(&format!("w/{i}/x")).is_some());
+    }
+    assert_eq!(trie.len(), 1);
+    assert_eq!(matched(&trie, "w/5"), ["w/+"]);
+    assert_eq!(snapshot.len(), 2 * n + 1);
+    assert_eq!(snapshot.iter().count(), 2 * n + 1);
+    assert_eq!(matched(&snapshot, "w/5/x"), ["w/5/x"]);
+    trie.remove("w/+");
+    assert_eq!(trie.root.degree(), 0);
+}
