@@ -98,9 +98,13 @@ def tls_broker(pki: Path, request):
         proc.wait(timeout=2)
 
 
-def client(pki: Path, protocol, cert: bool = False) -> tuple[mqtt.Client, queue.Queue, queue.Queue]:
+def client(pki: Path, protocol, cert: bool = False,
+           websocket: bool = False) -> tuple[mqtt.Client, queue.Queue, queue.Queue]:
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="p" + uuid.uuid4().hex[:20],
-                    protocol=protocol, reconnect_on_failure=False)
+                    protocol=protocol, reconnect_on_failure=False,
+                    transport="websockets" if websocket else "tcp")
+    if websocket:
+        c.ws_set_options(path="/mqtt")
     if cert:
         c.tls_set(ca_certs=str(pki / "ca.pem"), certfile=str(pki / "alice.pem"),
                   keyfile=str(pki / "alice.key"))
@@ -115,10 +119,16 @@ def client(pki: Path, protocol, cert: bool = False) -> tuple[mqtt.Client, queue.
 
 @pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5], ids=["v311", "v5"])
 def test_round_trip_over_tls(pki, tls_broker, protocol):
-    sub, sub_acks, messages = client(pki, protocol)
-    sub.connect("localhost", tls_broker, keepalive=30)
+    round_trip(client(pki, protocol), client(pki, protocol), tls_broker, b"over tls")
+
+
+def round_trip(subscriber, publisher, port: int, payload: bytes) -> None:
+    """Subscribes with one client, publishes `payload` at QoS 1 with the
+    other, and checks it arrives."""
+    sub, sub_acks, messages = subscriber
+    pub, pub_acks, _ = publisher
+    sub.connect("localhost", port, keepalive=30)
     sub.loop_start()
-    pub, pub_acks, _ = client(pki, protocol)
     try:
         assert sub_acks.get(timeout=WAIT) == 0
         topic = f"tern/paho-tls/{uuid.uuid4().hex}"
@@ -126,13 +136,12 @@ def test_round_trip_over_tls(pki, tls_broker, protocol):
         sub.on_subscribe = lambda *a: subscribed.set()
         sub.subscribe(topic, 1)
         assert subscribed.wait(WAIT)
-        pub.connect("localhost", tls_broker, keepalive=30)
+        pub.connect("localhost", port, keepalive=30)
         pub.loop_start()
         assert pub_acks.get(timeout=WAIT) == 0
-        info = pub.publish(topic, b"over tls", qos=1)
-        info.wait_for_publish(timeout=WAIT)
+        pub.publish(topic, payload, qos=1).wait_for_publish(timeout=WAIT)
         msg = messages.get(timeout=WAIT)
-        assert msg.payload == b"over tls" and msg.topic == topic
+        assert msg.payload == payload and msg.topic == topic
     finally:
         for c in (sub, pub):
             c.disconnect()
@@ -232,36 +241,5 @@ def wss_broker(pki: Path, request):
 
 @pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5], ids=["v311", "v5"])
 def test_round_trip_over_websocket_over_tls(pki, wss_broker, protocol):
-    def wss_client():
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="w" + uuid.uuid4().hex[:20],
-                        protocol=protocol, transport="websockets", reconnect_on_failure=False)
-        c.ws_set_options(path="/mqtt")
-        c.tls_set(ca_certs=str(pki / "ca.pem"))
-        acks: queue.Queue = queue.Queue()
-        msgs: queue.Queue = queue.Queue()
-        c.on_connect = lambda cl, u, flags, rc, p: acks.put(int(rc.value))
-        c.on_message = lambda cl, u, msg: msgs.put(msg)
-        return c, acks, msgs
-
-    sub, sub_acks, messages = wss_client()
-    pub, pub_acks, _ = wss_client()
-    sub.connect("localhost", wss_broker, keepalive=30)
-    sub.loop_start()
-    try:
-        assert sub_acks.get(timeout=WAIT) == 0
-        topic = f"tern/paho-wss/{uuid.uuid4().hex}"
-        subscribed = threading.Event()
-        sub.on_subscribe = lambda *a: subscribed.set()
-        sub.subscribe(topic, 1)
-        assert subscribed.wait(WAIT)
-        pub.connect("localhost", wss_broker, keepalive=30)
-        pub.loop_start()
-        assert pub_acks.get(timeout=WAIT) == 0
-        payload = os.urandom(100_000)
-        pub.publish(topic, payload, qos=1).wait_for_publish(timeout=WAIT)
-        msg = messages.get(timeout=WAIT)
-        assert msg.payload == payload and msg.topic == topic
-    finally:
-        for c in (sub, pub):
-            c.disconnect()
-            c.loop_stop()
+    round_trip(client(pki, protocol, websocket=True), client(pki, protocol, websocket=True),
+               wss_broker, os.urandom(100_000))
