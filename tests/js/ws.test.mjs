@@ -1,8 +1,9 @@
 // MQTT.js (npm package `mqtt`) against the real `tern` binary over
 // WebSocket (ws://), next to a tcp listener: MQTT 3.1 (subprotocol
 // mqttv3.1), 3.1.1 and 5.0 at every QoS, a message larger than one
-// default frame, ws <-> tcp, a persistent session resumed over ws, and a
-// wrong path refused.
+// default frame, ws <-> tcp, a persistent session resumed over ws, a
+// wrong path refused, and MQTT over WebSocket over TLS (wss://, with a
+// certificate made by `openssl` for the test).
 //
 // The broker binary is TERN_BIN, else $CARGO_TARGET_DIR/debug/tern, else
 // <repo>/target/debug/tern. Run: `npm ci && node --test` in tests/js.
@@ -10,8 +11,8 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync, rmSync, existsSync } from "node:fs";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,15 +30,28 @@ let tern;
 let dir;
 let tcpUrl;
 let wsUrl;
+let wssUrl;
+let caPem;
 
 before(async () => {
   assert.ok(existsSync(BIN), `${BIN} does not exist: run cargo build -p tern-broker or set TERN_BIN`);
   dir = mkdtempSync(join(tmpdir(), "tern-mqttjs-"));
   const file = join(dir, "tern.toml");
+  const cert = join(dir, "server.pem");
+  const key = join(dir, "server.key");
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+      "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+      "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+    { stdio: "ignore", timeout: 30000 },
+  );
+  caPem = readFileSync(cert);
   writeFileSync(
     file,
     'sys_interval = 0\n[[listener]]\nbind = "127.0.0.1:0"\n' +
-      '[[listener]]\nbind = "127.0.0.1:0"\nkind = "ws"\n',
+      '[[listener]]\nbind = "127.0.0.1:0"\nkind = "ws"\n' +
+      `[[listener]]\nbind = "127.0.0.1:0"\nkind = "wss"\ntls.certfile = "${cert}"\ntls.keyfile = "${key}"\n`,
   );
   tern = spawn(BIN, ["--config", file, "--workers", "2", "--no-metrics", "--log-level", "warn"], {
     stdio: ["ignore", "pipe", "inherit"],
@@ -49,7 +63,7 @@ before(async () => {
       lines.on("line", (line) => {
         const m = /^tern: listening on (.+)$/.exec(line);
         if (m) addrs.push(m[1]);
-        if (addrs.length === 2) resolve();
+        if (addrs.length === 3) resolve();
       });
     }),
     10000,
@@ -57,6 +71,7 @@ before(async () => {
   );
   tcpUrl = `mqtt://${addrs[0]}`;
   wsUrl = `ws://${addrs[1]}/mqtt`;
+  wssUrl = `wss://localhost:${addrs[2].split(":").pop()}/mqtt`;
 });
 
 after(() => {
@@ -195,6 +210,29 @@ test("a persistent session resumed over ws gets what was queued", { timeout: 200
     await end(occupy);
   }
   await end(pub);
+});
+
+test("MQTT 3.1.1 and 5.0 over wss: QoS 1 round trips, 300 kB", { timeout: 20000 }, async () => {
+  for (const protocolVersion of [4, 5]) {
+    const topic = unique(`wss-v${protocolVersion}`);
+    const options = { protocolVersion, ca: caPem };
+    const { client: sub } = await connect(wssUrl, options);
+    const { client: pub } = await connect(wssUrl, options);
+    await sub.subscribeAsync(topic, { qos: 1 });
+    const got = messages(sub, 2);
+    const big = randomBytes(300 * 1024);
+    await pub.publishAsync(topic, "small", { qos: 1 });
+    await pub.publishAsync(topic, big, { qos: 1 });
+    const [a, b] = await got;
+    assert.equal(a.payload.toString(), "small");
+    assert.ok(b.payload.equals(big));
+    await end(pub);
+    await end(sub);
+  }
+});
+
+test("a wss client that does not trust the certificate is refused", { timeout: 20000 }, async () => {
+  await assert.rejects(connect(wssUrl, { protocolVersion: 4 }));
 });
 
 test("a wrong path is refused", { timeout: 20000 }, async () => {
