@@ -180,18 +180,19 @@ test("a 300 kB message over ws, and ws <-> tcp both ways", { timeout: 20000 }, a
   await end(tcp);
 });
 
-test("a persistent session resumed over ws gets what was queued", { timeout: 20000 }, async () => {
-  const topic = unique("persist");
+for (const [scheme, url, tls] of [["ws", () => wsUrl, {}], ["wss", () => wssUrl, { ca: caPem }]]) {
+test(`a persistent session resumed over ${scheme} gets what was queued`, { timeout: 20000 }, async () => {
+  const topic = unique(`persist-${scheme}`);
   const id = clientId();
-  const options = { clientId: id, clean: false, protocolVersion: 4 };
-  const { client: first } = await connect(wsUrl, options);
+  const options = { clientId: id, clean: false, protocolVersion: 4, ...tls };
+  const { client: first } = await connect(url(), options);
   await first.subscribeAsync(topic, { qos: 1 });
   await end(first);
   const { client: pub } = await connect(tcpUrl);
   for (const n of [1, 2, 3]) await pub.publishAsync(topic, `queued ${n}`, { qos: 1 });
   // Resumed several times: some reconnects land on the other worker and
   // are handed to the session's.
-  const { client: again, ack } = await connect(wsUrl, options);
+  const { client: again, ack } = await connect(url(), options);
   assert.equal(ack.sessionPresent, true);
   const msgs = await messages(again, 3);
   assert.deepEqual(
@@ -202,7 +203,7 @@ test("a persistent session resumed over ws gets what was queued", { timeout: 200
   for (let round = 0; round < 3; round++) {
     const { client: occupy } = await connect(tcpUrl);
     await pub.publishAsync(topic, `round ${round}`, { qos: 1 });
-    const { client: back, ack: ack2 } = await connect(wsUrl, options);
+    const { client: back, ack: ack2 } = await connect(url(), options);
     assert.equal(ack2.sessionPresent, true);
     const [m] = await messages(back, 1);
     assert.equal(m.payload.toString(), `round ${round}`);
@@ -211,6 +212,7 @@ test("a persistent session resumed over ws gets what was queued", { timeout: 200
   }
   await end(pub);
 });
+}
 
 test("MQTT 3.1.1 and 5.0 over wss: QoS 1 round trips, 300 kB", { timeout: 20000 }, async () => {
   for (const protocolVersion of [4, 5]) {
