@@ -15,6 +15,7 @@
 mod common;
 mod tls {
     mod lifecycle;
+    mod metrics;
     mod proxy;
 }
 
