@@ -1,9 +1,9 @@
 //! HTTPS on the metrics listener (`metrics_tls_certfile` /
 //! `metrics_tls_keyfile`), scraped by `curl --cacert`: the generated CA
 //! verifies it, plain HTTP is refused on that port, a silent client is
-//! closed after the handshake timeout, and the certificate is reloaded
-//! like the TLS listeners' (SIGHUP, a change on disk, bad files keep the
-//! one in force).
+//! closed after the handshake timeout, the admin endpoint works over it,
+//! and the certificate is reloaded like the TLS listeners' (SIGHUP, a
+//! change on disk, `POST /admin/reload`; bad files keep the one in force).
 
 use crate::*;
 use std::io::{Read, Write};
@@ -56,7 +56,8 @@ fn metrics_over_https_with_certificate_reload() {
     let keyfile = dir.write("http.key", &key);
     let config = format!(
         "bind = [\"127.0.0.1:0\"]\nmetrics_bind = \"127.0.0.1:0\"\n\
-         metrics_tls_certfile = \"{certfile}\"\nmetrics_tls_keyfile = \"{keyfile}\"\n"
+         metrics_tls_certfile = \"{certfile}\"\nmetrics_tls_keyfile = \"{keyfile}\"\n\
+         admin_endpoint = true\nadmin_token = \"metrics-tls-token\"\n"
     );
     let tern = Tern::start(&dir, &config);
     let http = tern.http.expect("metrics_bind set");
@@ -141,6 +142,26 @@ fn metrics_over_https_with_certificate_reload() {
     let ok = "tern_tls_certificate_reloads_total{result=\"ok\"}";
     wait_for(WAIT, "the reloads counted", || {
         (series(&https, &cafile, ok)? >= 2.0).then_some(())
+    });
+
+    // POST /admin/reload over HTTPS: the token is checked, and the reload
+    // reads the certificate again.
+    let admin = format!("https://127.0.0.1:{}/admin/reload", http.port());
+    let (status, _) = curl(&admin, &["--cacert", &cafile, "-X", "POST"]).unwrap();
+    assert_eq!(status, 401, "no token");
+    let bearer = "Authorization: Bearer metrics-tls-token";
+    let (status, body) = curl(&admin, &["--cacert", &cafile, "-X", "POST", "-H", bearer]).unwrap();
+    assert_eq!(status, 200, "{body}");
+    wait_for(WAIT, "the admin reload logged", || {
+        tern.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| {
+                l.contains("TLS certificate reloaded (POST /admin/reload)")
+                    && l.contains("metrics_bind")
+            })
+            .then_some(())
     });
 
     // The silent client was closed by the handshake timeout (10 s).
