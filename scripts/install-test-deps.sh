@@ -15,6 +15,8 @@ command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto)
 # Test certificates (RSA keys, `openssl s_client` for TLS versions).
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# HTTPS scrapes of the metrics listener with --cacert (metrics_tls_*).
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -15,8 +15,14 @@
 //!
 //! Only the admin endpoint is authenticated: bind `metrics_bind` to
 //! loopback or a private address.
+//!
+//! With `metrics_tls_certfile` and `metrics_tls_keyfile` the listener
+//! serves HTTPS only (rustls, ALPN `http/1.1`): each connection's handshake
+//! runs in its own task within [`HANDSHAKE_TIMEOUT`], with the certificate
+//! in force when it starts; `certs` reloads it like the TLS listeners'.
 
 use crate::admin_token::Unauthorized;
+use crate::error::BrokerError;
 use crate::reload::Reloader;
 use crate::shared::Shared;
 use http_body_util::Full;
@@ -29,11 +35,49 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tern_config::Config;
+use tern_transport::{TlsFiles, TlsServer, TlsVersion};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The longest a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest one HTTP connection may stay open.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest a TLS handshake may take (a TLS listener's default
+/// `handshake_timeout`), so a client that says nothing cannot keep a
+/// connection.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The name the metrics listener's certificate goes by in errors and logs.
+pub(crate) const TLS_NAME: &str = "metrics_bind";
+
+/// The HTTPS server configuration when metrics are served and
+/// `metrics_tls_certfile` / `metrics_tls_keyfile` are set (the
+/// configuration checks they come together); `Err` when the files do not
+/// load.
+pub(crate) fn tls_server(config: &Config) -> Result<Option<Arc<TlsServer>>, BrokerError> {
+    let (Some(_), Some(cert), Some(key)) = (
+        config.metrics_bind,
+        &config.metrics_tls_certfile,
+        &config.metrics_tls_keyfile,
+    ) else {
+        return Ok(None);
+    };
+    let files = TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: None,
+        require_client_cert: false,
+        min_version: TlsVersion::Tls12,
+        alpn: vec![b"http/1.1".to_vec()],
+    };
+    match TlsServer::load(files) {
+        Ok(server) => Ok(Some(Arc::new(server))),
+        Err(source) => Err(BrokerError::Tls {
+            name: TLS_NAME.into(),
+            source,
+        }),
+    }
+}
 
 /// What the endpoints read.
 #[derive(Debug)]
@@ -43,8 +87,13 @@ pub(crate) struct Endpoints {
     pub(crate) reloader: Arc<Reloader>,
 }
 
-/// Serves `listener` on a thread of its own until the process ends.
-pub(crate) fn start(listener: std::net::TcpListener, endpoints: Endpoints) -> std::io::Result<()> {
+/// Serves `listener` (over TLS with `tls`) on a thread of its own until
+/// the process ends.
+pub(crate) fn start(
+    listener: std::net::TcpListener,
+    tls: Option<Arc<TlsServer>>,
+    endpoints: Endpoints,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let endpoints = Arc::new(endpoints);
     std::thread::Builder::new()
@@ -53,12 +102,16 @@ pub(crate) fn start(listener: std::net::TcpListener, endpoints: Endpoints) -> st
             let Some(rt) = crate::runtime::current_thread_runtime("http") else {
                 return;
             };
-            rt.block_on(serve(listener, endpoints));
+            rt.block_on(serve(listener, tls, endpoints));
         })?;
     Ok(())
 }
 
-async fn serve(listener: std::net::TcpListener, endpoints: Arc<Endpoints>) {
+async fn serve(
+    listener: std::net::TcpListener,
+    tls: Option<Arc<TlsServer>>,
+    endpoints: Arc<Endpoints>,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -67,8 +120,8 @@ async fn serve(listener: std::net::TcpListener, endpoints: Arc<Endpoints>) {
         }
     };
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "HTTP accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -76,20 +129,38 @@ async fn serve(listener: std::net::TcpListener, endpoints: Arc<Endpoints>) {
             }
         };
         let endpoints = Arc::clone(&endpoints);
+        let Some(tls) = &tls else {
+            tokio::spawn(serve_connection(stream, endpoints));
+            continue;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let response = respond(&endpoints, req.method(), req.uri().path(), req.headers());
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            // A timeout just closes the connection.
-            if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
-                tracing::debug!(error = %e, "HTTP connection failed");
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, endpoints).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTPS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "HTTPS handshake timed out"),
             }
         });
+    }
+}
+
+/// Serves one connection's requests until it closes or
+/// [`CONNECTION_TIMEOUT`].
+async fn serve_connection<S>(io: S, endpoints: Arc<Endpoints>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let response = respond(&endpoints, req.method(), req.uri().path(), req.headers());
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service);
+    // A timeout just closes the connection.
+    if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+        tracing::debug!(error = %e, "HTTP connection failed");
     }
 }
 

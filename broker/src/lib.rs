@@ -247,6 +247,10 @@ fn start_with(
         ),
         None => None,
     };
+    let http_tls = http::tls_server(&config)?;
+    if let Some(tls) = &http_tls {
+        tls_servers.push((http::TLS_NAME.into(), Arc::clone(tls)));
+    }
     let http_addr = match &http_listener {
         Some(l) => Some(l.local_addr()?),
         None => None,
@@ -298,6 +302,7 @@ fn start_with(
         let metrics = prom::start(Arc::clone(&shared))?;
         http::start(
             listener,
+            http_tls,
             http::Endpoints {
                 metrics,
                 shared: Arc::clone(&shared),

@@ -27,12 +27,14 @@
 //! them at once, connected clients get a changed ACL at their next check,
 //! and a file that does not load keeps the one in force.
 //! Everything else needs a restart: `bind`, `workers`, `log_format`,
-//! `metrics_bind`, `limits.max_retained_messages`, `max_retained_bytes`,
+//! `metrics_bind`, `metrics_tls_certfile`, `metrics_tls_keyfile` (the
+//! paths; the files themselves are reloaded, below), `limits.max_retained_messages`, `max_retained_bytes`,
 //! `worker_queue_len` (and the backpressure watermarks derived from the
 //! startup limits). Connections keep the settings they connected with.
 //!
-//! Every TLS listener's certificate, key and client CAs are read again too
-//! (for new connections; see `certs`), whatever the configuration does.
+//! Every TLS listener's certificate, key and client CAs, and the metrics
+//! listener's certificate and key, are read again too (for new
+//! connections; see `certs`), whatever the configuration does.
 //!
 //! A configuration that does not load (unreadable file, unknown key, bad
 //! value) is rejected whole: nothing changes.
@@ -294,7 +296,8 @@ mod tests {
         let workers = if running.workers == 1 { 2 } else { 1 };
         let text = format!(
             "bind = [\"127.0.0.1:1\"]\nworkers = {workers}\nlog_level = \"warn\"\n\
-            log_format = \"json\"\nmetrics_bind = \"\"\nsocket_send_buffer = 1\n\
+            log_format = \"json\"\nmetrics_bind = \"\"\nmetrics_tls_certfile = \"/c\"\n\
+            metrics_tls_keyfile = \"/k\"\nsocket_send_buffer = 1\n\
             socket_recv_buffer = 1\nsys_interval = 1\nadmin_endpoint = true\nadmin_token_file = \"/t\"\n\
             shutdown_grace = 9\n\
             [limits]\nmax_packet_size = 2000\nmax_inflight = 5\nmax_incoming_inflight = 6\n\
@@ -327,6 +330,8 @@ mod tests {
                 "workers",
                 "log_format",
                 "metrics_bind",
+                "metrics_tls_certfile",
+                "metrics_tls_keyfile",
                 "limits.max_retained_messages",
                 "limits.max_retained_bytes",
                 "limits.worker_queue_len",

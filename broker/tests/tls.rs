@@ -3,7 +3,8 @@
 //! TLS: server certificates of each key type, hostname verification,
 //! mTLS with the certificate's name as user name, a wrong client
 //! certificate, the handshake timeout, certificate reload with a client
-//! connected, and PROXY v1/v2 headers as hand-written bytes. Certificates
+//! connected, PROXY v1/v2 headers as hand-written bytes, and HTTPS on the
+//! metrics listener (`curl --cacert`). Certificates
 //! are made by the tests (rcgen; RSA by the `openssl` tool).
 #![allow(
     clippy::unwrap_used,
@@ -15,6 +16,7 @@
 mod common;
 mod tls {
     mod lifecycle;
+    mod metrics;
     mod proxy;
 }
 

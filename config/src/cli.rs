@@ -61,6 +61,16 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "ADDR:PORT", conflicts_with = "no_metrics")]
     pub(crate) metrics_bind: Option<SocketAddr>,
 
+    /// PEM certificate chain for the metrics/admin HTTP listener: with
+    /// --metrics-tls-keyfile it serves HTTPS only (reloaded like the TLS
+    /// listeners' certificates).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metrics_tls_certfile: Option<PathBuf>,
+
+    /// PEM private key for --metrics-tls-certfile.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metrics_tls_keyfile: Option<PathBuf>,
+
     /// Do not serve metrics (same as `metrics_bind = ""` in the file).
     #[arg(long)]
     pub(crate) no_metrics: bool,
@@ -167,6 +177,8 @@ impl Cli {
             log_level: self.log_level.clone(),
             log_format: self.log_format,
             metrics_bind,
+            metrics_tls_certfile: self.metrics_tls_certfile.clone(),
+            metrics_tls_keyfile: self.metrics_tls_keyfile.clone(),
             socket_send_buffer: self.socket_send_buffer,
             socket_recv_buffer: self.socket_recv_buffer,
             sys_interval: self.sys_interval,
@@ -190,12 +202,14 @@ pub(crate) fn command() -> clap::Command {
     let metrics = defaults
         .metrics_bind
         .map_or_else(|| "\"\" (disabled)".to_string(), |a| a.to_string());
-    let top: [(&str, String); 12] = [
+    let top: [(&str, String); 14] = [
         ("bind", listeners.join(",")),
         ("workers", "0 (one per core)".into()),
         ("log_level", defaults.log_level.clone()),
         ("log_format", defaults.log_format.to_string()),
         ("metrics_bind", metrics),
+        ("metrics_tls_certfile", "none".into()),
+        ("metrics_tls_keyfile", "none".into()),
         (
             "socket_send_buffer",
             defaults.socket_send_buffer.to_string(),

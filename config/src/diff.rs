@@ -29,6 +29,14 @@ impl Config {
                 self.metrics_bind
                     .map_or_else(|| "\"\"".to_string(), |a| a.to_string()),
             ),
+            (
+                "metrics_tls_certfile",
+                path(self.metrics_tls_certfile.as_deref()),
+            ),
+            (
+                "metrics_tls_keyfile",
+                path(self.metrics_tls_keyfile.as_deref()),
+            ),
             ("socket_send_buffer", self.socket_send_buffer.to_string()),
             ("socket_recv_buffer", self.socket_recv_buffer.to_string()),
             ("sys_interval", self.sys_interval.to_string()),

@@ -26,6 +26,8 @@ pub(crate) struct Layer {
     /// `Some(None)`: metrics disabled.
     #[serde(default, deserialize_with = "de_metrics_bind")]
     pub(crate) metrics_bind: Option<Option<SocketAddr>>,
+    pub(crate) metrics_tls_certfile: Option<PathBuf>,
+    pub(crate) metrics_tls_keyfile: Option<PathBuf>,
     pub(crate) socket_send_buffer: Option<usize>,
     pub(crate) socket_recv_buffer: Option<usize>,
     pub(crate) sys_interval: Option<u32>,
@@ -49,6 +51,8 @@ pub(crate) const KEYS: &[&str] = &[
     "log_level",
     "log_format",
     "metrics_bind",
+    "metrics_tls_certfile",
+    "metrics_tls_keyfile",
     "socket_send_buffer",
     "socket_recv_buffer",
     "sys_interval",
@@ -68,6 +72,8 @@ impl Layer {
             log_level: env::get(env, "log_level")?,
             log_format: env::get(env, "log_format")?,
             metrics_bind: env::metrics_bind(env)?,
+            metrics_tls_certfile: env::get(env, "metrics_tls_certfile")?,
+            metrics_tls_keyfile: env::get(env, "metrics_tls_keyfile")?,
             socket_send_buffer: env::get(env, "socket_send_buffer")?,
             socket_recv_buffer: env::get(env, "socket_recv_buffer")?,
             sys_interval: env::get(env, "sys_interval")?,
@@ -102,6 +108,8 @@ impl Layer {
             log_level: self.log_level.or(lower.log_level),
             log_format: self.log_format.or(lower.log_format),
             metrics_bind: self.metrics_bind.or(lower.metrics_bind),
+            metrics_tls_certfile: self.metrics_tls_certfile.or(lower.metrics_tls_certfile),
+            metrics_tls_keyfile: self.metrics_tls_keyfile.or(lower.metrics_tls_keyfile),
             socket_send_buffer: self.socket_send_buffer.or(lower.socket_send_buffer),
             socket_recv_buffer: self.socket_recv_buffer.or(lower.socket_recv_buffer),
             sys_interval: self.sys_interval.or(lower.sys_interval),
@@ -135,6 +143,13 @@ impl Layer {
         }
         if let Some(metrics) = self.metrics_bind {
             config.metrics_bind = metrics;
+        }
+        // "" (the example file's spelling of "none") is no file.
+        if let Some(path) = self.metrics_tls_certfile {
+            config.metrics_tls_certfile = (!path.as_os_str().is_empty()).then_some(path);
+        }
+        if let Some(path) = self.metrics_tls_keyfile {
+            config.metrics_tls_keyfile = (!path.as_os_str().is_empty()).then_some(path);
         }
         if let Some(size) = self.socket_send_buffer {
             config.socket_send_buffer = size;
@@ -174,6 +189,8 @@ impl Layer {
             self.log_level.is_some(),
             self.log_format.is_some(),
             self.metrics_bind.is_some(),
+            self.metrics_tls_certfile.is_some(),
+            self.metrics_tls_keyfile.is_some(),
             self.socket_send_buffer.is_some(),
             self.socket_recv_buffer.is_some(),
             self.sys_interval.is_some(),

@@ -93,6 +93,15 @@ pub struct Config {
     /// Prometheus metrics HTTP address, or `None` when disabled
     /// (`metrics_bind`, `--metrics-bind`, `--no-metrics`). Default `0.0.0.0:9090`.
     pub metrics_bind: Option<SocketAddr>,
+    /// PEM certificate chain of the metrics/admin HTTP listener
+    /// (`metrics_tls_certfile`, `--metrics-tls-certfile`). With
+    /// `metrics_tls_keyfile` (both or neither) that listener serves HTTPS
+    /// only, ALPN `http/1.1`; the files are reloaded like the TLS
+    /// listeners' (SIGHUP, admin reload, a change on disk). Default none.
+    pub metrics_tls_certfile: Option<PathBuf>,
+    /// PEM private key for `metrics_tls_certfile` (`metrics_tls_keyfile`,
+    /// `--metrics-tls-keyfile`). Default none.
+    pub metrics_tls_keyfile: Option<PathBuf>,
     /// `SO_SNDBUF` for client sockets in bytes, 0 = OS default
     /// (`socket_send_buffer`, `--socket-send-buffer`).
     pub socket_send_buffer: usize,
@@ -137,6 +146,8 @@ impl Default for Config {
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
             metrics_bind: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 9090))),
+            metrics_tls_certfile: None,
+            metrics_tls_keyfile: None,
             socket_send_buffer: 0,
             socket_recv_buffer: 0,
             sys_interval: 10,
@@ -167,6 +178,21 @@ impl Config {
                     reason: format!("{metrics} is also an MQTT listener address"),
                 });
             }
+        }
+        match (&self.metrics_tls_certfile, &self.metrics_tls_keyfile) {
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    key: "metrics_tls_certfile",
+                    reason: "needs metrics_tls_keyfile (give both or neither)".into(),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "metrics_tls_keyfile",
+                    reason: "needs metrics_tls_certfile (give both or neither)".into(),
+                })
+            }
+            _ => {}
         }
         admin::validate(
             self.admin_endpoint,

@@ -591,6 +591,55 @@ fn admin_token_sources() {
 }
 
 #[test]
+fn metrics_tls_files_come_in_pairs() {
+    let file = TempFile::new(
+        "metrics_tls_certfile = \"/etc/tern/http.pem\"\nmetrics_tls_keyfile = \"/etc/tern/http.key\"\n",
+    );
+    let c = run(&["-c", &file.arg()], &[]).unwrap();
+    assert_eq!(
+        c.metrics_tls_certfile,
+        Some(PathBuf::from("/etc/tern/http.pem"))
+    );
+    assert_eq!(
+        c.metrics_tls_keyfile,
+        Some(PathBuf::from("/etc/tern/http.key"))
+    );
+    // The environment and the flags override the file, one key each.
+    let env = [("TERN_METRICS_TLS_KEYFILE", "/env/k")];
+    let c = run(
+        &["-c", &file.arg(), "--metrics-tls-certfile", "/flag/c"],
+        &env,
+    )
+    .unwrap();
+    assert_eq!(c.metrics_tls_certfile, Some(PathBuf::from("/flag/c")));
+    assert_eq!(c.metrics_tls_keyfile, Some(PathBuf::from("/env/k")));
+    // One without the other is refused, naming the key given.
+    let err = run(&["--metrics-tls-certfile", "/c"], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("metrics_tls_certfile") && err.contains("needs metrics_tls_keyfile"),
+        "{err}"
+    );
+    let err = run(&[], &[("TERN_METRICS_TLS_KEYFILE", "/k")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs metrics_tls_certfile"), "{err}");
+    // "" is none, and none is the default.
+    let file = TempFile::new("metrics_tls_certfile = \"\"\nmetrics_tls_keyfile = \"\"\n");
+    let c = run(&["-c", &file.arg()], &[]).unwrap();
+    assert_eq!(
+        (c.metrics_tls_certfile, c.metrics_tls_keyfile),
+        (None, None)
+    );
+    let c = run(&[], &[]).unwrap();
+    assert_eq!(
+        (c.metrics_tls_certfile, c.metrics_tls_keyfile),
+        (None, None)
+    );
+}
+
+#[test]
 fn access_files_global_and_per_listener() {
     let file = TempFile::new(
         "[auth]\npassword_file = \"/etc/tern/passwd\"\nacl_file = \"\"\n\
