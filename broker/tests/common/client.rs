@@ -110,6 +110,14 @@ impl Client {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
+    /// Sends DISCONNECT and waits until the broker has closed the
+    /// connection: by then it has detached the session (a persistent one is
+    /// offline, and messages published after this return are queued for it).
+    pub fn disconnect_and_wait(mut self) {
+        self.send(&DISCONNECT_BYTES);
+        self.expect_closed_silently(WAIT);
+    }
+
     /// Sends DISCONNECT and closes the socket.
     pub fn disconnect(mut self) {
         let _ = self.send_lossy(&DISCONNECT_BYTES);

@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 fn park_session(addr: SocketAddr, version: u8, id: &str, filters: &[(&str, u8)]) {
     let (mut c, _) = Client::accepted(addr, &Connect::new(version, id).clean(false));
     c.subscribe(filters);
-    c.disconnect();
+    // Offline for certain before the caller publishes: otherwise the first
+    // messages may reach the closing connection's inflight window.
+    c.disconnect_and_wait();
 }
 
 /// Removes the session of `id` (clean session 1), for a shared broker.
