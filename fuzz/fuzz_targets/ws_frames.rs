@@ -7,57 +7,10 @@
 //! Run: `cargo fuzz run ws_frames` (seeds in `corpus/ws_frames/`).
 #![no_main]
 
-use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use tern_transport::ws::{parse_request, Control, Decoded, FrameDecoder, FrameError};
+use tern_transport::ws::parse_request;
 
-/// Everything one decoding run produced.
-#[derive(Debug, PartialEq, Eq)]
-struct Outcome {
-    payload: Vec<u8>,
-    controls: Vec<Control>,
-    error: Option<FrameError>,
-}
-
-/// Decodes `data` arriving `chunk` bytes at a time, taking at most `room`
-/// payload bytes per call.
-fn run(data: &[u8], max_frame: u64, chunk: usize, room: usize) -> Outcome {
-    let mut decoder = FrameDecoder::new(max_frame);
-    let mut raw = BytesMut::new();
-    let mut out = Outcome {
-        payload: Vec::new(),
-        controls: Vec::new(),
-        error: None,
-    };
-    let mut fed = 0;
-    loop {
-        match decoder.decode(&mut raw, room) {
-            Ok(Decoded::Data(n)) => {
-                assert!(n > 0 && n <= room && n <= raw.len());
-                out.payload.extend_from_slice(&raw.split_to(n));
-            }
-            Ok(Decoded::Control(c)) => {
-                if let Control::Ping(p) = &c {
-                    assert!(p.len() <= 125);
-                }
-                out.controls.push(c);
-            }
-            Ok(Decoded::NeedMore) => {
-                assert!(!decoder.ready(&raw), "ready but needs more");
-                if fed == data.len() {
-                    return out;
-                }
-                let end = (fed + chunk).min(data.len());
-                raw.extend_from_slice(&data[fed..end]);
-                fed = end;
-            }
-            Err(e) => {
-                out.error = Some(e);
-                return out;
-            }
-        }
-    }
-}
+include!("../../transport/tests/support/ws_property.rs");
 
 fuzz_target!(|data: &[u8]| {
     let [a, b, c, rest @ ..] = data else {

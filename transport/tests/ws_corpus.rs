@@ -5,51 +5,14 @@
 //! too, so a seed that stops exercising what it was written for fails here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use bytes::BytesMut;
+mod support {
+    pub(crate) mod ws_property;
+}
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use tern_transport::ws::{parse_request, Control, Decoded, FrameDecoder, FrameError};
-
-#[derive(Debug, PartialEq, Eq)]
-struct Outcome {
-    payload: Vec<u8>,
-    controls: Vec<Control>,
-    error: Option<FrameError>,
-}
-
-/// As `fuzz/fuzz_targets/ws_frames.rs`.
-fn run(data: &[u8], max_frame: u64, chunk: usize, room: usize) -> Outcome {
-    let mut decoder = FrameDecoder::new(max_frame);
-    let mut raw = BytesMut::new();
-    let mut out = Outcome {
-        payload: Vec::new(),
-        controls: Vec::new(),
-        error: None,
-    };
-    let mut fed = 0;
-    loop {
-        match decoder.decode(&mut raw, room) {
-            Ok(Decoded::Data(n)) => {
-                assert!(n > 0 && n <= room && n <= raw.len());
-                out.payload.extend_from_slice(&raw.split_to(n));
-            }
-            Ok(Decoded::Control(c)) => out.controls.push(c),
-            Ok(Decoded::NeedMore) => {
-                assert!(!decoder.ready(&raw), "ready but needs more");
-                if fed == data.len() {
-                    return out;
-                }
-                let end = (fed + chunk).min(data.len());
-                raw.extend_from_slice(&data[fed..end]);
-                fed = end;
-            }
-            Err(e) => {
-                out.error = Some(e);
-                return out;
-            }
-        }
-    }
-}
+use support::ws_property::{run, Outcome};
+use tern_transport::ws::{parse_request, Control, FrameError};
 
 /// The fuzz target's check of one input (plus two fixed splits); returns
 /// the outcome of the whole-input run.
