@@ -236,42 +236,22 @@ impl Conn {
                 self.wbuf.clear();
                 self.wpos = 0;
             }
-            while ws.opos < ws.out.len() {
-                match self.sock.write(&ws.out[ws.opos..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        ws.opos += n;
-                        self.last_tx_ns = now;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.write_blocked = true;
-                        return Ok(());
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            self.write_blocked = false;
+            let (out, pos) = (&ws.out, &mut ws.opos);
+            self.write_blocked = !write_out(&mut self.sock, out, pos, &mut self.last_tx_ns, now)?;
             return Ok(());
         }
-        while self.wpos < self.wbuf.len() {
-            match self.sock.write(&self.wbuf[self.wpos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.wpos += n;
-                    self.last_tx_ns = now;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.write_blocked = true;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        let done = write_out(
+            &mut self.sock,
+            &self.wbuf,
+            &mut self.wpos,
+            &mut self.last_tx_ns,
+            now,
+        )?;
+        self.write_blocked = !done;
+        if done {
+            self.wbuf.clear();
+            self.wpos = 0;
         }
-        self.write_blocked = false;
-        self.wbuf.clear();
-        self.wpos = 0;
         Ok(())
     }
 
@@ -563,4 +543,28 @@ mod tests {
         assert_eq!(Some(peer.ip()), src);
         assert_eq!(c.sock.local_addr().unwrap(), peer);
     }
+}
+
+/// Writes `buf[*pos..]` to `sock` until done (`Ok(true)`) or the socket is
+/// full (`Ok(false)`), advancing `pos` and stamping `last_tx` at `now`.
+fn write_out(
+    sock: &mut impl Write,
+    buf: &[u8],
+    pos: &mut usize,
+    last_tx: &mut u64,
+    now: u64,
+) -> io::Result<bool> {
+    while *pos < buf.len() {
+        match sock.write(&buf[*pos..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                *pos += n;
+                *last_tx = now;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
