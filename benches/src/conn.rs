@@ -443,6 +443,30 @@ fn connect_from(src: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(TcpStream::from_std(sock.into()))
 }
 
+/// Writes `buf[*pos..]` to `sock` until done (`Ok(true)`) or the socket is
+/// full (`Ok(false)`), advancing `pos` and stamping `last_tx` at `now`.
+fn write_out(
+    sock: &mut impl Write,
+    buf: &[u8],
+    pos: &mut usize,
+    last_tx: &mut u64,
+    now: u64,
+) -> io::Result<bool> {
+    while *pos < buf.len() {
+        match sock.write(&buf[*pos..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                *pos += n;
+                *last_tx = now;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,28 +567,4 @@ mod tests {
         assert_eq!(Some(peer.ip()), src);
         assert_eq!(c.sock.local_addr().unwrap(), peer);
     }
-}
-
-/// Writes `buf[*pos..]` to `sock` until done (`Ok(true)`) or the socket is
-/// full (`Ok(false)`), advancing `pos` and stamping `last_tx` at `now`.
-fn write_out(
-    sock: &mut impl Write,
-    buf: &[u8],
-    pos: &mut usize,
-    last_tx: &mut u64,
-    now: u64,
-) -> io::Result<bool> {
-    while *pos < buf.len() {
-        match sock.write(&buf[*pos..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                *pos += n;
-                *last_tx = now;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
 }
