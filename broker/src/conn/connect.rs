@@ -115,8 +115,8 @@ pub(super) async fn attach(
     // User name and password: a certificate that names the user stands for
     // them; otherwise the listener's password file (checked off this loop,
     // see `access`), else the `[auth]` users.
-    let policy = if certified {
-        tern_session::auth::AuthPolicy::default()
+    let checked = if certified {
+        Connection::check_connect_certified(&connect, &live.session)
     } else {
         match worker
             .shared
@@ -124,14 +124,14 @@ pub(super) async fn attach(
             .authenticate(&listener, &connect, &live.session.auth)
             .await
         {
-            Ok(policy) => policy,
+            Ok(policy) => Connection::check_connect_with(&connect, &live.session, &policy),
             Err(code) => {
                 tracing::info!(%peer, client_id = %connect.client_id, %listener, code = ?code, "connection refused: authentication");
                 return refuse(worker, link, version, code).await;
             }
         }
     };
-    let mut check = match Connection::check_connect_with(&connect, &live.session, &policy) {
+    let mut check = match checked {
         Ok(check) => check,
         Err(code) => {
             tracing::info!(%peer, client_id = %connect.client_id, code = ?code, "connection refused");
