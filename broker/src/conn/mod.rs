@@ -524,7 +524,7 @@ fn poll_io(
     worker: &Worker,
 ) -> Poll<Io> {
     let stats = &worker.stats;
-    let idle = {
+    let (idle, replay) = {
         let mut cs = cell.borrow_mut();
         let written = poll_write_out(cx, stream, &mut cs, worker);
         if let Poll::Ready(Err(e)) = written {
@@ -547,7 +547,12 @@ fn poll_io(
         }
         // Pending: the transport still holds bytes (TLS records) for the
         // socket, and its write readiness will wake this task.
-        cs.out.is_empty() && cs.close.is_none() && cs.replay.is_none() && written.is_ready()
+        // A retained replay with room goes after reading and the timer (the
+        // client's acks and pings first); reading does not change the room.
+        let replay = cs.replay_room(worker.marks);
+        let idle =
+            cs.out.is_empty() && cs.close.is_none() && cs.replay.is_none() && written.is_ready();
+        (idle, replay)
     };
     // An idle connection holds no read buffer: wait for readiness first, and
     // allocate only then (more when the last read filled what it had).
@@ -586,8 +591,7 @@ fn poll_io(
     if std::future::Future::poll(sleep, cx).is_ready() {
         return Poll::Ready(Io::Timer);
     }
-    // After reading and the timer: the client's acks and pings come first.
-    if cell.borrow().replay_room(worker.marks) {
+    if replay {
         return Poll::Ready(Io::Replay);
     }
     if idle && rbuf.capacity() == 0 {
