@@ -19,8 +19,9 @@
 //!
 //! 1. SUBSCRIBE on a worker: [`LocalSubscriptions::subscribe`] per filter; when
 //!    it reports `filter_added`, send `RouteUpdate { op: RouteOp::Add, .. }` to
-//!    the route writer. Then [`RetainedStore::matching`] for the retained
-//!    messages to send (under the store's mutex).
+//!    the route writer. Then a [`RetainedCursor`] and
+//!    [`RetainedStore::next_matches`] for the retained messages to send, in
+//!    batches (each under the store's mutex).
 //! 2. UNSUBSCRIBE or session end: [`LocalSubscriptions::unsubscribe`]; on
 //!    `filter_removed` send `RouteOp::Remove`.
 //! 3. Route writer: drain pending updates, [`RouteTable::apply`] them as one

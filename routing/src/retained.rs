@@ -272,29 +272,10 @@ impl RetainedStore {
         Some(old)
     }
 
-    /// Appends every unexpired retained message whose topic matches `filter`
-    /// to `out`, in topic order. A filter with a leading wildcard does not
-    /// match `$` topics ([MQTT-4.7.2-1]). For a shared subscription pass the
-    /// inner filter; v5 servers send no retained messages for shared
-    /// subscriptions, that choice is the broker's. Unbounded: a new
-    /// subscription's replay uses [`RetainedStore::next_matches`].
-    pub fn matching(&self, filter: &str, now: Instant, out: &mut Vec<Arc<Publish>>) {
-        let mut found = Vec::new();
-        self.matching_messages(filter, now, &mut found);
-        out.extend(found.into_iter().map(|m| m.publish));
-    }
-
-    /// [`RetainedStore::matching`], with each message's expiry (the broker
-    /// sends the remaining Message Expiry Interval, [MQTT5-3.3.2-6]).
-    pub fn matching_messages(&self, filter: &str, now: Instant, out: &mut Vec<RetainedMessage>) {
-        let mut cursor = RetainedCursor::new(filter);
-        while !cursor.is_done() {
-            self.next_matches(&mut cursor, now, usize::MAX, usize::MAX, out);
-        }
-    }
-
     /// The next batch of a replay: appends to `out` the unexpired messages
-    /// matching the cursor's filter after its position, in topic order,
+    /// matching the cursor's filter after its position, in topic order (a
+    /// filter with a leading wildcard does not match `$` topics,
+    /// [MQTT-4.7.2-1]; for a shared subscription pass the inner filter),
     /// stopping after `max_out` messages or `max_scan` topics looked at
     /// (matching or not), and moves the cursor past what it looked at.
     /// Returns how many messages it appended; the cursor
