@@ -420,7 +420,7 @@ fn yaml_manifests_parse_and_agree() {
     assert_eq!(
         block_scalar(&configmap, "tern.toml"),
         format!("{}\n", toml.trim_end_matches('\n')),
-        "kubernetes/configmap.yaml must carry deploy/tern.toml verbatim"
+        "kubernetes/configmap.yaml must carry deploy/tern.toml verbatim (scripts/sync-configmap.py copies it)"
     );
 
     if !has_pyyaml() {
