@@ -40,6 +40,16 @@ impl Client {
         Self::from_stream(stream)
     }
 
+    /// A TCP connection with a 4 KiB receive buffer, nothing sent yet: it
+    /// stops accepting data almost at once when it does not read.
+    pub fn tcp_small_buffer(addr: SocketAddr) -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        socket.connect_timeout(&addr.into(), WAIT).expect("connect");
+        Self::from_stream(TcpStream::from(socket))
+    }
+
     /// Wraps an already connected stream (e.g. one with small socket buffers).
     pub fn from_stream(stream: TcpStream) -> Self {
         stream.set_nodelay(true).expect("TCP_NODELAY");

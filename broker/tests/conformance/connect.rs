@@ -46,11 +46,7 @@ fn disconnect_reaches_a_writing_client(addr: std::net::SocketAddr) {
     // A subscriber with a 4 KiB receive buffer and 400 KiB of messages
     // waiting for it: the server's DISCONNECT sits behind them in its send
     // buffer when it closes.
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    socket.connect_timeout(&addr.into(), WAIT).expect("connect");
-    let mut c = Client::from_stream(std::net::TcpStream::from(socket));
+    let mut c = Client::tcp_small_buffer(addr);
     c.version = V5;
     c.send(&Connect::v5(&client_id()).bytes());
     assert_eq!(c.read().kind(), CONNACK);

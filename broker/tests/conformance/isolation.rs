@@ -2,7 +2,7 @@
 //! subscriber (ARCHITECTURE.md, "The path of a PUBLISH", step 8).
 
 use crate::common::*;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -12,11 +12,7 @@ const SIZE: usize = 64 * 1024;
 /// A connection with a 4 KiB receive buffer, so that it stops accepting
 /// data almost at once when it does not read.
 fn small_buffer_client(addr: SocketAddr) -> Client {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    socket.connect_timeout(&addr.into(), WAIT).expect("connect");
-    let mut client = Client::from_stream(TcpStream::from(socket));
+    let mut client = Client::tcp_small_buffer(addr);
     client.send(&Connect::v311(&client_id()).bytes());
     assert_eq!(client.read().bytes(), connack_v3(false, 0));
     client
