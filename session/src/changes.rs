@@ -17,13 +17,11 @@
 //! and wills are the broker's own acts (attach, detach), so they have no
 //! variant here.
 
-use crate::session::Session;
-use crate::SessionConfig;
+use crate::session::{Message, Session};
 use bytestring::ByteString;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
-use tern_codec::{PacketId, Publish, QoS, SubscriptionOptions};
+use tern_codec::{PacketId, SubscriptionOptions};
 
 /// One change to a persistent session's stored state.
 #[derive(Clone, PartialEq, Eq)]
@@ -44,16 +42,31 @@ pub enum SessionChange {
         filter: ByteString,
     },
     /// A message entered the session: its queue, or directly its inflight
-    /// window (QoS 0 only when it is queued).
+    /// window (then [`SessionChange::Sent`] follows). QoS 0 only when it is
+    /// queued. `message.id` names it in later changes.
     Queued {
-        /// The message.
-        msg: Arc<Publish>,
-        /// Its QoS for this client.
-        qos: QoS,
+        /// The message with its per-receiver fields and id.
+        message: Message,
+    },
+    /// The message `id` was sent under `packet_id`: it is in the inflight
+    /// window now, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Sent {
+        /// The message's [`Message::id`].
+        id: u64,
+        /// The packet id it holds.
+        packet_id: PacketId,
+    },
+    /// The message `id` left the queue without taking a packet id: sent at
+    /// QoS 0, expired, not readable by the client, or handed to another
+    /// member of its shared subscription group.
+    Removed {
+        /// The message's [`Message::id`].
+        id: u64,
     },
     /// A delivery to the client is complete and its packet id free: PUBACK
-    /// or PUBCOMP (also an error PUBREC [MQTT-4.4.0-2], and a message
-    /// discarded as too large for the client [MQTT5-3.1.2-25]).
+    /// or PUBCOMP (also an error PUBREC [MQTT-4.4.0-2], a message
+    /// discarded as too large for the client [MQTT5-3.1.2-25], and an
+    /// unacknowledged message handed to another member of its group).
     Acked {
         /// The packet id freed.
         packet_id: PacketId,
@@ -97,12 +110,13 @@ impl fmt::Debug for SessionChange {
                 .debug_struct("Unsubscribed")
                 .field("filter", filter)
                 .finish(),
-            Self::Queued { msg, qos } => f
-                .debug_struct("Queued")
-                .field("topic", &msg.topic)
-                .field("payload_len", &msg.payload.len())
-                .field("qos", qos)
+            Self::Queued { message } => f.debug_struct("Queued").field("message", message).finish(),
+            Self::Sent { id, packet_id } => f
+                .debug_struct("Sent")
+                .field("id", id)
+                .field("packet_id", packet_id)
                 .finish(),
+            Self::Removed { id } => f.debug_struct("Removed").field("id", id).finish(),
             Self::Acked { packet_id } => f
                 .debug_struct("Acked")
                 .field("packet_id", packet_id)
@@ -123,23 +137,63 @@ impl fmt::Debug for SessionChange {
     }
 }
 
-/// The journal a [`Session`] carries: boxed, and only once something is
-/// recorded, so a session that records nothing pays one pointer.
-pub(crate) type Journal = Option<Box<VecDeque<SessionChange>>>;
+/// What a recording session carries: the changes not drained yet and the
+/// next [`Message::id`]. Boxed, and only when the broker asks for a
+/// journal, so a session that records nothing pays one pointer.
+#[derive(Default)]
+pub(crate) struct JournalState {
+    pub(crate) changes: VecDeque<SessionChange>,
+    next_id: u64,
+}
+
+/// A session's journal: `None` while the broker records nothing.
+pub(crate) type Journal = Option<Box<JournalState>>;
 
 impl Session {
-    /// Records the change `change` makes, when `cfg` asks for a journal and
-    /// this session is persistent. `change` is only called then.
-    pub(crate) fn record(&mut self, cfg: &SessionConfig, change: impl FnOnce() -> SessionChange) {
-        if cfg.record_changes && self.is_persistent() {
-            self.changes
-                .get_or_insert_with(Box::default)
-                .push_back(change());
+    /// Starts recording (when `on`, and not already): called with
+    /// `SessionConfig::record_changes` by the connection and the offline
+    /// enqueue.
+    pub(crate) fn arm_journal(&mut self, on: bool) {
+        if on && self.changes.is_none() {
+            self.changes = Some(Box::new(JournalState {
+                changes: VecDeque::new(),
+                next_id: 1,
+            }));
+        }
+    }
+
+    /// The id for a message entering the session: increasing while
+    /// recording, 0 otherwise (nobody names messages then).
+    pub(crate) fn take_message_id(&mut self) -> u64 {
+        let Some(journal) = self.changes.as_mut() else {
+            return 0;
+        };
+        let id = journal.next_id;
+        journal.next_id += 1;
+        id
+    }
+
+    /// Ids given from now on start at `next` (after a restore).
+    pub(crate) fn set_next_message_id(&mut self, next: u64) {
+        if let Some(journal) = self.changes.as_mut() {
+            journal.next_id = next;
+        }
+    }
+
+    /// Records the change `change` makes, while recording (see
+    /// [`arm_journal`](Self::arm_journal)) and this session is persistent.
+    /// `change` is only called then.
+    pub(crate) fn record(&mut self, change: impl FnOnce() -> SessionChange) {
+        if !self.is_persistent() {
+            return;
+        }
+        if let Some(journal) = self.changes.as_mut() {
+            journal.changes.push_back(change());
         }
     }
 
     /// The next recorded change, oldest first (see [`SessionChange`]).
     pub fn poll_change(&mut self) -> Option<SessionChange> {
-        self.changes.as_mut()?.pop_front()
+        self.changes.as_mut()?.changes.pop_front()
     }
 }

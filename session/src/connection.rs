@@ -140,6 +140,7 @@ impl Connection {
         let resumed = existing.filter(|s| !connect.clean_start && s.is_persistent());
         let session_present = resumed.is_some();
         let mut session = resumed.unwrap_or_else(|| Session::new(client_id, false));
+        session.arm_journal(cfg.record_changes);
         let connect_expiry = session_expiry(&connect);
         session.set_expiry_interval(connect_expiry);
         let (keep_alive, server_keep_alive) = keep_alive(&connect, &cfg);
@@ -268,13 +269,23 @@ impl Connection {
         let mut queue = std::mem::take(&mut self.session.queue);
         let before = queue.len();
         let (authz, id) = (self.authorizer(), self.identity());
-        queue.retain(|m| authz.receive(id, &m.msg.topic));
+        let mut removed: Vec<u64> = Vec::new();
+        queue.retain(|m| {
+            let readable = authz.receive(id, &m.msg.topic);
+            if !readable {
+                removed.push(m.id);
+            }
+            readable
+        });
         let dropped = before - queue.len();
         if dropped > 0 {
             self.session.queued_bytes = queue.iter().map(Message::bytes).sum();
             self.stats.deliver_dropped += dropped as u64;
         }
         self.session.queue = queue;
+        for id in removed {
+            self.session.forget(id);
+        }
     }
 
     /// Replaces the connection's own policy when it says it is stale
@@ -502,7 +513,7 @@ impl Connection {
         if let Some(pid) = packet_id {
             if self.session.remove_inflight(pid) {
                 self.session
-                    .record(&self.cfg, || SessionChange::Acked { packet_id: pid });
+                    .record(|| SessionChange::Acked { packet_id: pid });
                 self.release_queued(now);
             }
         }
@@ -553,6 +564,7 @@ impl Connection {
             sub_ids: SmallVec::from_slice(ids),
             received_at: offer.received_at,
             share: offer.group.cloned(),
+            id: 0,
         };
         if is_expired(msg, offer.received_at, now) {
             self.session.count_expired(1);
@@ -568,7 +580,7 @@ impl Connection {
             self.send_message(now, message());
             return DeliverOutcome::Sent;
         }
-        let outcome = if self.closing
+        if self.closing
             || self.session.queued_len() > 0
             || self.session.inflight_len() >= usize::from(self.send_window)
         {
@@ -578,14 +590,10 @@ impl Connection {
             }
             DeliverOutcome::Queued
         } else {
-            self.send_message(now, message());
+            let m = self.session.admit(message());
+            self.send_message(now, m);
             DeliverOutcome::Sent
-        };
-        self.session.record(&self.cfg, || SessionChange::Queued {
-            msg: Arc::clone(msg),
-            qos,
-        });
-        outcome
+        }
     }
 
     /// Queues the SUBACK for an [`Event::Subscribe`]: `reasons` has one code
@@ -619,12 +627,11 @@ impl Connection {
                     if let (Some(sub), Some(q)) = (subs.get_mut(&filter), QoS::from_u8(code.0)) {
                         sub.options.qos = q;
                         let sub = *sub;
-                        self.session
-                            .record(&self.cfg, || SessionChange::Subscribed {
-                                filter,
-                                options: sub.options,
-                                subscription_identifier: sub.id,
-                            });
+                        self.session.record(|| SessionChange::Subscribed {
+                            filter,
+                            options: sub.options,
+                            subscription_identifier: sub.id,
+                        });
                     }
                 } else if let Some(prev) = previous {
                     subs.insert(filter, prev);
@@ -742,7 +749,9 @@ impl Connection {
             .map(|m| (m.qos, m.is_expired(now)))
         {
             if expired {
-                self.session.pop_queue();
+                if let Some(m) = self.session.pop_queue() {
+                    self.session.forget(m.id);
+                }
                 self.session.count_expired(1);
                 continue;
             }
@@ -754,6 +763,9 @@ impl Connection {
             let Some(m) = self.session.pop_queue() else {
                 break;
             };
+            if qos == QoS::AtMostOnce {
+                self.session.forget(m.id);
+            }
             self.send_message(now, m);
         }
     }

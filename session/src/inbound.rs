@@ -122,11 +122,10 @@ impl Connection {
             // with PUBREL/PUBCOMP after its plain PUBREC.
             if allowed || !self.version.is_v5() {
                 self.session.incoming_qos2.insert(pid);
-                self.session
-                    .record(&self.cfg, || SessionChange::InboundQos2 {
-                        packet_id: pid,
-                        done: false,
-                    });
+                self.session.record(|| SessionChange::InboundQos2 {
+                    packet_id: pid,
+                    done: false,
+                });
             }
         }
         if !allowed {
@@ -172,11 +171,10 @@ impl Connection {
             QoS::AtLeastOnce => self.push_ack(Packet::PubAck(resp)),
             QoS::ExactlyOnce => {
                 if !resp.reason.is_success() && self.session.incoming_qos2.remove(&pid) {
-                    self.session
-                        .record(&self.cfg, || SessionChange::InboundQos2 {
-                            packet_id: pid,
-                            done: true,
-                        });
+                    self.session.record(|| SessionChange::InboundQos2 {
+                        packet_id: pid,
+                        done: true,
+                    });
                 }
                 self.push_ack(Packet::PubRec(resp));
             }
@@ -275,7 +273,7 @@ impl Connection {
             _ => st.pubcomp_in += 1,
         }
         self.session
-            .record(&self.cfg, || SessionChange::Acked { packet_id: pid });
+            .record(|| SessionChange::Acked { packet_id: pid });
         self.release_queued(now);
     }
 
@@ -288,14 +286,14 @@ impl Connection {
                     // [MQTT-4.4.0-2] acknowledged, never re-sent; the id is free.
                     self.session.remove_inflight(pid);
                     self.session
-                        .record(&self.cfg, || SessionChange::Acked { packet_id: pid });
+                        .record(|| SessionChange::Acked { packet_id: pid });
                     self.release_queued(now);
                     return;
                 }
                 // [MQTT-4.3.3-4] PUBREL with the same id; PUBRELs follow PUBREC order.
                 self.session.mark_pubrel(pid);
                 self.session
-                    .record(&self.cfg, || SessionChange::Released { packet_id: pid });
+                    .record(|| SessionChange::Released { packet_id: pid });
                 self.push_ack(Packet::PubRel(PubResp::new(pid)));
             }
             Some(InflightState::AwaitPubComp) => {
@@ -314,11 +312,10 @@ impl Connection {
     /// ([MQTT-4.3.3-11]); unknown id → PUBCOMP (v5: 0x92).
     fn handle_pubrel(&mut self, pid: PacketId) {
         let resp = if self.session.incoming_qos2.remove(&pid) {
-            self.session
-                .record(&self.cfg, || SessionChange::InboundQos2 {
-                    packet_id: pid,
-                    done: true,
-                });
+            self.session.record(|| SessionChange::InboundQos2 {
+                packet_id: pid,
+                done: true,
+            });
             PubResp::new(pid)
         } else {
             tracing::debug!(client_id = %self.session.client_id(), pid, "PUBREL for unknown packet id");
@@ -417,10 +414,9 @@ impl Connection {
             let removed = self.session.subscriptions.remove(f).is_some();
             if removed {
                 // A compact copy: `f` is a slice of the read buffer.
-                self.session
-                    .record(&self.cfg, || SessionChange::Unsubscribed {
-                        filter: crate::compact_str(f),
-                    });
+                self.session.record(|| SessionChange::Unsubscribed {
+                    filter: crate::compact_str(f),
+                });
             }
             existed.push(removed);
         }
@@ -440,7 +436,7 @@ impl Connection {
                 if expiry != self.session.expiry_interval() {
                     // Recorded while the session is still persistent.
                     self.session
-                        .record(&self.cfg, || SessionChange::ExpiryChanged { secs: expiry });
+                        .record(|| SessionChange::ExpiryChanged { secs: expiry });
                 }
                 self.session.set_expiry_interval(expiry);
             }

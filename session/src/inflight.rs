@@ -102,6 +102,55 @@ impl InflightWindow {
         Ok(pid)
     }
 
+    /// Puts back an entry that held `pid` before a restart
+    /// ([`Session::restore`](crate::Session::restore)). Entries must come
+    /// in the order their ids were taken; the pointer moves to `pid`, so
+    /// new ids follow the last one restored. Gives the message back when
+    /// `pid` is in use already.
+    pub(crate) fn restore(
+        &mut self,
+        pid: PacketId,
+        state: InflightState,
+        message: Message,
+    ) -> Result<(), Message> {
+        if self.find(pid).is_some() {
+            return Err(message);
+        }
+        self.next = pid.get() - 1;
+        if self.step() != Some(pid) {
+            return Err(message);
+        }
+        let seq = self.next_seq();
+        let at = self.stamp(pid);
+        self.entries.push_back(Entry {
+            at,
+            seq,
+            pid,
+            state,
+            message: Some(message),
+        });
+        self.live += 1;
+        Ok(())
+    }
+
+    /// Makes `last` the last id handed out: the next one tried is `last + 1`.
+    pub(crate) fn set_pointer(&mut self, last: PacketId) {
+        self.next = last.get();
+    }
+
+    /// Numbers the entries of `pids` for re-sending in that order (after a
+    /// restore).
+    pub(crate) fn set_resend_order(&mut self, pids: impl Iterator<Item = PacketId>) {
+        for pid in pids {
+            let seq = self.next_seq();
+            if let Some(i) = self.find(pid) {
+                if let Some(e) = self.entries.get_mut(i) {
+                    e.seq = seq;
+                }
+            }
+        }
+    }
+
     /// PUBREC received for `pid`: it now waits for PUBCOMP, and is re-sent
     /// (as PUBREL) in PUBREC order.
     pub(crate) fn mark_pubrel(&mut self, pid: PacketId) {

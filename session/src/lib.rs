@@ -67,6 +67,7 @@ mod inbound;
 mod inflight;
 mod offer;
 mod output;
+mod restore;
 mod session;
 mod share;
 mod stats;
@@ -83,6 +84,7 @@ pub use offer::Offer;
 pub use output::{
     CloseReason, Closed, DeliverOutcome, DropReason, Event, OutboundPublish, Transmit, Will,
 };
-pub use session::{EnqueueOutcome, InflightState, Session};
+pub use restore::{RestoreReport, StoredInflight, StoredSession};
+pub use session::{EnqueueOutcome, InflightState, Message, Session};
 pub use share::SharedOrphan;
 pub use stats::{ConnectionStats, SessionStats};

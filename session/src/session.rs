@@ -60,20 +60,44 @@ pub(crate) fn is_expired(msg: &Publish, received_at: Instant, now: Instant) -> b
     waited > Duration::ZERO && waited >= Duration::from_secs(u64::from(secs))
 }
 
-/// A message bound for this client, with its per-receiver header fields.
-#[derive(Clone)]
-pub(crate) struct Message {
-    pub(crate) msg: Arc<Publish>,
-    pub(crate) qos: QoS,
-    pub(crate) retain: bool,
-    pub(crate) sub_ids: SmallVec<[u32; 1]>,
+/// A message bound for this client, with its per-receiver header fields:
+/// what a session's queue and inflight window hold, and what a persistence
+/// backend stores ([`SessionChange::Queued`]) and gives back
+/// ([`Session::restore`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The message as the broker received it (shared by every receiver).
+    pub msg: Arc<Publish>,
+    /// Its QoS for this client.
+    pub qos: QoS,
+    /// The RETAIN flag to send (Retain As Published, or a retained replay).
+    pub retain: bool,
+    /// v5 Subscription Identifiers of the matching subscriptions.
+    pub sub_ids: SmallVec<[u32; 1]>,
     /// When the broker received the message: its Message Expiry Interval
     /// counts from here.
-    pub(crate) received_at: Instant,
+    pub received_at: Instant,
     /// The shared subscription (`$share/{group}/{filter}`) it came through,
     /// if any: unacknowledged, it may go to another member when this
     /// client leaves (see `Session::take_shared_unacked`).
-    pub(crate) share: Option<ByteString>,
+    pub share: Option<ByteString>,
+    /// Its number in this session, given when it entered (queue or
+    /// inflight window), increasing in arrival order; journal changes name
+    /// the message by it.
+    pub id: u64,
+}
+
+impl fmt::Debug for Message {
+    /// Shows the topic and payload length, never the payload.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("id", &self.id)
+            .field("topic", &self.msg.topic)
+            .field("payload_len", &self.msg.payload.len())
+            .field("qos", &self.qos)
+            .field("retain", &self.retain)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Message {
@@ -122,7 +146,8 @@ pub struct Session {
     /// messages only once it has passed, not on every dropped message.
     next_expiry: Option<Instant>,
     pub(crate) stats: SessionStats,
-    /// Changes recorded for a persistence backend (see `changes`).
+    /// Changes recorded for a persistence backend (see `changes`); `None`
+    /// unless the broker asked for them.
     pub(crate) changes: Journal,
 }
 
@@ -239,18 +264,16 @@ impl Session {
             sub_ids: SmallVec::from_slice(offer.subscription_identifiers),
             received_at: offer.received_at,
             share: offer.group.cloned(),
+            id: 0,
         };
         if message.is_expired(now) {
             self.stats.dropped_expired += 1;
             return EnqueueOutcome::DroppedExpired;
         }
+        self.arm_journal(cfg.record_changes);
         if !self.push_queue(now, message, cfg) {
             return EnqueueOutcome::DroppedQueueFull;
         }
-        self.record(cfg, || SessionChange::Queued {
-            msg: Arc::clone(offer.msg),
-            qos,
-        });
         EnqueueOutcome::Queued
     }
 
@@ -301,13 +324,23 @@ impl Session {
         if self.queue.is_empty() {
             self.queue = VecDeque::new();
         }
-        if self.changes.as_ref().is_some_and(|c| c.is_empty()) {
-            self.changes = None;
+        if let Some(journal) = self.changes.as_mut().filter(|j| j.changes.is_empty()) {
+            journal.changes = VecDeque::new();
         }
     }
 
-    /// Append to the queue within the limits; false (and counted) when full.
-    /// At a limit, expired messages are purged first to make room.
+    /// Gives `message` its [`Message::id`] and records its arrival.
+    pub(crate) fn admit(&mut self, mut message: Message) -> Message {
+        message.id = self.take_message_id();
+        self.record(|| SessionChange::Queued {
+            message: message.clone(),
+        });
+        message
+    }
+
+    /// Append to the queue within the limits (a new message: it is given
+    /// its id and recorded); false (and counted) when full. At a limit,
+    /// expired messages are purged first to make room.
     pub(crate) fn push_queue(
         &mut self,
         now: Instant,
@@ -328,6 +361,7 @@ impl Session {
                 queued_bytes = self.queued_bytes, "session queue full, message dropped");
             return false;
         }
+        let message = self.admit(message);
         self.note_expiry(&message);
         self.queue.push_back(message);
         self.queued_bytes += bytes;
@@ -345,10 +379,12 @@ impl Session {
         let before = self.queue.len();
         let mut freed = 0;
         let mut next: Option<Instant> = None;
+        let mut removed: SmallVec<[u64; 8]> = SmallVec::new();
         self.queue.retain(|m| {
             let expired = m.is_expired(now);
             if expired {
                 freed += m.bytes();
+                removed.push(m.id);
             } else if let Some(t) = m.expires_at() {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
@@ -356,6 +392,9 @@ impl Session {
         });
         self.next_expiry = next;
         self.queued_bytes -= freed;
+        for id in removed {
+            self.record(|| SessionChange::Removed { id });
+        }
         self.count_expired(before - self.queue.len());
     }
 
@@ -373,10 +412,24 @@ impl Session {
         self.queue.front()
     }
 
+    /// Takes the oldest queued message out of the queue; the caller sends
+    /// it (QoS > 0: [`insert_inflight`](Self::insert_inflight) records
+    /// that) or drops it ([`forget`](Self::forget)).
     pub(crate) fn pop_queue(&mut self) -> Option<Message> {
         let m = self.queue.pop_front()?;
         self.queued_bytes -= m.bytes();
         Some(m)
+    }
+
+    /// Records that the message `id` left the session without an inflight
+    /// entry (sent at QoS 0, expired, not readable, given to another member).
+    pub(crate) fn forget(&mut self, id: u64) {
+        self.record(|| SessionChange::Removed { id });
+    }
+
+    /// Recomputes the earliest expiry of the queue (after a restore).
+    pub(crate) fn refresh_next_expiry(&mut self) {
+        self.next_expiry = self.queue.iter().filter_map(Message::expires_at).min();
     }
 
     fn note_expiry(&mut self, m: &Message) {
@@ -400,7 +453,10 @@ impl Session {
         state: InflightState,
         message: Message,
     ) -> Result<PacketId, Message> {
-        self.inflight.insert(state, message)
+        let id = message.id;
+        let pid = self.inflight.insert(state, message)?;
+        self.record(|| SessionChange::Sent { id, packet_id: pid });
+        Ok(pid)
     }
 
     pub(crate) fn inflight_state(&self, pid: PacketId) -> Option<InflightState> {
@@ -458,6 +514,7 @@ pub(crate) mod tests {
             sub_ids: SmallVec::new(),
             received_at: Instant::now(),
             share: None,
+            id: 0,
         }
     }
 

@@ -4,7 +4,7 @@
 //! ones to another member of the group.
 
 use crate::session::{InflightState, Message};
-use crate::{Connection, Session};
+use crate::{Connection, Session, SessionChange};
 use bytestring::ByteString;
 use smallvec::SmallVec;
 use std::fmt;
@@ -97,12 +97,14 @@ impl Session {
             let message = self.inflight.get(pid).and_then(|e| e.message.clone());
             if let Some(m) = message {
                 self.inflight.remove(pid, None);
+                self.record(|| SessionChange::Acked { packet_id: pid });
                 out.push(SharedOrphan::from_message(m, group));
             }
         }
         if self.queue.iter().any(|m| m.share.is_some()) {
             let mut kept = std::collections::VecDeque::with_capacity(self.queue.len());
-            for mut m in self.queue.drain(..) {
+            let mut queue = std::mem::take(&mut self.queue);
+            for mut m in queue.drain(..) {
                 let group = match m.share.take() {
                     Some(g) if m.qos != QoS::AtMostOnce && take(&g) => g,
                     other => {
@@ -112,6 +114,7 @@ impl Session {
                     }
                 };
                 self.queued_bytes -= m.bytes();
+                self.forget(m.id);
                 out.push(SharedOrphan::from_message(m, group));
             }
             self.queue = kept;
