@@ -10,6 +10,7 @@ use crate::env::var_name;
 use crate::layer::Layer;
 use crate::limits::LimitsLayer;
 use crate::mqtt::MqttLayer;
+use crate::store::StoreLayer;
 use crate::{Config, LogFormat};
 
 /// How settings combine, shown at the end of `--help`.
@@ -116,6 +117,9 @@ pub(crate) struct Cli {
 
     #[command(flatten, next_help_heading = "Authentication")]
     pub(crate) auth: AuthLayer,
+
+    #[command(flatten, next_help_heading = "Persistence")]
+    pub(crate) store: StoreLayer,
 }
 
 /// Subcommands; without one, `tern` runs the broker.
@@ -189,6 +193,7 @@ impl Cli {
             limits: self.limits.clone(),
             mqtt: self.mqtt.clone(),
             auth: self.auth.clone(),
+            store: self.store.clone(),
         }
     }
 }
@@ -239,6 +244,7 @@ pub(crate) fn command() -> clap::Command {
     let tables = [
         ("limits", defaults.limits.entries()),
         ("mqtt", defaults.mqtt.entries()),
+        ("store", defaults.store.entries()),
     ];
     for (table, entries) in tables {
         for (key, default) in entries {
@@ -301,6 +307,7 @@ mod tests {
         let tables = [
             ("limits", defaults.limits.entries()),
             ("mqtt", defaults.mqtt.entries()),
+            ("store", defaults.store.entries()),
         ];
         for (table, key, value) in tables
             .into_iter()

@@ -72,6 +72,11 @@ impl Config {
             .entries()
             .into_iter()
             .map(|(k, v)| (format!("mqtt.{k}"), v));
+        let store = self
+            .store
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (format!("store.{k}"), v));
         // User names only: passwords never appear in a report or a log.
         let users: Vec<&str> = self
             .auth
@@ -113,6 +118,7 @@ impl Config {
         let listener = std::iter::once(("listener.limits".to_string(), listener_limits));
         top.chain(limits)
             .chain(mqtt)
+            .chain(store)
             .chain(auth)
             .chain(listener)
             .collect()
@@ -196,6 +202,11 @@ mod tests {
             crate::mqtt::MqttLayer::KEYS
                 .iter()
                 .map(|k| format!("mqtt.{k}")),
+        );
+        want.extend(
+            crate::store::StoreLayer::KEYS
+                .iter()
+                .map(|k| format!("store.{k}")),
         );
         want.extend(
             crate::auth::AuthLayer::KEYS

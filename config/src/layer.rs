@@ -11,6 +11,7 @@ use crate::env::{self, Lookup};
 use crate::limits::LimitsLayer;
 use crate::listener::{self, ListenerTable};
 use crate::mqtt::MqttLayer;
+use crate::store::StoreLayer;
 use crate::{Config, ConfigError, LogFormat, Secret};
 
 /// The config file's shape; also what the environment and flags produce.
@@ -41,6 +42,8 @@ pub(crate) struct Layer {
     pub(crate) mqtt: MqttLayer,
     #[serde(default)]
     pub(crate) auth: AuthLayer,
+    #[serde(default)]
+    pub(crate) store: StoreLayer,
 }
 
 /// Top-level keys, in file order.
@@ -84,6 +87,7 @@ impl Layer {
             limits: LimitsLayer::from_env(env)?,
             mqtt: MqttLayer::from_env(env)?,
             auth: AuthLayer::from_env(env)?,
+            store: StoreLayer::from_env(env)?,
         })
     }
 
@@ -120,6 +124,7 @@ impl Layer {
             limits: self.limits.or(lower.limits),
             mqtt: self.mqtt.or(lower.mqtt),
             auth: self.auth.or(lower.auth),
+            store: self.store.or(lower.store),
         }
     }
 
@@ -176,6 +181,7 @@ impl Layer {
         self.limits.apply(&mut config.limits);
         self.mqtt.apply(&mut config.mqtt);
         self.auth.apply(&mut config.auth);
+        self.store.apply(&mut config.store);
         config.validate()?;
         Ok(config)
     }
@@ -207,10 +213,16 @@ impl Layer {
             .map(|k| format!("limits.{k}"));
         let mqtt = self.mqtt.missing().into_iter().map(|k| format!("mqtt.{k}"));
         let auth = self.auth.missing().into_iter().map(|k| format!("auth.{k}"));
+        let store = self
+            .store
+            .missing()
+            .into_iter()
+            .map(|k| format!("store.{k}"));
         top.map(|(k, _)| (*k).to_string())
             .chain(limits)
             .chain(mqtt)
             .chain(auth)
+            .chain(store)
             .collect()
     }
 }

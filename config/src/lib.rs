@@ -40,6 +40,7 @@ mod limits;
 mod listener;
 mod listener_limits;
 mod mqtt;
+mod store;
 mod tls;
 mod ws;
 
@@ -61,6 +62,7 @@ pub use limits::{Limits, MAX_CONNECT_TIMEOUT, MAX_FLAP_SECS, MAX_PACKET_SIZE_CAP
 pub use listener::{ListenerConfig, ListenerKindConfig};
 pub use listener_limits::ListenerLimits;
 pub use mqtt::Mqtt;
+pub use store::{Durability, Persistence, Store};
 pub use tls::{
     EstablishConfig, TlsConfig, TlsMinVersion, DEFAULT_HANDSHAKE_TIMEOUT, MAX_HANDSHAKE_TIMEOUT,
 };
@@ -132,6 +134,8 @@ pub struct Config {
     pub mqtt: Mqtt,
     /// Authentication (`[auth]`, `--allow-anonymous`, `--scram-iterations`).
     pub auth: AuthConfig,
+    /// Persistence (`[store]`, `--persistence`, `--data-dir`, …).
+    pub store: Store,
 }
 
 impl Default for Config {
@@ -158,6 +162,7 @@ impl Default for Config {
             limits: Limits::default(),
             mqtt: Mqtt::default(),
             auth: AuthConfig::default(),
+            store: Store::default(),
         }
     }
 }
@@ -201,6 +206,7 @@ impl Config {
         )?;
         self.limits.validate()?;
         self.mqtt.validate()?;
+        self.store.validate()?;
         self.auth.validate()
     }
 
