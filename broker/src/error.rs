@@ -34,4 +34,7 @@ pub enum BrokerError {
     Access(#[from] crate::access::AccessLoadError),
     #[error("cannot prepare the [auth] user table: {0}")]
     Auth(#[from] tern_session::auth::ScramError),
+    /// The store (`persistence = "on"`) cannot be opened or read back.
+    #[error("{0}")]
+    Store(#[from] tern_store::StoreError),
 }

@@ -180,8 +180,9 @@ fn listener_spec(listener: &ListenerConfig) -> Result<ListenerSpec, BrokerError>
 }
 
 /// Starts a broker that cannot reload ([`BrokerHandle::reload`] says so).
+/// With `persistence = "on"` it first reads back what its store kept.
 pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
-    start_with(config, None, Arc::new(store::NullStore))
+    start_with(config, None, None)
 }
 
 /// Starts a broker that cannot reload and reports every change of its
@@ -190,19 +191,67 @@ pub fn start_with_store(
     config: Config,
     store: Arc<dyn store::StoreBackend>,
 ) -> Result<BrokerHandle, BrokerError> {
-    start_with(config, None, store)
+    start_with(config, None, Some(store))
 }
 
 /// Starts a broker whose reloads (SIGHUP, `POST /admin/reload`) read the
 /// configuration from `source`.
 pub fn start_reloadable(config: Config, source: ReloadSource) -> Result<BrokerHandle, BrokerError> {
-    start_with(config, Some(source), Arc::new(store::NullStore))
+    start_with(config, Some(source), None)
+}
+
+/// The configured backend: the store read back (`persistence = "on"`), or
+/// none; and the retained messages it held.
+type Opened = (
+    Arc<dyn store::StoreBackend>,
+    Vec<tern_store::RecoveredRetained>,
+    u64,
+);
+
+fn open_store(config: &Config, workers: usize) -> Result<Opened, BrokerError> {
+    let s = &config.store;
+    if s.persistence == tern_config::Persistence::Off {
+        return Ok((Arc::new(store::NullStore), Vec::new(), 0));
+    }
+    let recovery = tern_store::open(
+        &tern_store::StoreConfig {
+            data_dir: s.data_dir.clone().into(),
+            repair: s.repair,
+        },
+        workers,
+    )?;
+    let r = &recovery.report;
+    tracing::info!(
+        data_dir = %s.data_dir,
+        sessions = r.sessions,
+        expired_sessions = r.expired_sessions,
+        messages = r.messages,
+        queued = r.entries,
+        retained = r.retained,
+        damaged = r.damaged,
+        orphans = r.orphans,
+        seconds = r.seconds,
+        durability = %s.durability,
+        "store opened"
+    );
+    let backend = store::disk::DiskStore::new(
+        recovery.workers,
+        s.durability,
+        Duration::from_millis(u64::from(s.flush_interval_ms)),
+        recovery.report.clone(),
+        s.data_dir.clone().into(),
+    );
+    Ok((
+        Arc::new(backend),
+        recovery.retained,
+        recovery.retained_order,
+    ))
 }
 
 fn start_with(
     config: Config,
     source: Option<ReloadSource>,
-    store: Arc<dyn store::StoreBackend>,
+    store: Option<Arc<dyn store::StoreBackend>>,
 ) -> Result<BrokerHandle, BrokerError> {
     let mut listeners = Vec::new();
     let mut local_addrs = Vec::new();
@@ -221,8 +270,12 @@ fn start_with(
     }
 
     let access = access::Access::new(&config)?;
-    let live = live::Live::new(config.clone(), store.records_session_changes(), &access)?;
     let n = config.workers.clamp(1, 64);
+    let (store, retained, retained_order) = match store {
+        Some(store) => (store, Vec::new(), 0),
+        None => open_store(&config, n)?,
+    };
+    let live = live::Live::new(config.clone(), store.records_session_changes(), &access)?;
     let routes = Arc::new(RouteTable::new());
     let (route_tx, route_rx) = std_mpsc::channel();
     let mut links = Vec::with_capacity(n);
@@ -255,17 +308,28 @@ fn start_with(
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
+    let mut retained_store = RetainedStore::new(RetainedLimits {
+        max_messages: config.limits.max_retained_messages,
+        max_bytes: config.limits.max_retained_bytes,
+    });
+    for r in retained {
+        let topic = r.publish.topic.clone();
+        if let Err(e) = retained_store.set(tern_routing::RetainedMessage {
+            publish: Arc::new(r.publish),
+            expires_at: r.expires_at,
+        }) {
+            tracing::warn!(%topic, error = %e, "stored retained message not restored");
+        }
+    }
     let shared = Arc::new(Shared {
         live,
         access,
         store,
+        retained_order: std::sync::atomic::AtomicU64::new(retained_order),
         limiter: limiter.clone(),
         health: health::Health::new(n),
         sys: Default::default(),
-        retained: Mutex::new(RetainedStore::new(RetainedLimits {
-            max_messages: config.limits.max_retained_messages,
-            max_bytes: config.limits.max_retained_bytes,
-        })),
+        retained: Mutex::new(retained_store),
         config,
         routes: Arc::clone(&routes),
         route_tx,
@@ -288,13 +352,23 @@ fn start_with(
         .spawn(move || route_writer::run(routes, route_rx, &route_stats))?;
 
     let mut workers = Vec::with_capacity(n);
+    let (ready_tx, ready_rx) = std_mpsc::channel();
     for (id, (data_rx, control_rx)) in inboxes.into_iter().enumerate() {
         workers.push(worker_thread::spawn(
             id,
             Arc::clone(&shared),
             data_rx,
             control_rx,
+            ready_tx.clone(),
         )?);
+    }
+    drop(ready_tx);
+    // Every worker has put back what the store kept (and the route table
+    // holds its filters) before the first client is accepted.
+    for _ in 0..n {
+        if ready_rx.recv().is_err() {
+            break;
+        }
     }
 
     let reloader = Arc::new(reload::Reloader::new(Arc::clone(&shared), source));

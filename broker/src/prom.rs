@@ -260,6 +260,7 @@ pub(crate) fn render_direct(shared: &Shared, out: &mut String) {
         "Messages queued per session, sampled every second (a distribution of the current sessions, not cumulative).",
         |ws| &ws.queue_depth,
     );
+    shared.store.render_metrics(out);
 }
 
 /// One histogram family, a series set per worker, in the text format.

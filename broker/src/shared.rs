@@ -45,6 +45,10 @@ pub(crate) struct Routed {
     /// one member of this shared subscription only (see `share`); boxed so
     /// that ordinary messages stay small.
     pub(crate) share: Option<Box<ShareHop>>,
+    /// With `durability = "sync"`: the publishing worker's token for this
+    /// message; the receiving worker reports it (`Control::Durable`) once
+    /// what it did with the message is durable.
+    pub(crate) durable: Option<u64>,
 }
 
 impl Routed {
@@ -55,12 +59,14 @@ impl Routed {
         origin: Origin,
         received_at: std::time::Instant,
         hop: ShareHop,
+        durable: Option<u64>,
     ) -> Self {
         Self {
             msg,
             origin,
             received_at,
             share: Some(Box::new(hop)),
+            durable,
         }
     }
 }
@@ -98,6 +104,16 @@ pub(crate) enum Control {
     PublishWills {
         done: std_mpsc::Sender<()>,
     },
+    /// The worker's store made commit `commit` durable: acknowledgements
+    /// waiting for it can go (`durability = "sync"`).
+    Synced {
+        commit: u64,
+    },
+    /// Another worker's store made durable the messages it took from this
+    /// worker with these tokens (see `worker::durable`).
+    Durable {
+        tokens: Vec<u64>,
+    },
 }
 
 /// A worker's inboxes, as seen from other threads.
@@ -118,6 +134,9 @@ pub(crate) struct Shared {
     pub(crate) access: Arc<crate::access::Access>,
     /// The persistence backend; each worker takes its observer (see `store`).
     pub(crate) store: Arc<dyn crate::store::StoreBackend>,
+    /// The last order given to a retained set or clear (taken under the
+    /// `retained` lock; see `StoreEvent::RetainedSet`).
+    pub(crate) retained_order: std::sync::atomic::AtomicU64,
     /// The connection caps; a reload changes them in place.
     pub(crate) limiter: ConnectionLimiter,
     pub(crate) health: crate::health::Health,

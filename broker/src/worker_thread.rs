@@ -18,6 +18,7 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     mut data: mpsc::Receiver<Routed>,
     mut control: mpsc::UnboundedReceiver<Control>,
+    ready: std::sync::mpsc::Sender<()>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("tern-worker-{id}"))
@@ -28,6 +29,9 @@ pub(crate) fn spawn(
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async move {
                 let worker = Rc::new(Worker::new(id, Arc::clone(&shared)));
+                // What the store kept is in place before anyone connects.
+                worker.restore().await;
+                let _ = ready.send(());
                 let ticker = Rc::clone(&worker);
                 tokio::task::spawn_local(async move {
                     let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
@@ -48,17 +52,23 @@ pub(crate) fn spawn(
                         w.stats.events.add(batch.len() as u64);
                         let mut now = Instant::now();
                         for routed in batch.drain(..) {
-                            match &routed.share {
-                                None => w.deliver_local_at(
-                                    now,
-                                    &routed.msg,
-                                    routed.received_at,
-                                    routed.origin,
-                                    &mut congested,
-                                ),
+                            let passed = match &routed.share {
+                                None => {
+                                    w.deliver_local_at(
+                                        now,
+                                        &routed.msg,
+                                        routed.received_at,
+                                        routed.origin,
+                                        &mut congested,
+                                    );
+                                    false
+                                }
                                 Some(hop) => {
                                     w.deliver_routed_share(now, &routed, hop, &mut congested)
                                 }
+                            };
+                            if let (Some(token), false) = (routed.durable, passed) {
+                                w.took_durable(routed.origin.worker, token);
                             }
                             // Let congested subscribers drain before taking
                             // more: meanwhile the inbox fills and holds back
@@ -77,6 +87,12 @@ pub(crate) fn spawn(
                             conn::spawn_accepted(&worker, accepted, permit)
                         }
                         Control::Adopt(adopted) => conn::spawn_adopted(&worker, adopted),
+                        Control::Synced { commit } => worker.synced(commit),
+                        Control::Durable { tokens } => {
+                            for token in tokens {
+                                worker.durable_done(token);
+                            }
+                        }
                         Control::PublishWills { done } => {
                             worker.begin_shutdown(Instant::now());
                             let _ = done.send(());

@@ -120,7 +120,10 @@ mod tests {
         Store::default().validate().unwrap();
         assert_eq!("ON".parse::<Persistence>(), Ok(Persistence::On));
         assert_eq!("interval".parse::<Durability>(), Ok(Durability::Interval));
-        assert!("maybe".parse::<Durability>().unwrap_err().contains("sync interval"));
+        assert!("maybe"
+            .parse::<Durability>()
+            .unwrap_err()
+            .contains("sync interval"));
         let bad = Store {
             flush_interval_ms: 0,
             ..Store::default()
@@ -134,12 +137,19 @@ mod tests {
         };
         let mut s = Store::default();
         StoreLayer::from_env(&env).unwrap().apply(&mut s);
-        assert_eq!((s.persistence, s.data_dir.as_str()), (Persistence::On, "/tmp/x"));
+        assert_eq!(
+            (s.persistence, s.data_dir.as_str()),
+            (Persistence::On, "/tmp/x")
+        );
         let empty = Store {
             persistence: Persistence::On,
             data_dir: " ".into(),
             ..Store::default()
         };
-        assert!(empty.validate().unwrap_err().to_string().contains("store.data_dir"));
+        assert!(empty
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("store.data_dir"));
     }
 }

@@ -440,9 +440,10 @@ async fn handle_events(
                 let blocked = worker.publish(now, key, p);
                 {
                     let mut cs = cell.borrow_mut();
-                    if let Some(conn) = cs.conn.as_mut() {
-                        conn.complete_publish(qos, packet_id, blocked.outcome());
+                    if let Some(token) = blocked.durable {
+                        worker.hold_for(token, cell);
                     }
+                    cs.complete_publish(qos, packet_id, blocked.outcome(), blocked.durable);
                     worker.flush(&mut cs);
                 }
                 if !blocked.is_empty() {

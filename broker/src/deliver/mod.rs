@@ -9,9 +9,11 @@
 //! comes in a [`DeliverCtx`]. The connection task, the worker's fan-out and
 //! shared subscriptions call into it; it calls none of them.
 
+mod held;
 mod replay;
 mod templates;
 
+use held::{HeldAck, HeldAcks};
 pub(crate) use replay::{Replay, ReplayRun, Step, FETCH, SCAN};
 pub(crate) use templates::TemplateCache;
 
@@ -25,8 +27,12 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
-use tern_codec::{encode, Delivery, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
-use tern_session::{CloseReason, Connection, DeliverOutcome, DropReason, EnqueueOutcome, Transmit};
+use tern_codec::{
+    encode, Delivery, Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode,
+};
+use tern_session::{
+    CloseReason, Connection, DeliverOutcome, DropReason, EnqueueOutcome, PublishOutcome, Transmit,
+};
 
 pub(crate) use tern_session::Offer;
 
@@ -54,6 +60,8 @@ pub(crate) struct ConnShared {
     pub(crate) drain: Drain,
     /// Retained messages still owed to new subscriptions (see `replay`).
     pub(crate) replay: Option<Box<Replay>>,
+    /// Acknowledgements waiting for the store (see `held`).
+    pub(crate) held: Option<Box<HeldAcks>>,
 }
 
 impl ConnShared {
@@ -71,6 +79,41 @@ impl ConnShared {
             parked: false,
             drain: Drain::default(),
             replay: None,
+            held: None,
+        }
+    }
+
+    /// Completes the PUBLISH `packet_id` with `outcome` now, or, when
+    /// `token` says it waits for the store or an earlier one waits, holds
+    /// its acknowledgement in order (see `held`).
+    pub(crate) fn complete_publish(
+        &mut self,
+        qos: QoS,
+        packet_id: Option<PacketId>,
+        outcome: PublishOutcome,
+        token: Option<u64>,
+    ) {
+        if token.is_none() && self.held.is_none() {
+            if let Some(conn) = self.conn.as_mut() {
+                conn.complete_publish(qos, packet_id, outcome);
+            }
+            return;
+        }
+        self.held.get_or_insert_with(Box::default).push(HeldAck {
+            qos,
+            packet_id,
+            outcome,
+            token,
+        });
+    }
+
+    /// `token` is durable: the acknowledgements it held go out (in order).
+    pub(crate) fn release_held(&mut self, token: u64) {
+        let (Some(held), Some(conn)) = (self.held.as_deref_mut(), self.conn.as_mut()) else {
+            return;
+        };
+        if held.release(token, conn) {
+            self.held = None;
         }
     }
 

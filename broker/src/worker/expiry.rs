@@ -49,23 +49,26 @@ impl Worker {
             self.publish_detached(now, key, will.publish);
             return;
         }
+        // Beyond what the clock holds: the will waits for the session's
+        // end (which is then never, but for a shutdown or a clean start).
+        let at = will.publish_at(now).unwrap_or_else(|| far_future(now));
         if let Some(client_id) = self.offline_client_id(key) {
             self.store.observe(StoreEvent::WillScheduled {
                 client_id: &client_id,
                 will: &will.publish,
+                due: at,
             });
         }
-        let mut timers = self.timers.borrow_mut();
-        match will.publish_at(now) {
-            Some(at) => {
-                timers.wills.schedule(key, at, will.publish);
-            }
-            // Beyond what the clock holds: the will waits for the session's
-            // end (which is then never, but for a shutdown or a clean start).
-            None => {
-                timers.wills.schedule(key, far_future(now), will.publish);
-            }
-        }
+        self.timers
+            .borrow_mut()
+            .wills
+            .schedule(key, at, will.publish);
+    }
+
+    /// A will read back from the store: due at `due` (now, if that passed
+    /// while the broker was down).
+    pub(super) fn schedule_restored_will(&self, key: ClientKey, due: Instant, will: Publish) {
+        self.timers.borrow_mut().wills.schedule(key, due, will);
     }
 
     /// A new connection takes the offline session of `key`: its end is no

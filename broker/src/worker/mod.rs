@@ -14,10 +14,12 @@
 //! `expiry` (session expiry, delayed wills, shutdown), `tick` (the 500 ms
 //! tick: heartbeat, gauges, `$SYS`, idle sweep).
 
+mod durable;
 mod expiry;
 mod gauges;
 mod lifecycle;
 mod publish;
+mod restore;
 mod share;
 mod subscribe;
 mod tick;
@@ -37,6 +39,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use tern_routing::{LocalSubscriptions, Target};
+use tern_store::{RecoveredSession, RecoveredWill};
 
 #[derive(Debug)]
 pub(crate) struct Worker {
@@ -69,6 +72,13 @@ pub(crate) struct Worker {
     listener_names: RefCell<Vec<(Arc<str>, ByteString)>>,
     /// Told every change of the sessions and retained messages (see `store`).
     pub(crate) store: Box<dyn StoreObserver>,
+    /// `durability = "sync"`: acknowledgements wait for the stores.
+    sync_acks: bool,
+    /// The acknowledgements waiting (see `durable`).
+    pub(crate) acks: durable::DurableAcks,
+    /// Sessions and wills read back from the store, restored by `restore`
+    /// before the worker serves.
+    recovered: RefCell<Option<(Vec<RecoveredSession>, Vec<RecoveredWill>)>>,
 }
 
 impl Worker {
@@ -76,7 +86,14 @@ impl Worker {
         let stats = Rc::new(WorkerStats::default());
         let marks = Watermarks::from_limits(&shared.config.limits);
         let live = crate::live::WorkerLive::new(&shared.live);
-        let store = shared.store.observer(id);
+        let control = shared.workers.get(id).map(|l| l.control.clone());
+        let on_durable: crate::store::OnDurable = Box::new(move |commit| {
+            if let Some(control) = &control {
+                let _ = control.send(crate::shared::Control::Synced { commit });
+            }
+        });
+        let parts = shared.store.observer(id, on_durable);
+        let sync_acks = shared.store.sync_acks();
         Self {
             id,
             shared,
@@ -89,7 +106,10 @@ impl Worker {
             stats,
             drop_log: Default::default(),
             listener_names: RefCell::default(),
-            store,
+            store: parts.observer,
+            sync_acks,
+            acks: Default::default(),
+            recovered: RefCell::new(Some((parts.sessions, parts.wills))),
             live_tasks: Cell::new(0),
             tasks_done: tokio::sync::Notify::new(),
             marks,

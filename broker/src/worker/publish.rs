@@ -27,6 +27,8 @@ pub(crate) struct Blocked {
     congested: Vec<Rc<ConnCell>>,
     /// No subscription matched the topic (v5 acks say 0x10).
     no_subscribers: bool,
+    /// The acknowledgement waits for the stores (see `durable`).
+    pub(crate) durable: Option<u64>,
 }
 
 impl Blocked {
@@ -108,6 +110,9 @@ impl Worker {
         };
         let mut local = false;
         let mut blocked = Blocked::default();
+        // `durability = "sync"`: QoS 1/2 waits for the stores that take it.
+        let token = (self.sync_acks && msg.qos != QoS::AtMostOnce).then(|| self.acks.token());
+        let mut remote = 0;
         if matched.is_empty() {
             self.stats.dropped_no_subscribers.inc();
             blocked.no_subscribers = true;
@@ -121,11 +126,16 @@ impl Worker {
             let Some(link) = self.shared.workers.get(w) else {
                 continue;
             };
+            // After the snapshot was loaded: a worker's persistent session
+            // that subscribed before it is counted (see `durable`).
+            let durable = token.filter(|_| self.shared.store.persistent_sessions(w) > 0);
+            remote += u32::from(durable.is_some());
             let routed = Routed {
                 msg: Arc::clone(&msg),
                 origin,
                 share: None,
                 received_at: now,
+                durable,
             };
             match link.data.try_send(routed) {
                 Ok(()) => {}
@@ -147,8 +157,16 @@ impl Worker {
             let Blocked {
                 sends, congested, ..
             } = &mut blocked;
-            self.route_shared(now, &msg, origin, &matched.shared, (congested, sends));
+            remote += self.route_shared(
+                now,
+                &msg,
+                origin,
+                &matched.shared,
+                (congested, sends),
+                token,
+            );
         }
+        blocked.durable = token.and_then(|t| self.durable_wait(t, remote));
         blocked
     }
 
@@ -204,6 +222,13 @@ impl Worker {
             publish: Arc::clone(&compact),
             expires_at,
         });
+        // Taken under the lock: orders this change against other workers'
+        // changes of the topic when the store is read back.
+        let order = self
+            .shared
+            .retained_order
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         // Not under the lock of the shared store: the observer is this
         // worker's.
         drop(retained);
@@ -212,13 +237,17 @@ impl Worker {
             // published afresh after a start.
             Ok(_) if crate::sys::is_sys_topic(&compact.topic) => {}
             Ok(RetainOutcome::Deleted) => {
-                self.store
-                    .observe(StoreEvent::RetainedCleared { topic: &msg.topic });
+                self.store.observe(StoreEvent::RetainedCleared {
+                    topic: &msg.topic,
+                    order,
+                });
             }
             Ok(RetainOutcome::NothingToDelete) => {}
-            Ok(_) => self
-                .store
-                .observe(StoreEvent::RetainedSet { msg: &compact }),
+            Ok(_) => self.store.observe(StoreEvent::RetainedSet {
+                msg: &compact,
+                order,
+                expires_at,
+            }),
             Err(e) => {
                 self.stats.retained_rejected.inc();
                 tracing::warn!(topic = %msg.topic, error = %e, "retained message not stored");

@@ -24,6 +24,8 @@ struct ShareMsg<'a> {
     origin: Origin,
     /// The shared subscription's full filter `$share/{group}/{filter}`.
     group: &'a ByteString,
+    /// The publisher's durability token (see `durable`), passed on with it.
+    durable: Option<u64>,
 }
 
 impl Worker {
@@ -31,6 +33,9 @@ impl Worker {
     /// subscription in `targets` (step 1 of `crate::share`). Local members
     /// left congested are added to `congested`; inbox sends that must wait
     /// to `later`.
+    /// With `durable`, each message passed to another worker carries the
+    /// token; the count of such messages is returned (each is reported
+    /// back once, see `durable`).
     pub(crate) fn route_shared(
         &self,
         now: Instant,
@@ -38,7 +43,9 @@ impl Worker {
         origin: Origin,
         targets: &[SharedTarget],
         (congested, later): (&mut Vec<Rc<ConnCell>>, &mut PendingSends),
-    ) {
+        durable: Option<u64>,
+    ) -> u32 {
+        let mut forwarded = 0;
         for target in targets {
             let picked = self
                 .shares
@@ -50,35 +57,44 @@ impl Worker {
                 received_at: now,
                 origin,
                 group: &target.group,
+                durable: None,
             };
             match picked {
                 Some(w) if usize::from(w) == self.id => {
                     self.deliver_share_here(now, m, WorkerSet::new(), congested, later);
                 }
-                Some(w) => self.forward_share(usize::from(w), m, WorkerSet::new(), later),
+                Some(w) => {
+                    forwarded += u32::from(durable.is_some());
+                    let m = ShareMsg { durable, ..m };
+                    self.forward_share(usize::from(w), m, WorkerSet::new(), later);
+                }
                 None => self.stats.dropped_no_subscribers.inc(),
             }
         }
+        forwarded
     }
 
     /// Delivers a message another worker picked this worker for (step 2),
-    /// or passes it on (step 3).
+    /// or passes it on (step 3). True when it was passed on: its durability
+    /// token went with it.
     pub(crate) fn deliver_routed_share(
         &self,
         now: Instant,
         routed: &Routed,
         hop: &ShareHop,
         congested: &mut Vec<Rc<ConnCell>>,
-    ) {
+    ) -> bool {
         let mut later = Vec::new();
         let m = ShareMsg {
             msg: &routed.msg,
             received_at: routed.received_at,
             origin: routed.origin,
             group: &hop.group,
+            durable: routed.durable,
         };
-        self.deliver_share_here(now, m, hop.tried, congested, &mut later);
+        let passed = self.deliver_share_here(now, m, hop.tried, congested, &mut later);
         self.send_later(later);
+        passed
     }
 
     /// Takes out of a closing connection's session the shared messages to
@@ -127,6 +143,7 @@ impl Worker {
                 received_at: o.received_at,
                 origin,
                 group: &o.group,
+                durable: None,
             };
             if self.deliver_to_member(now, m, Some(key), &mut congested) {
                 self.stats.shared_redeliveries.inc();
@@ -197,7 +214,8 @@ impl Worker {
             .any(|(k, _)| *k != key && clients.get(k).is_some_and(|c| c.state.can_take()))
     }
 
-    /// Step 2 on this worker, and step 3 when it has no member.
+    /// Step 2 on this worker, and step 3 when it has no member; true when
+    /// passed on to another worker.
     fn deliver_share_here(
         &self,
         now: Instant,
@@ -205,9 +223,9 @@ impl Worker {
         mut tried: WorkerSet,
         congested: &mut Vec<Rc<ConnCell>>,
         later: &mut PendingSends,
-    ) {
+    ) -> bool {
         if self.deliver_to_member(now, m, None, congested) {
-            return;
+            return false;
         }
         tried.insert(self.route_id());
         let others = self
@@ -225,10 +243,12 @@ impl Worker {
             Some(w) => {
                 self.stats.shared_passed_on.inc();
                 self.forward_share(usize::from(w), m, tried, later);
+                true
             }
             None => {
                 self.stats.dropped_no_subscribers.inc();
                 tracing::debug!(group = %m.group, "shared subscription has no member left: message dropped");
+                false
             }
         }
     }
@@ -302,7 +322,7 @@ impl Worker {
             group: m.group.clone(),
             tried,
         };
-        let routed = Routed::for_share(Arc::clone(m.msg), m.origin, m.received_at, hop);
+        let routed = Routed::for_share(Arc::clone(m.msg), m.origin, m.received_at, hop, m.durable);
         match link.data.try_send(routed) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(routed)) => {

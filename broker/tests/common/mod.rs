@@ -120,6 +120,17 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Kills a spawned broker with SIGKILL (no shutdown of any kind) and
+    /// waits for it to be gone.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let Some(child) = self.child.as_mut() else {

@@ -16,14 +16,20 @@
 //! - every retained set and clear ([`StoreEvent::RetainedSet`],
 //!   [`StoreEvent::RetainedCleared`]).
 //!
-//! Today's backend is [`NullStore`]: sessions and retained messages live in
-//! memory only, the journal is off (`SessionConfig::record_changes`), and
-//! each report is one call that does nothing. Workers are shared-nothing,
-//! so the observer is per worker and needs no lock.
+//! Two backends: [`NullStore`] (`persistence = "off"`): sessions and
+//! retained messages live in memory only, the journal is off
+//! (`SessionConfig::record_changes`), and each report is one call that does
+//! nothing; and [`disk::DiskStore`] (`persistence = "on"`), which writes
+//! them to one database per worker (`tern_store`). Workers are
+//! shared-nothing, so the observer is per worker and needs no lock.
+
+pub(crate) mod disk;
 
 use std::sync::Arc;
+use std::time::Instant;
 use tern_codec::Publish;
 use tern_session::{Connection, Session, SessionChange};
+use tern_store::{RecoveredSession, RecoveredWill};
 
 /// What a persistence backend is told.
 #[derive(Debug)]
@@ -48,15 +54,46 @@ pub enum StoreEvent<'a> {
     WillScheduled {
         client_id: &'a str,
         will: &'a Publish,
+        /// When it is due.
+        due: Instant,
     },
     /// The pending will of `client_id` is gone: published, or cancelled
     /// by a resumed session.
     WillCleared { client_id: &'a str },
     /// A retained message was stored (the compact copy the store keeps).
-    RetainedSet { msg: &'a Arc<Publish> },
+    /// `order` was taken under the retained store's lock: a higher one is
+    /// a later change of the topic, whichever worker made it.
+    RetainedSet {
+        msg: &'a Arc<Publish>,
+        order: u64,
+        expires_at: Option<Instant>,
+    },
     /// The retained message of `topic` was cleared (empty payload).
-    RetainedCleared { topic: &'a str },
+    RetainedCleared { topic: &'a str, order: u64 },
 }
+
+/// What a worker takes from the backend when it starts.
+pub struct WorkerParts {
+    /// Its observer.
+    pub observer: Box<dyn StoreObserver>,
+    /// Sessions to restore (offline) before serving.
+    pub sessions: Vec<RecoveredSession>,
+    /// Delayed wills of those sessions.
+    pub wills: Vec<RecoveredWill>,
+}
+
+impl std::fmt::Debug for WorkerParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerParts")
+            .field("sessions", &self.sessions.len())
+            .field("wills", &self.wills.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Told, from the backend's own thread, that commit `n` of the worker is
+/// durable (see [`StoreObserver::pending_commit`]).
+pub type OnDurable = Box<dyn Fn(u64) + Send>;
 
 /// A persistence backend: shared by the workers, it gives each worker an
 /// observer of its own ([`crate::start_with_store`]).
@@ -65,8 +102,25 @@ pub trait StoreBackend: Send + Sync + std::fmt::Debug {
     /// (`SessionConfig::record_changes`); without it no
     /// [`StoreEvent::SessionChanged`] is sent.
     fn records_session_changes(&self) -> bool;
-    /// The observer of worker `worker` (called once, on its thread).
-    fn observer(&self, worker: usize) -> Box<dyn StoreObserver>;
+    /// The observer of worker `worker`, with what it restores (called once,
+    /// on its thread, inside its runtime). `on_durable` is called when a
+    /// commit the observer reported through `pending_commit` is on disk.
+    fn observer(&self, worker: usize, on_durable: OnDurable) -> WorkerParts;
+
+    /// Whether acknowledgements of QoS 1/2 PUBLISH packets that reached a
+    /// persistent session wait until it is durable (`durability = "sync"`).
+    fn sync_acks(&self) -> bool {
+        false
+    }
+
+    /// Persistent sessions worker `worker` holds (a message routed there
+    /// without any needs no wait for its store).
+    fn persistent_sessions(&self, _worker: usize) -> usize {
+        0
+    }
+
+    /// Appends the backend's Prometheus series (text format) to `out`.
+    fn render_metrics(&self, _out: &mut String) {}
 }
 
 /// One worker's view of the backend: told each change, on the worker's
@@ -76,6 +130,14 @@ pub trait StoreBackend: Send + Sync + std::fmt::Debug {
 pub trait StoreObserver: std::fmt::Debug {
     /// One change of the stored state.
     fn observe(&self, event: StoreEvent<'_>);
+
+    /// With acknowledgements that wait ([`StoreBackend::sync_acks`]): the
+    /// number of the commit that will hold every change observed so far,
+    /// when some are not durable yet; `None` when everything observed is
+    /// on disk. The backend's `on_durable` reports that number once it is.
+    fn pending_commit(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Keeps nothing: the in-memory broker.
@@ -87,8 +149,12 @@ impl StoreBackend for NullStore {
         false
     }
 
-    fn observer(&self, _worker: usize) -> Box<dyn StoreObserver> {
-        Box::new(Self)
+    fn observer(&self, _worker: usize, _on_durable: OnDurable) -> WorkerParts {
+        WorkerParts {
+            observer: Box::new(Self),
+            sessions: Vec::new(),
+            wills: Vec::new(),
+        }
     }
 }
 
@@ -139,8 +205,12 @@ impl StoreBackend for Recorder {
         self.journal
     }
 
-    fn observer(&self, _worker: usize) -> Box<dyn StoreObserver> {
-        Box::new(self.clone())
+    fn observer(&self, _worker: usize, _on_durable: OnDurable) -> WorkerParts {
+        WorkerParts {
+            observer: Box::new(self.clone()),
+            sessions: Vec::new(),
+            wills: Vec::new(),
+        }
     }
 }
 
@@ -156,12 +226,14 @@ impl StoreObserver for Recorder {
             StoreEvent::SessionChanged { client_id, change } => {
                 format!("changed {client_id} {change:?}")
             }
-            StoreEvent::WillScheduled { client_id, will } => {
+            StoreEvent::WillScheduled {
+                client_id, will, ..
+            } => {
                 format!("will {client_id} {}", will.topic)
             }
             StoreEvent::WillCleared { client_id } => format!("will-cleared {client_id}"),
-            StoreEvent::RetainedSet { msg } => format!("retained {}", msg.topic),
-            StoreEvent::RetainedCleared { topic } => format!("retained-cleared {topic}"),
+            StoreEvent::RetainedSet { msg, .. } => format!("retained {}", msg.topic),
+            StoreEvent::RetainedCleared { topic, .. } => format!("retained-cleared {topic}"),
         };
         if let Ok(mut lines) = self.lines.lock() {
             lines.push(line);
@@ -192,8 +264,12 @@ mod tests {
     fn the_null_store_asks_for_no_journal() {
         assert!(!NullStore.records_session_changes());
         NullStore
-            .observer(0)
-            .observe(StoreEvent::RetainedCleared { topic: "a" });
+            .observer(0, Box::new(|_| {}))
+            .observer
+            .observe(StoreEvent::RetainedCleared {
+                topic: "a",
+                order: 1,
+            });
     }
 
     #[test]
@@ -210,7 +286,7 @@ mod tests {
             journal: true,
             ..Recorder::default()
         };
-        let observer = store.observer(0);
+        let observer = store.observer(0, Box::new(|_| {})).observer;
         drain_session(&*observer, &mut session);
         drain_session(&*observer, &mut session);
         let lines = store.lines();
@@ -229,7 +305,7 @@ mod tests {
         let msg = message("t/2");
         let _ = session.enqueue(now, &Offer::new(&msg, now, QoS::AtLeastOnce), &cfg);
         let store = Recorder::default();
-        drain_session(&*store.observer(0), &mut session);
+        drain_session(&*store.observer(0, Box::new(|_| {})).observer, &mut session);
         assert!(store.lines().is_empty());
     }
 }
