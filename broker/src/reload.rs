@@ -30,7 +30,8 @@
 //! `metrics_bind`, `metrics_tls_certfile`, `metrics_tls_keyfile` (the
 //! paths; the files themselves are reloaded, below), `limits.max_retained_messages`, `max_retained_bytes`,
 //! `worker_queue_len` (and the backpressure watermarks derived from the
-//! startup limits). Connections keep the settings they connected with.
+//! startup limits), and every `[store]` key (the store is opened once, at
+//! start). Connections keep the settings they connected with.
 //!
 //! Every TLS listener's certificate, key and client CAs, and the metrics
 //! listener's certificate and key, are read again too (for new
@@ -311,6 +312,8 @@ mod tests {
             [mqtt]\nmax_qos = 1\nretain_available = false\ntopic_alias_maximum = 1\n\
             outbound_topic_alias_maximum = 1\nvalidate_payload_format = true\n\
             response_information = \"r/\"\nserver_reference = \"x:1\"\nserver_moved = true\n\
+            [store]\npersistence = \"on\"\ndata_dir = \"/d\"\ndurability = \"interval\"\n\
+            flush_interval_ms = 7\nrepair = true\n\
             [auth]\nallow_anonymous = false\nscram_iterations = 5000\n\
             password_file = \"/p\"\nacl_file = \"/a\"\n\
             users = [{{ username = \"u\", password = \"p\" }}]\n\
@@ -335,6 +338,11 @@ mod tests {
                 "limits.max_retained_messages",
                 "limits.max_retained_bytes",
                 "limits.worker_queue_len",
+                "store.persistence",
+                "store.data_dir",
+                "store.durability",
+                "store.flush_interval_ms",
+                "store.repair",
                 "listener.limits"
             ]
         );

@@ -183,9 +183,11 @@ mod tests {
         // state (`Option<Box<_>>`, null unless the client used it); 696:
         // plus the connection's own authorization policy (an `Arc<dyn
         // Authorizer>`, shared by every connection without an ACL) and the
-        // pointer to a running retained replay (`Option<Box<_>>`).
+        // pointer to a running retained replay (`Option<Box<_>>`); 704: plus
+        // the acknowledgements held for the store (`Option<Box<_>>`, null
+        // unless durability = "sync" made one wait).
         assert!(
-            size_of::<crate::deliver::ConnShared>() <= 696,
+            size_of::<crate::deliver::ConnShared>() <= 704,
             "{}",
             size_of::<crate::deliver::ConnShared>()
         );
