@@ -91,6 +91,11 @@ pub(crate) struct Args {
     /// MQTT keep-alive in seconds (PINGREQ is sent at half of it).
     #[arg(long, default_value_t = 60)]
     pub(crate) keep_alive: u16,
+    /// Subscribers keep persistent sessions (3.1.1 Clean Session 0; v5
+    /// Clean Start 0 with a Session Expiry Interval of 3600 s), so a
+    /// broker with persistence stores what they get.
+    #[arg(long)]
+    pub(crate) persistent_subs: bool,
     /// Connections allowed in the handshake at once.
     #[arg(long, default_value_t = 64)]
     pub(crate) connect_parallel: u32,
@@ -167,6 +172,7 @@ pub(crate) struct Config {
     pub(crate) json: bool,
     pub(crate) topic_prefix: String,
     pub(crate) keep_alive: u16,
+    pub(crate) persistent_subs: bool,
     pub(crate) connect_parallel: u32,
     pub(crate) source_ips: u8,
     pub(crate) quiet: bool,
@@ -313,6 +319,7 @@ impl TryFrom<Args> for Config {
             json: a.json,
             topic_prefix: a.topic_prefix,
             keep_alive: a.keep_alive,
+            persistent_subs: a.persistent_subs,
             connect_parallel: a.connect_parallel,
             source_ips: a.source_ips,
             quiet: a.quiet,

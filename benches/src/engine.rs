@@ -470,7 +470,15 @@ impl Engine {
                         Role::Publisher(p) => format!("{tag}-p{p}"),
                         Role::Idle => format!("{tag}-c{i}"),
                     };
-                    frame::connect(&mut c.wbuf, self.cfg.v5, id.as_bytes(), self.cfg.keep_alive);
+                    let persistent =
+                        self.cfg.persistent_subs && matches!(c.role, Role::Subscriber(_));
+                    frame::connect(
+                        &mut c.wbuf,
+                        self.cfg.v5,
+                        id.as_bytes(),
+                        self.cfg.keep_alive,
+                        persistent,
+                    );
                     c.state = ConnState::AwaitConnAck;
                     self.mark_dirty(i);
                 }

@@ -347,18 +347,28 @@ fn put_str(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 /// CONNECT with a clean session/clean start, no will, no credentials.
-pub(crate) fn connect(out: &mut Vec<u8>, v5: bool, client_id: &[u8], keep_alive: u16) {
-    let props = usize::from(v5);
-    let rlen = 10 + props + 2 + client_id.len();
+pub(crate) fn connect(
+    out: &mut Vec<u8>,
+    v5: bool,
+    client_id: &[u8],
+    keep_alive: u16,
+    persistent: bool,
+) {
+    // v5 properties: none, or a Session Expiry Interval (0x11) of 3600 s.
+    let props: &[u8] = match (v5, persistent) {
+        (false, _) => &[],
+        (true, false) => &[0],
+        (true, true) => &[5, 0x11, 0, 0, 0x0E, 0x10],
+    };
+    let rlen = 10 + props.len() + 2 + client_id.len();
     out.push(ptype::CONNECT << 4);
     put_varint(out, rlen);
     put_str(out, b"MQTT");
     out.push(if v5 { 5 } else { 4 });
-    out.push(0x02); // clean session / clean start
+    // Clean Session / Clean Start, unless the session is to persist.
+    out.push(if persistent { 0 } else { 0x02 });
     out.extend_from_slice(&keep_alive.to_be_bytes());
-    if v5 {
-        out.push(0);
-    }
+    out.extend_from_slice(props);
     put_str(out, client_id);
 }
 

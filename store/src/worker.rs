@@ -104,6 +104,11 @@ impl std::fmt::Debug for WorkerStore {
     }
 }
 
+/// Block cache of one worker's database.
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// Largest memtable of one worker's keyspace before it is flushed.
+const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
 fn n8(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
@@ -115,13 +120,19 @@ impl WorkerStore {
             path: path.to_owned(),
             source,
         };
+        // Sized for a broker, not a database server: fjall's defaults hold
+        // 100-400 MiB per database (block cache, 64 MiB memtables); these
+        // hold ~40 MiB (BENCHMARKS.md, "Store engine").
         let db = fjall::Database::builder(path)
             .manual_journal_persist(true)
             .worker_threads(1)
+            .cache_size(CACHE_BYTES)
             .open()
             .map_err(engine)?;
         let ks = db
-            .keyspace("tern", fjall::KeyspaceCreateOptions::default)
+            .keyspace("tern", || {
+                fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })
             .map_err(engine)?;
         Ok(Self {
             path: path.to_owned(),

@@ -162,7 +162,11 @@ impl StoreBackend for DiskStore {
     fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let m = &*self.metrics;
-        let sessions: usize = self.persistent.iter().map(|n| n.load(Ordering::Relaxed)).sum();
+        let sessions: usize = self
+            .persistent
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum();
         let r = &self.recovery;
         let _ = writeln!(
             out,
