@@ -704,16 +704,26 @@ mod tests {
     #[test]
     fn encoders_produce_spec_bytes() {
         let mut b = Vec::new();
-        connect(&mut b, false, b"c1", 60);
+        connect(&mut b, false, b"c1", 60, false);
         assert_eq!(
             b,
             [0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'c', b'1']
         );
         b.clear();
-        connect(&mut b, true, b"c1", 60);
+        connect(&mut b, true, b"c1", 60, false);
         assert_eq!(
             b,
             [0x10, 15, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0, 2, b'c', b'1']
+        );
+        b.clear();
+        // Persistent: Clean Start 0 and Session Expiry Interval 3600.
+        connect(&mut b, true, b"c1", 60, true);
+        assert_eq!(
+            b,
+            [
+                0x10, 20, 0, 4, b'M', b'Q', b'T', b'T', 5, 0, 0, 60, 5, 0x11, 0, 0, 0x0E, 0x10, 0,
+                2, b'c', b'1'
+            ]
         );
         b.clear();
         subscribe(&mut b, false, 1, b"a/#", 2);

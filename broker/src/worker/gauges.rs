@@ -20,7 +20,7 @@ impl Worker {
             let nanos = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
             self.stats.busy_nanos.set(nanos);
         }
-        if tick.wrapping_sub(1) % SESSION_WALK_TICKS == 0 {
+        if tick.wrapping_sub(1).is_multiple_of(SESSION_WALK_TICKS) {
             self.sample_sessions();
         }
     }

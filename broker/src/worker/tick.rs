@@ -26,7 +26,7 @@ impl Worker {
         self.parking.expire(now);
         self.expire(now);
         self.beat(now);
-        if ticks % IDLE_SWEEP_TICKS == 0 {
+        if ticks.is_multiple_of(IDLE_SWEEP_TICKS) {
             self.sweep_idle();
         }
     }
