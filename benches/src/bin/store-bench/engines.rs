@@ -41,8 +41,18 @@ pub(crate) fn queue_key(session: u32, seq: u64) -> [u8; 12] {
     k
 }
 
+/// How a worker's store is opened.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenOpts {
+    pub(crate) cache_bytes: u64,
+    /// fjall: max_memtable_size of each keyspace.
+    pub(crate) fjall_memtable_bytes: u64,
+    /// fjall: max_journaling_size (at least 64 MiB).
+    pub(crate) fjall_journal_bytes: u64,
+}
+
 pub(crate) trait Store: Sized {
-    fn open(dir: &Path, cache_bytes: u64) -> Result<Self, BenchError>;
+    fn open(dir: &Path, opts: &OpenOpts) -> Result<Self, BenchError>;
     /// Commit one batch; `sync` makes it (and everything before) durable
     /// with an fdatasync before returning.
     fn commit(&mut self, batch: &Batch, sync: bool) -> Result<(), BenchError>;
@@ -60,14 +70,16 @@ pub(crate) struct FjallStore {
 }
 
 impl Store for FjallStore {
-    fn open(dir: &Path, cache_bytes: u64) -> Result<Self, BenchError> {
+    fn open(dir: &Path, opts: &OpenOpts) -> Result<Self, BenchError> {
         let db = fjall::Database::builder(dir)
-            .cache_size(cache_bytes)
+            .cache_size(opts.cache_bytes)
             .worker_threads(1)
             .manual_journal_persist(true)
+            .max_journaling_size(opts.fjall_journal_bytes)
             .open()?;
-        let msgs = db.keyspace("msgs", KeyspaceCreateOptions::default)?;
-        let queue = db.keyspace("queue", KeyspaceCreateOptions::default)?;
+        let ks = || KeyspaceCreateOptions::default().max_memtable_size(opts.fjall_memtable_bytes);
+        let msgs = db.keyspace("msgs", ks)?;
+        let queue = db.keyspace("queue", ks)?;
         Ok(Self { db, msgs, queue })
     }
 
@@ -123,8 +135,8 @@ pub(crate) struct RedbStore {
 }
 
 impl Store for RedbStore {
-    fn open(dir: &Path, cache_bytes: u64) -> Result<Self, BenchError> {
-        let cache = usize::try_from(cache_bytes).unwrap_or(usize::MAX);
+    fn open(dir: &Path, opts: &OpenOpts) -> Result<Self, BenchError> {
+        let cache = usize::try_from(opts.cache_bytes).unwrap_or(usize::MAX);
         std::fs::create_dir_all(dir).map_err(|source| BenchError::Io {
             path: dir.to_path_buf(),
             source,

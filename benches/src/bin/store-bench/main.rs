@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use engines::{Batch, FjallStore, RedbStore, Store};
+use engines::{Batch, FjallStore, OpenOpts, RedbStore, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BenchError {
@@ -67,6 +67,22 @@ struct Common {
     /// Block cache per worker store, MiB.
     #[arg(long, default_value_t = 64)]
     cache_mib: u64,
+    /// fjall: memtable size per keyspace, MiB (fjall's default 64).
+    #[arg(long, default_value_t = 64)]
+    fjall_memtable_mib: u64,
+    /// fjall: journal size that forces memtable flushes, MiB (fjall's default 512, at least 64).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(64..))]
+    fjall_journal_mib: u64,
+}
+
+impl Common {
+    fn open_opts(&self) -> OpenOpts {
+        OpenOpts {
+            cache_bytes: self.cache_mib << 20,
+            fjall_memtable_bytes: self.fjall_memtable_mib << 20,
+            fjall_journal_bytes: self.fjall_journal_mib << 20,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +123,11 @@ enum Cmd {
         /// Exit without closing the store after the last durable flush, as a kill -9 would.
         #[arg(long)]
         crash: bool,
+        /// Full-disk probe: on the first failed commit, print the error, delete this file
+        /// (space set aside on the same filesystem), retry the commit and a flush, print
+        /// what they return, and stop.
+        #[arg(long)]
+        ballast: Option<PathBuf>,
     },
     /// Open a filled store and iterate every message and every session's queue.
     Recover {
@@ -155,11 +176,11 @@ struct WorkerResult {
 
 fn worker<S: Store>(
     dir: &Path,
-    cache: u64,
+    opts: &OpenOpts,
     p: &RunParams,
     start: &Barrier,
 ) -> Result<WorkerResult, BenchError> {
-    let mut store = S::open(dir, cache)?;
+    let mut store = S::open(dir, opts)?;
     let mut batch = Batch::default();
     let mut commit_us = Vec::new();
     let mut seq = 0u64;
@@ -207,7 +228,7 @@ fn worker<S: Store>(
 
 fn run_workers<S: Store>(
     dir: &Path,
-    cache: u64,
+    opts: &OpenOpts,
     workers: u32,
     p: &RunParams,
 ) -> Result<Vec<WorkerResult>, BenchError> {
@@ -217,7 +238,7 @@ fn run_workers<S: Store>(
             .map(|i| {
                 let wdir = dir.join(format!("w{i}"));
                 let barrier = &barrier;
-                scope.spawn(move || worker::<S>(&wdir, cache, p, barrier))
+                scope.spawn(move || worker::<S>(&wdir, opts, p, barrier))
             })
             .collect();
         handles
@@ -310,11 +331,11 @@ fn main() -> Result<(), BenchError> {
                 ack_lag,
                 sessions: common.sessions,
             };
-            let cache = common.cache_mib << 20;
+            let opts = common.open_opts();
             let io0 = write_bytes();
             let results = match common.engine {
-                Engine::Fjall => run_workers::<FjallStore>(&common.dir, cache, workers, &p)?,
-                Engine::Redb => run_workers::<RedbStore>(&common.dir, cache, workers, &p)?,
+                Engine::Fjall => run_workers::<FjallStore>(&common.dir, &opts, workers, &p)?,
+                Engine::Redb => run_workers::<RedbStore>(&common.dir, &opts, workers, &p)?,
             };
             let written = write_bytes().saturating_sub(io0);
             let total: u64 = results.iter().map(|r| r.messages).sum();
@@ -344,10 +365,11 @@ fn main() -> Result<(), BenchError> {
             fanout,
             messages,
             crash,
+            ballast,
         } => {
             create_dir(&common.dir)?;
             let wdir = common.dir.join("w0");
-            let cache = common.cache_mib << 20;
+            let opts = common.open_opts();
             let p = RunParams {
                 fanout,
                 batch: 128,
@@ -360,8 +382,8 @@ fn main() -> Result<(), BenchError> {
             };
             let t0 = Instant::now();
             match common.engine {
-                Engine::Fjall => fill::<FjallStore>(&wdir, cache, &p, crash)?,
-                Engine::Redb => fill::<RedbStore>(&wdir, cache, &p, crash)?,
+                Engine::Fjall => fill::<FjallStore>(&wdir, &opts, &p, crash, ballast.as_deref())?,
+                Engine::Redb => fill::<RedbStore>(&wdir, &opts, &p, crash, ballast.as_deref())?,
             }
             println!(
                 "FILL engine={} messages={messages} fanout={fanout} sessions={} crash={crash} \
@@ -378,10 +400,10 @@ fn main() -> Result<(), BenchError> {
         }
         Cmd::Recover { common } => {
             let wdir = common.dir.join("w0");
-            let cache = common.cache_mib << 20;
+            let opts = common.open_opts();
             let (open, scan, counts) = match common.engine {
-                Engine::Fjall => recover::<FjallStore>(&wdir, cache, common.sessions)?,
-                Engine::Redb => recover::<RedbStore>(&wdir, cache, common.sessions)?,
+                Engine::Fjall => recover::<FjallStore>(&wdir, &opts, common.sessions)?,
+                Engine::Redb => recover::<RedbStore>(&wdir, &opts, common.sessions)?,
             };
             println!(
                 "RECOVER engine={} open_s={open:.2} scan_s={scan:.2} messages={} queue_entries={} \
@@ -397,8 +419,14 @@ fn main() -> Result<(), BenchError> {
     Ok(())
 }
 
-fn fill<S: Store>(dir: &Path, cache: u64, p: &RunParams, crash: bool) -> Result<(), BenchError> {
-    let mut store = S::open(dir, cache)?;
+fn fill<S: Store>(
+    dir: &Path,
+    opts: &OpenOpts,
+    p: &RunParams,
+    crash: bool,
+    ballast: Option<&Path>,
+) -> Result<(), BenchError> {
+    let mut store = S::open(dir, opts)?;
     let mut batch = Batch::default();
     let mut seq = 0u64;
     let mut last_flush = Instant::now();
@@ -415,11 +443,23 @@ fn fill<S: Store>(dir: &Path, cache: u64, p: &RunParams, crash: bool) -> Result<
             }
             seq += 1;
         }
-        store.commit(&batch, false)?;
-        if last_flush.elapsed() >= p.flush {
-            store.flush()?;
+        let mut done = store.commit(&batch, false);
+        if done.is_ok() && last_flush.elapsed() >= p.flush {
+            done = store.flush();
             last_flush = Instant::now();
         }
+        if let (Err(e), Some(ballast)) = (&done, ballast) {
+            println!("FULL first_error_at_message={seq} error={e}");
+            fs::remove_file(ballast).map_err(|source| BenchError::Io {
+                path: ballast.to_path_buf(),
+                source,
+            })?;
+            let retry = store.commit(&batch, false);
+            let flush = store.flush();
+            println!("FULL after_freeing_space commit={retry:?} flush={flush:?}");
+            return Ok(());
+        }
+        done?;
     }
     store.flush()?;
     if crash {
@@ -430,11 +470,11 @@ fn fill<S: Store>(dir: &Path, cache: u64, p: &RunParams, crash: bool) -> Result<
 
 fn recover<S: Store>(
     dir: &Path,
-    cache: u64,
+    opts: &OpenOpts,
     sessions: u32,
 ) -> Result<(f64, f64, engines::ScanCounts), BenchError> {
     let t0 = Instant::now();
-    let store = S::open(dir, cache)?;
+    let store = S::open(dir, opts)?;
     let open = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let counts = store.scan(sessions)?;
