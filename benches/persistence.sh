@@ -51,7 +51,8 @@ for round in $(seq 1 "$ROUNDS"); do
     kill "$BROKER" 2>/dev/null || true
     wait "$BROKER" 2>/dev/null || true
     BROKER=
-    echo "$name $round $written $out" | tee -a "$RESULTS" | cut -c1-200
+    echo "$name $round $written $out" >> "$RESULTS"
+    python3 -c 'import json,sys; r=json.loads(sys.argv[3]); print(sys.argv[1], "round", sys.argv[2], "delivered/s", round(r["delivery_rate"]), "per-cpu-s", round(r["deliveries_per_broker_cpu_s"] or 0), "p99-ms", round(r["lat_p99_us"]/1000, 1), "lost", r["lost"])' "$name" "$round" "$out" 2>/dev/null || echo "$name round $round: no result"
   done
 done
 python3 - "$RESULTS" <<'PY'
