@@ -25,8 +25,8 @@ pub enum StoreError {
     },
     /// A record failed its checksum or does not decode.
     #[error(
-        "store {path}: damaged record ({what}, key {key}); start with --store-repair to skip \
-         damaged records (they are counted and deleted)"
+        "store {path}: damaged record ({what}, key {key}); start with --repair ([store] \
+         repair = true) to skip damaged records (they are logged, counted and deleted)"
     )]
     Corrupt {
         /// The worker database's directory.
