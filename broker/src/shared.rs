@@ -109,10 +109,14 @@ pub(crate) enum Control {
     Synced {
         commit: u64,
     },
-    /// Another worker's store made durable the messages it took from this
-    /// worker with these tokens (see `worker::durable`).
+    /// The worker's store cannot write any more.
+    StoreFailed,
+    /// Another worker's store made durable (`ok`), or could not keep, the
+    /// messages it took from this worker with these tokens (see
+    /// `worker::durable`).
     Durable {
         tokens: Vec<u64>,
+        ok: bool,
     },
 }
 

@@ -88,9 +88,14 @@ pub(crate) fn spawn(
                         }
                         Control::Adopt(adopted) => conn::spawn_adopted(&worker, adopted),
                         Control::Synced { commit } => worker.synced(commit),
-                        Control::Durable { tokens } => {
+                        Control::StoreFailed => worker.store_failed(),
+                        Control::Durable { tokens, ok } => {
                             for token in tokens {
-                                worker.durable_done(token);
+                                if ok {
+                                    worker.durable_done(token);
+                                } else {
+                                    worker.durable_failed(token);
+                                }
                             }
                         }
                         Control::PublishWills { done } => {

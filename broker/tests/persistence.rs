@@ -264,3 +264,130 @@ fn nothing_acknowledged_is_lost_at_a_random_kill() {
         drop(b);
     }
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped (after the
+/// broker using it, which must be declared after this guard, is gone).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// `None` (the test is skipped, and says why) when this process may not
+    /// mount a tmpfs (it needs root).
+    fn mount(bytes: u64) -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!("tern-full-{}", client_id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            .arg("tmpfs")
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            println!(
+                "SKIPPED: cannot mount a tmpfs at {} (needs root)",
+                dir.display()
+            );
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        Some(Self(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+// A full disk: a QoS 1 message for a persistent session that the store
+// cannot keep is refused, with PUBACK 0x97 (v5) or by closing the
+// connection (v3, which has no refusing PUBACK), never acknowledged; QoS 0
+// still flows to a clean subscriber.
+#[test]
+fn a_full_disk_refuses_what_it_cannot_keep() {
+    let Some(disk) = SmallDisk::mount(2 * 1024 * 1024) else {
+        return;
+    };
+    let data = disk.0.join("data");
+    let Some(b) = Broker::spawn_only(&[
+        "--workers",
+        "1",
+        "--persistence",
+        "on",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]) else {
+        return;
+    };
+    let t = topic("full");
+    let keeper = Connect::new(V5, &client_id())
+        .clean(false)
+        .session_expiry(3600);
+    let (mut sub, _) = Client::accepted(b.addr, &keeper);
+    sub.sub(&format!("{t}/#"), 1);
+    sub.disconnect_and_wait();
+    let mut clean = Client::v311(b.addr);
+    clean.sub("other/x", 0);
+
+    let (mut publisher, _) = Client::accepted(b.addr, &Connect::new(V5, &client_id()));
+    let payload = vec![b'x'; 64 * 1024];
+    let mut acked = 0;
+    let mut refused = None;
+    for i in 0..200 {
+        let pid = publisher.next_pid();
+        publisher.send(
+            &Message::new(&format!("{t}/a"), payload.clone())
+                .qos(1, pid)
+                .encode(V5),
+        );
+        let ack = publisher.read_until("PUBACK", |p| p.kind() == PUBACK);
+        let reason = ack.body.get(2).copied().unwrap_or(0);
+        if reason == 0 {
+            acked += 1;
+            continue;
+        }
+        refused = Some((i, reason));
+        break;
+    }
+    let (at, reason) = refused.expect("a 2 MiB disk refuses before 200 × 64 KiB");
+    assert_eq!(
+        reason, 0x97,
+        "[MQTT5-3.4.2.1] Quota exceeded, after {acked} acknowledged"
+    );
+    assert!(
+        acked > 0 && at == acked,
+        "{acked} acknowledged before the refusal at {at}"
+    );
+    let pid = publisher.next_pid();
+    publisher.send(
+        &Message::new(&format!("{t}/b"), "small")
+            .qos(1, pid)
+            .encode(V5),
+    );
+    let ack = publisher.read_until("PUBACK", |p| p.kind() == PUBACK);
+    assert_eq!(
+        ack.body.get(2).copied(),
+        Some(0x97),
+        "still refused: {ack:?}"
+    );
+
+    let mut v3 = Client::v311(b.addr);
+    let pid = v3.next_pid();
+    v3.send(
+        &Message::new(&format!("{t}/c"), "v3")
+            .qos(1, pid)
+            .encode(V311),
+    );
+    let before = v3.expect_closed(Duration::from_secs(5));
+    assert!(
+        before.iter().all(|p| p.kind() != PUBACK),
+        "a v3 client gets no PUBACK: {before:?}"
+    );
+
+    let mut p0 = Client::v311(b.addr);
+    p0.publish0("other/x", "still here");
+    assert_eq!(clean.recv().payload, b"still here");
+    drop(b);
+    drop(disk);
+}

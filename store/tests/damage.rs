@@ -70,7 +70,11 @@ fn a_damaged_record_stops_the_start_or_is_repaired() {
         let ks = db
             .keyspace("tern", fjall::KeyspaceCreateOptions::default)
             .unwrap();
-        let mut value = ks.get(b"Sdam").unwrap().expect("the session record").to_vec();
+        let mut value = ks
+            .get(b"Sdam")
+            .unwrap()
+            .expect("the session record")
+            .to_vec();
         *value.last_mut().unwrap() ^= 0xFF;
         ks.insert(b"Sdam", value).unwrap();
         db.persist(fjall::PersistMode::SyncAll).unwrap();
@@ -78,15 +82,26 @@ fn a_damaged_record_stops_the_start_or_is_repaired() {
     let err = open(&config(dir.path(), false), 1).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-    assert!(text.contains("worker-0") && text.contains("--repair") && text.contains("5364616d"), "{text}");
+    assert!(
+        text.contains("worker-0") && text.contains("--repair") && text.contains("5364616d"),
+        "{text}"
+    );
 
     let rec = open(&config(dir.path(), true), 1).unwrap();
     assert_eq!(rec.report.damaged, 1, "{:?}", rec.report);
     assert_eq!(rec.report.sessions, 0, "the damaged session is gone");
-    assert!(rec.report.orphans >= 1, "its subscription went with it: {:?}", rec.report);
+    assert!(
+        rec.report.orphans >= 1,
+        "its subscription went with it: {:?}",
+        rec.report
+    );
     drop(rec);
     let rec = open(&config(dir.path(), false), 1).unwrap();
-    assert_eq!((rec.report.damaged, rec.report.orphans), (0, 0), "repaired for good");
+    assert_eq!(
+        (rec.report.damaged, rec.report.orphans),
+        (0, 0),
+        "repaired for good"
+    );
 }
 
 #[test]
@@ -97,7 +112,10 @@ fn a_journal_cut_short_opens_with_what_was_whole() {
     let len = std::fs::metadata(&journal).unwrap().len();
     assert!(len > 16, "{len}");
     // A crash in the middle of the last write: its tail is missing.
-    let f = std::fs::OpenOptions::new().write(true).open(&journal).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap();
     f.set_len(len - 7).unwrap();
     drop(f);
     let rec = open(&config(dir.path(), false), 1).expect("opens");

@@ -443,7 +443,19 @@ async fn handle_events(
                     if let Some(token) = blocked.durable {
                         worker.hold_for(token, cell);
                     }
-                    cs.complete_publish(qos, packet_id, blocked.outcome(), blocked.durable);
+                    if blocked.refused && !cs.version.is_v5() {
+                        // v3 has no refusing PUBACK: the connection closes
+                        // unanswered (a QoS 2 id is forgotten), so the
+                        // client sends the message again.
+                        let reason = CloseReason::ProtocolError(ReasonCode::QUOTA_EXCEEDED);
+                        if let Some(conn) = cs.conn.as_mut() {
+                            conn.close(reason);
+                            conn.complete_publish(qos, packet_id, blocked.outcome());
+                        }
+                        close.get_or_insert(reason);
+                    } else {
+                        cs.complete_publish(qos, packet_id, blocked.outcome(), blocked.durable);
+                    }
                     worker.flush(&mut cs);
                 }
                 if !blocked.is_empty() {

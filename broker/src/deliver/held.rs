@@ -4,7 +4,7 @@
 //! wait still waits behind one that does.
 
 use std::collections::VecDeque;
-use tern_codec::{PacketId, QoS};
+use tern_codec::{PacketId, QoS, ReasonCode};
 use tern_session::{Connection, PublishOutcome};
 
 /// One acknowledgement not sent yet.
@@ -26,6 +26,14 @@ pub(crate) struct HeldAcks {
 impl HeldAcks {
     pub(crate) fn push(&mut self, ack: HeldAck) {
         self.queue.push_back(ack);
+    }
+
+    /// The acknowledgement of `token` says `code` instead (its token stays
+    /// for [`release`](Self::release)).
+    pub(crate) fn refuse(&mut self, token: u64, code: ReasonCode) {
+        if let Some(a) = self.queue.iter_mut().find(|a| a.token == Some(token)) {
+            a.outcome = PublishOutcome::Refused(code);
+        }
     }
 
     /// `token` is durable: its acknowledgement, and those behind it that

@@ -107,6 +107,20 @@ impl ConnShared {
         });
     }
 
+    /// `token` will never be durable: v5 clients get 0x97 (Quota exceeded)
+    /// for it, in order; a v3 connection, which has no such answer, closes.
+    pub(crate) fn fail_held(&mut self, token: u64) {
+        if !self.version.is_v5() {
+            self.held = None;
+            self.close = Some(CloseReason::ProtocolError(ReasonCode::QUOTA_EXCEEDED));
+            return;
+        }
+        if let Some(held) = self.held.as_deref_mut() {
+            held.refuse(token, ReasonCode::QUOTA_EXCEEDED);
+        }
+        self.release_held(token);
+    }
+
     /// `token` is durable: the acknowledgements it held go out (in order).
     pub(crate) fn release_held(&mut self, token: u64) {
         let (Some(held), Some(conn)) = (self.held.as_deref_mut(), self.conn.as_mut()) else {

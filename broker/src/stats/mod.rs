@@ -244,6 +244,7 @@ worker_stats!(
         dropped_too_large,
         dropped_sys_topic,
         dropped_not_authorized,
+        dropped_store_unavailable,
         queued_offline,
         shared_deliveries,
         shared_redeliveries,

@@ -13,9 +13,10 @@
 //!   commit is in the OS's cache at once, so a crash of the process loses
 //!   nothing, a crash of the machine at most that interval.
 
-use super::{OnDurable, StoreBackend, StoreEvent, StoreObserver, WorkerParts};
+use super::{OnDurable, StoreBackend, StoreEvent, StoreObserver, StoreSignal, WorkerParts};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -237,6 +238,8 @@ pub(crate) struct DiskObserver {
     commits: Rc<Cell<u64>>,
     /// The last commit fsync'd (written by the store thread).
     synced: Arc<AtomicU64>,
+    /// A commit or fsync failed: nothing more is written.
+    failed: Arc<AtomicBool>,
     persistent: Arc<[AtomicUsize]>,
     metrics: Arc<StoreMetrics>,
     /// Tells the store thread of each commit; dropped to stop it.
@@ -265,8 +268,12 @@ impl DiskObserver {
     ) -> Self {
         let handle = store.sync_handle();
         let synced = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicBool::new(false));
+        let on_durable: Arc<OnDurable> = Arc::new(on_durable);
         let (tx, rx) = mpsc::channel();
         let thread_synced = Arc::clone(&synced);
+        let thread_failed = Arc::clone(&failed);
+        let thread_signal = Arc::clone(&on_durable);
         let thread_metrics = Arc::clone(&metrics);
         let thread = std::thread::Builder::new()
             .name(format!("tern-store-{worker}"))
@@ -274,10 +281,10 @@ impl DiskObserver {
                 store_thread(
                     handle,
                     rx,
-                    durability,
-                    flush_interval,
+                    (durability, flush_interval),
                     &thread_synced,
-                    &on_durable,
+                    &thread_failed,
+                    &**thread_signal,
                     &thread_metrics,
                 );
             });
@@ -295,6 +302,7 @@ impl DiskObserver {
             wake: Rc::new(tokio::sync::Notify::new()),
             commits: Rc::new(Cell::new(0)),
             synced,
+            failed: Arc::clone(&failed),
             persistent,
             metrics,
             to_thread: RefCell::new(Some(tx.clone())),
@@ -308,6 +316,8 @@ impl DiskObserver {
             commits: Rc::clone(&observer.commits),
             metrics: Arc::clone(&observer.metrics),
             to_thread: tx,
+            failed,
+            signal: on_durable,
         };
         tokio::task::spawn_local(committer.run());
         observer
@@ -329,6 +339,8 @@ struct Committer {
     commits: Rc<Cell<u64>>,
     metrics: Arc<StoreMetrics>,
     to_thread: mpsc::Sender<u64>,
+    failed: Arc<AtomicBool>,
+    signal: Arc<OnDurable>,
 }
 
 impl Committer {
@@ -338,27 +350,34 @@ impl Committer {
             // Everything else ready in this turn adds its changes first.
             tokio::task::yield_now().await;
             self.scheduled.set(false);
-            commit(
+            if self.failed.load(Ordering::Acquire) {
+                continue;
+            }
+            let ok = commit(
                 self.worker,
                 &self.store,
                 &self.commits,
                 &self.metrics,
                 &self.to_thread,
             );
+            if !ok && !self.failed.swap(true, Ordering::AcqRel) {
+                (self.signal)(StoreSignal::Failed);
+            }
         }
     }
 }
 
-/// Writes `store`'s pending changes and tells the store thread.
+/// Writes `store`'s pending changes and tells the store thread; false
+/// when the write failed.
 fn commit(
     worker: usize,
     store: &RefCell<WorkerStore>,
     commits: &Cell<u64>,
     metrics: &StoreMetrics,
     to_thread: &mpsc::Sender<u64>,
-) {
+) -> bool {
     let Ok(mut store) = store.try_borrow_mut() else {
-        return;
+        return true;
     };
     let before = store.stats().bytes_written;
     match store.commit() {
@@ -373,19 +392,22 @@ fn commit(
         }
         Err(e) => {
             metrics.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(worker, error = %e, "store commit failed: these changes are not kept");
+            tracing::error!(worker, error = %e,
+                "store commit failed: nothing more is written until a restart; QoS 1/2 messages for persistent sessions are refused");
+            return false;
         }
     }
+    true
 }
 
 /// fsyncs `handle` as `durability` says until the observer goes.
 fn store_thread(
     handle: SyncHandle,
     rx: mpsc::Receiver<u64>,
-    durability: Durability,
-    flush_interval: Duration,
+    (durability, flush_interval): (Durability, Duration),
     synced: &AtomicU64,
-    on_durable: &OnDurable,
+    failed: &AtomicBool,
+    signal: &(dyn Fn(StoreSignal) + Send + Sync),
     metrics: &StoreMetrics,
 ) {
     let mut committed = 0;
@@ -409,7 +431,7 @@ fn store_thread(
         while let Ok(n) = rx.try_recv() {
             committed = n;
         }
-        if committed <= synced.load(Ordering::Acquire) {
+        if committed <= synced.load(Ordering::Acquire) || failed.load(Ordering::Acquire) {
             continue;
         }
         let started = std::time::Instant::now();
@@ -418,11 +440,17 @@ fn store_thread(
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 metrics.fsync_took(micros);
                 synced.store(committed, Ordering::Release);
-                on_durable(committed);
+                signal(StoreSignal::Durable(committed));
             }
             Err(e) => {
+                // After a failed fsync the kernel may have dropped the
+                // pages: nothing since the last good one can be trusted.
                 metrics.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "store fsync failed; retrying at the next commit");
+                tracing::error!(error = %e,
+                    "store fsync failed: nothing more is written until a restart; QoS 1/2 messages for persistent sessions are refused");
+                if !failed.swap(true, Ordering::AcqRel) {
+                    signal(StoreSignal::Failed);
+                }
             }
         }
     }
@@ -475,6 +503,10 @@ impl StoreObserver for DiskObserver {
         }
     }
 
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
     fn pending_commit(&self) -> Option<u64> {
         let commits = self.commits.get();
         let pending = self.store.try_borrow().map_or(true, |s| s.has_pending());
@@ -493,7 +525,9 @@ impl Drop for DiskObserver {
     /// thread makes it durable before it ends.
     fn drop(&mut self) {
         if let Some(tx) = self.to_thread.get_mut().take() {
-            commit(self.worker, &self.store, &self.commits, &self.metrics, &tx);
+            if !self.failed.load(Ordering::Acquire) {
+                let _ = commit(self.worker, &self.store, &self.commits, &self.metrics, &tx);
+            }
         }
         if let Some(thread) = self.thread.get_mut().take() {
             // The committer task still holds a sender until the runtime

@@ -91,9 +91,18 @@ impl std::fmt::Debug for WorkerParts {
     }
 }
 
-/// Told, from the backend's own thread, that commit `n` of the worker is
-/// durable (see [`StoreObserver::pending_commit`]).
-pub type OnDurable = Box<dyn Fn(u64) + Send>;
+/// What a backend tells its worker from its own thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreSignal {
+    /// Commit `n` is durable (see [`StoreObserver::pending_commit`]).
+    Durable(u64),
+    /// The store cannot write any more (a full disk, an I/O error): what
+    /// waits for it never will.
+    Failed,
+}
+
+/// Called by the backend with each [`StoreSignal`].
+pub type OnDurable = Box<dyn Fn(StoreSignal) + Send + Sync>;
 
 /// A persistence backend: shared by the workers, it gives each worker an
 /// observer of its own ([`crate::start_with_store`]).
@@ -137,6 +146,12 @@ pub trait StoreObserver: std::fmt::Debug {
     /// on disk. The backend's `on_durable` reports that number once it is.
     fn pending_commit(&self) -> Option<u64> {
         None
+    }
+
+    /// True once the store cannot write: QoS 1/2 messages that would need
+    /// it are refused (v5 0x97, v3 disconnect) instead of acknowledged.
+    fn failed(&self) -> bool {
+        false
     }
 }
 

@@ -48,7 +48,7 @@ impl Worker {
     /// returns the token if anything is waited for.
     pub(super) fn durable_wait(&self, token: u64, remote: u32) -> Option<u64> {
         let mut count = remote;
-        if let Some(commit) = self.store.pending_commit() {
+        if let (false, Some(commit)) = (self.store.failed(), self.store.pending_commit()) {
             self.acks.local.borrow_mut().push_back((commit, token));
             count += 1;
         }
@@ -73,6 +73,10 @@ impl Worker {
     /// This worker took a message with `token` from worker `origin`: the
     /// token is reported back once what this worker stored of it is durable.
     pub(crate) fn took_durable(&self, origin: usize, token: u64) {
+        if self.store.failed() {
+            self.report(origin, vec![token], false);
+            return;
+        }
         match self.store.pending_commit() {
             Some(commit) => self
                 .acks
@@ -84,17 +88,78 @@ impl Worker {
     }
 
     fn report_durable(&self, origin: usize, tokens: Vec<u64>) {
+        self.report(origin, tokens, true);
+    }
+
+    /// Tells `origin` that these tokens are durable here (`ok`) or never
+    /// will be.
+    fn report(&self, origin: usize, tokens: Vec<u64>, ok: bool) {
         if origin == self.id {
             for t in tokens {
-                self.durable_done(t);
+                if ok {
+                    self.durable_done(t);
+                } else {
+                    self.durable_failed(t);
+                }
             }
             return;
         }
         if let Some(link) = self.shared.workers.get(origin) {
-            if link.control.send(Control::Durable { tokens }).is_err() {
+            if link.control.send(Control::Durable { tokens, ok }).is_err() {
                 tracing::warn!(worker = origin, "worker gone: durability report dropped");
             }
         }
+    }
+
+    /// This worker's store failed: every token waiting for it fails, here
+    /// and on the workers whose messages it took.
+    pub(crate) fn store_failed(&self) {
+        let mine: Vec<u64> = self
+            .acks
+            .local
+            .borrow_mut()
+            .drain(..)
+            .map(|(_, t)| t)
+            .collect();
+        for t in mine {
+            self.durable_failed(t);
+        }
+        let owed: Vec<(usize, u64)> = self
+            .acks
+            .owed
+            .borrow_mut()
+            .drain(..)
+            .map(|(_, w, t)| (w, t))
+            .collect();
+        let mut by_worker: HashMap<usize, Vec<u64>> = HashMap::new();
+        for (w, t) in owed {
+            by_worker.entry(w).or_default().push(t);
+        }
+        for (w, tokens) in by_worker {
+            self.report(w, tokens, false);
+        }
+    }
+
+    /// A store that `token` waited for cannot keep it: its publisher is
+    /// told (v5: 0x97 Quota exceeded; v3, which has no such answer: the
+    /// connection closes, so the client sends it again).
+    pub(crate) fn durable_failed(&self, token: u64) {
+        let cell = self
+            .acks
+            .waiting
+            .borrow_mut()
+            .remove(&token)
+            .and_then(|(c, _)| c.upgrade());
+        let Some(cell) = cell else {
+            return;
+        };
+        self.stats.dropped_store_unavailable.inc();
+        let Ok(mut cs) = cell.try_borrow_mut() else {
+            return;
+        };
+        cs.fail_held(token);
+        self.flush(&mut cs);
+        cs.wake();
     }
 
     /// This worker's store made commit `commit` durable.

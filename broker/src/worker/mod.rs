@@ -87,9 +87,15 @@ impl Worker {
         let marks = Watermarks::from_limits(&shared.config.limits);
         let live = crate::live::WorkerLive::new(&shared.live);
         let control = shared.workers.get(id).map(|l| l.control.clone());
-        let on_durable: crate::store::OnDurable = Box::new(move |commit| {
+        let on_durable: crate::store::OnDurable = Box::new(move |signal| {
+            let msg = match signal {
+                crate::store::StoreSignal::Durable(commit) => {
+                    crate::shared::Control::Synced { commit }
+                }
+                crate::store::StoreSignal::Failed => crate::shared::Control::StoreFailed,
+            };
             if let Some(control) = &control {
-                let _ = control.send(crate::shared::Control::Synced { commit });
+                let _ = control.send(msg);
             }
         });
         let parts = shared.store.observer(id, on_durable);

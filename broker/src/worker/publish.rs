@@ -29,6 +29,9 @@ pub(crate) struct Blocked {
     no_subscribers: bool,
     /// The acknowledgement waits for the stores (see `durable`).
     pub(crate) durable: Option<u64>,
+    /// Not routed: the store it needs cannot write (v5 0x97; a v3
+    /// publisher is disconnected).
+    pub(crate) refused: bool,
 }
 
 impl Blocked {
@@ -36,7 +39,9 @@ impl Blocked {
     /// (A client's PUBLISH to `$SYS` never gets here: the session's
     /// authorizer refuses it.)
     pub(crate) fn outcome(&self) -> PublishOutcome {
-        if self.no_subscribers {
+        if self.refused {
+            PublishOutcome::Refused(tern_codec::ReasonCode::QUOTA_EXCEEDED)
+        } else if self.no_subscribers {
             PublishOutcome::NoMatchingSubscribers
         } else {
             PublishOutcome::Routed
@@ -99,11 +104,19 @@ impl Worker {
     pub(crate) fn publish(&self, now: Instant, origin: ClientKey, publish: Publish) -> Blocked {
         let msg = Arc::new(publish);
         self.stats.publish_in(msg.qos);
+        let snapshot = self.shared.routes.load();
+        let matched = snapshot.matches(&msg.topic);
+        if msg.qos != QoS::AtMostOnce && self.store.failed() && self.needs_store(&msg, &matched) {
+            self.stats.dropped_store_unavailable.inc();
+            tracing::debug!(topic = %msg.topic, "store cannot write: QoS 1/2 message refused");
+            return Blocked {
+                refused: true,
+                ..Blocked::default()
+            };
+        }
         if msg.retain {
             self.retain(now, &msg);
         }
-        let snapshot = self.shared.routes.load();
-        let matched = snapshot.matches(&msg.topic);
         let origin = Origin {
             worker: self.id,
             client: origin,
@@ -168,6 +181,18 @@ impl Worker {
         }
         blocked.durable = token.and_then(|t| self.durable_wait(t, remote));
         blocked
+    }
+
+    /// True when keeping `msg` needs a store: it is retained, or some
+    /// worker it goes to holds persistent sessions.
+    fn needs_store(&self, msg: &Publish, matched: &tern_routing::RouteMatch) -> bool {
+        let store = &self.shared.store;
+        msg.retain
+            || matched
+                .workers
+                .iter()
+                .chain(matched.shared.iter().flat_map(|s| s.workers.iter()))
+                .any(|w| store.persistent_sessions(usize::from(w)) > 0)
     }
 
     /// Counts a client's PUBLISH or will that the session's authorizer
