@@ -565,9 +565,13 @@ fn every_dashboard_metric_is_exported() {
         return;
     }
     let metrics_port = free_port();
+    // The store is on: its panels' series exist only then.
+    let data_dir = std::env::temp_dir().join(format!("tern-deploy-store-{}", client_id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
         .args(["--bind", "127.0.0.1:0", "--workers", "2"])
         .args(["--log-level", "warn"])
+        .args(["--persistence", "on", "--data-dir"])
+        .arg(&data_dir)
         // No $SYS topics: the retained count below is the test's message alone.
         .args(["--sys-interval", "0"])
         .args(["--metrics-bind", &format!("127.0.0.1:{metrics_port}")])
@@ -619,6 +623,7 @@ fn every_dashboard_metric_is_exported() {
         wanted.len()
     );
     drop(tern);
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
 
 // ---- systemd and the container --------------------------------------------------
