@@ -353,7 +353,7 @@ fn a_full_disk_refuses_what_it_cannot_keep() {
     let (at, reason) = refused.expect("a 2 MiB disk refuses before 200 × 64 KiB");
     assert_eq!(
         reason, 0x97,
-        "[MQTT5-3.4.2.1] Quota exceeded, after {acked} acknowledged"
+        "PUBACK reason 0x97 Quota exceeded (3.4.2.1), after {acked} acknowledged"
     );
     assert!(
         acked > 0 && at == acked,
