@@ -25,15 +25,16 @@
 # Environment (all optional):
 #   TERN=path/to/tern       default: cargo build --release, target/release/tern
 #   FLASHMQ=path/to/flashmq default: /work/flashmq/build/flashmq, then flashmq on PATH
-#   BROKERS="..."           --rate only; default: tern mosquitto mosquitto-unlimited
-#                           flashmq flashmq-65535. A broker that is not installed is
-#                           skipped with a message.
+#   BROKERS="..."           --rate only; default: tern tern-65535 mosquitto
+#                           mosquitto-unlimited flashmq flashmq-65535. A broker that is
+#                           not installed is skipped with a message.
 #   OUT=target/retained     --rate results directory (emptied at start)
 #
 # Broker settings (every listener on 127.0.0.1, anonymous, no persistence):
 #   tern                 --no-metrics --log-level warn --max-retained-messages max(N, 100000)
 #                        (its default cap is 100,000; $SYS topics do not count), otherwise
 #                        defaults: max_inflight 32, max_queued_messages 1000.
+#   tern-65535           + --max-inflight 65535.
 #   mosquitto            listener + allow_anonymous true; defaults otherwise
 #                        (max_inflight_messages 20, max_queued_messages 1000).
 #   mosquitto-unlimited  + max_inflight_messages 0, max_queued_messages 0 (unlimited;
@@ -81,12 +82,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # Is BROKER installed? Says so on stderr when it is not.
 available() {
   case $1 in
-    tern) [ -x "$TERN" ] || { echo "tern not found at $TERN: skipped" >&2; return 1; } ;;
+    tern | tern-65535) [ -x "$TERN" ] || { echo "tern not found at $TERN: $1 skipped" >&2; return 1; } ;;
     mosquitto*) [ -n "$MOSQ" ] || { echo "mosquitto not installed (apt-get install mosquitto): $1 skipped" >&2; return 1; } ;;
     flashmq*) [ -n "$FLASHMQ" ] && [ -x "$FLASHMQ" ] || {
         echo "flashmq not found (FLASHMQ, /work/flashmq/build/flashmq, PATH; benches/README.md says how to build it): $1 skipped" >&2
         return 1; } ;;
-    *) echo "unknown broker '$1' (known: tern mosquitto mosquitto-unlimited flashmq flashmq-65535)" >&2; return 1 ;;
+    *) echo "unknown broker '$1' (known: tern tern-65535 mosquitto mosquitto-unlimited flashmq flashmq-65535)" >&2; return 1 ;;
   esac
 }
 
@@ -95,9 +96,10 @@ available() {
 start() {
   local broker=$1 port=$2 n=$3 conf="$TMP/$1.conf"
   case $broker in
-    tern)
+    tern*)
       set -- "$TERN" --bind "127.0.0.1:$port" --no-metrics --log-level warn \
-        --max-retained-messages "$(( n > 100000 ? n : 100000 ))" ;;
+        --max-retained-messages "$(( n > 100000 ? n : 100000 ))"
+      [ "$broker" = tern-65535 ] && set -- "$@" --max-inflight 65535 ;;
     mosquitto*)
       printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$port" >"$conf"
       [ "$broker" = mosquitto-unlimited ] && printf 'max_inflight_messages 0\nmax_queued_messages 0\n' >>"$conf"
@@ -187,7 +189,7 @@ shift || true
 SIZES="${*:-100000 1000000}"
 OUT="${OUT:-${CARGO_TARGET_DIR:-target}/retained}"
 rm -rf "$OUT"; mkdir -p "$OUT"
-read -r -a wanted <<<"${BROKERS:-tern mosquitto mosquitto-unlimited flashmq flashmq-65535}"
+read -r -a wanted <<<"${BROKERS:-tern tern-65535 mosquitto mosquitto-unlimited flashmq flashmq-65535}"
 brokers=()
 for b in "${wanted[@]}"; do available "$b" && brokers+=("$b"); done
 [ ${#brokers[@]} -gt 0 ] || { echo "no broker to run" >&2; exit 1; }
