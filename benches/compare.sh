@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: Tern, Mosquitto and rumqttd, same machine, same run.
+# Side-by-side benchmark: Tern, Mosquitto, rumqttd and FlashMQ, same machine, same run.
 #
 #   benches/compare.sh [RUNS] [SECONDS]      (defaults: 3 runs of 5 s)
 #
 # Environment (all optional):
-#   BROKERS="tern mosquitto rumqttd"  brokers to compare (default: all three). A
+#   BROKERS="tern mosquitto rumqttd flashmq"
+#                                     brokers to compare (default: all four). A
 #                                     broker that is missing or does not start is
 #                                     reported as n/a; the script carries on.
 #                                     tern-tls and mosquitto-tls are the same
@@ -20,6 +21,11 @@
 #                                     nothing is built (default: cargo build
 #                                     --release, target/release/{tern,tern-bench})
 #   RUMQTTD=/path/to/rumqttd          use this rumqttd binary
+#   FLASHMQ=/path/to/flashmq          use this FlashMQ binary (default:
+#                                     /work/flashmq/build/flashmq, then flashmq on
+#                                     PATH; benches/README.md says how to build it)
+#   FLASHMQ_CONF_EXTRA='key value\n' lines appended to the global part of
+#                                     flashmq.conf (printf %b)
 #   PEERS_ROOT=target/peers           `cargo install rumqttd --root` here when no
 #                                     rumqttd is found (RUMQTTD, PEERS_ROOT/bin,
 #                                     /tmp/peers/rumqttd/bin, PATH, in that order)
@@ -80,6 +86,20 @@
 #             topic before old segments are dropped). No persistence exists; no
 #             console, prometheus or metrics sections, so nothing else listens.
 #             Logs at its default (warn).
+#   FlashMQ   flashmq --config-file target/compare/flashmq.conf (FlashMQ 1.26):
+#             thread_count $(nproc) (its default is one per CPU; given explicitly),
+#             allow_anonymous true, no storage_dir (no persistence), log_level
+#             warning (no line per connection), rlimit_nofile = the open-file hard
+#             limit (its default of 1,000,000 fails here without CAP_SYS_RESOURCE),
+#             one listen block: protocol mqtt, ip4 127.0.0.1:18867, tcp_nodelay true.
+#             Its queue limits stay at their DEFAULTS, and two of them drop messages
+#             under load: max_qos_msg_pending_per_client 512 (QoS 1/2 messages in
+#             flight per client; the next one is dropped, "Dropping QoS message(s)"
+#             in its log) and client_max_write_buffer_size 1 MiB (a QoS 0 PUBLISH
+#             that does not fit in the client's write buffer is dropped).
+#             max_qos_bytes_pending_per_client 64 KiB only bounds the queue of
+#             persistent sessions (clean sessions queue nothing). FLASHMQ_CONF_EXTRA
+#             is appended to the global settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-3}"
@@ -87,10 +107,10 @@ SECS="${2:-5}"
 CONNS="${CONNS:-19000}"
 OUT="${OUT:-target/compare}"
 PEERS_ROOT="${PEERS_ROOT:-target/peers}"
-BROKERS="${BROKERS:-tern mosquitto rumqttd}"
+BROKERS="${BROKERS:-tern mosquitto rumqttd flashmq}"
 TERN_ARGS="${TERN_ARGS:-}"
 TERN_PORT=18861; MOSQ_PORT=18862; RUMQTTD_PORT=18863; RUMQTTD_V5_PORT=18864
-TERN_TLS_PORT=18865; MOSQ_TLS_PORT=18866
+TERN_TLS_PORT=18865; MOSQ_TLS_PORT=18866; FLASHMQ_PORT=18867
 
 SCENARIO_LIST="fanin-q0 fanin-q1 fanin-q2 fanout-q1 fanout-q0-1k pairs-q0 latency-fanin latency-fanout flood conns scaling"
 
@@ -120,7 +140,9 @@ for s in ${SCENARIOS:-$SCENARIO_LIST}; do
   SELECTED+=("$s")
 done
 for b in $BROKERS; do
-  case $b in tern|mosquitto|rumqttd|tern-tls|mosquitto-tls) ;; *) echo "unknown broker '$b' (known: tern mosquitto rumqttd tern-tls mosquitto-tls)" >&2; exit 1 ;; esac
+  case $b in tern|mosquitto|rumqttd|flashmq|tern-tls|mosquitto-tls) ;;
+    *) echo "unknown broker '$b' (known: tern mosquitto rumqttd flashmq tern-tls mosquitto-tls)" >&2; exit 1 ;;
+  esac
 done
 has_broker() { case " $BROKERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
@@ -160,6 +182,19 @@ if has_broker rumqttd; then
   fi
 fi
 
+FLASHMQ_BIN=""
+if has_broker flashmq; then
+  if [ -n "${FLASHMQ:-}" ]; then
+    if [ -x "$FLASHMQ" ]; then FLASHMQ_BIN="$FLASHMQ"; else echo "FLASHMQ=$FLASHMQ is not executable: reported as n/a" >&2; fi
+  else
+    for c in /work/flashmq/build/flashmq "$(command -v flashmq || true)"; do
+      if [ -n "$c" ] && [ -x "$c" ]; then FLASHMQ_BIN="$c"; break; fi
+    done
+    [ -n "$FLASHMQ_BIN" ] ||
+      echo "flashmq not found (FLASHMQ, /work/flashmq/build/flashmq, PATH; see benches/README.md to build it): reported as n/a" >&2
+  fi
+fi
+
 cat >"$OUT/mosquitto.conf" <<CONF
 listener $MOSQ_PORT 127.0.0.1
 allow_anonymous true
@@ -173,6 +208,12 @@ log_type error
 log_type warning
 connection_messages false
 CONF
+
+{
+  printf 'thread_count %s\nallow_anonymous true\nlog_level warning\nrlimit_nofile %s\n' "$(nproc)" "$(ulimit -Hn)"
+  [ -n "${FLASHMQ_CONF_EXTRA:-}" ] && printf '%b\n' "$FLASHMQ_CONF_EXTRA"
+  printf 'listen {\n  protocol mqtt\n  port %s\n  inet_protocol ip4\n  inet4_bind_address 127.0.0.1\n  tcp_nodelay true\n}\n' "$FLASHMQ_PORT"
+} >"$OUT/flashmq.conf"
 
 # tern-tls / mosquitto-tls: the same brokers with a TLS listener, one ECDSA
 # P-256 certificate made here; tern-bench connects with --tls.
@@ -263,11 +304,12 @@ broker_cmd() {
     mosquitto) [ -n "$MOSQ_BIN" ] || return 1; echo "$MOSQ_BIN -c $OUT/mosquitto.conf" ;;
     mosquitto-tls) [ -n "$MOSQ_BIN" ] || return 1; echo "$MOSQ_BIN -c $OUT/mosquitto-tls.conf" ;;
     rumqttd) [ -n "$RUMQTTD_BIN" ] || return 1; echo "$RUMQTTD_BIN -q -c $OUT/rumqttd.toml" ;;
+    flashmq) [ -n "$FLASHMQ_BIN" ] || return 1; echo "$FLASHMQ_BIN --config-file $OUT/flashmq.conf" ;;
   esac
 }
 broker_port() {
   case $1 in
-    mosquitto) echo $MOSQ_PORT ;; rumqttd) echo $RUMQTTD_PORT ;;
+    mosquitto) echo $MOSQ_PORT ;; rumqttd) echo $RUMQTTD_PORT ;; flashmq) echo $FLASHMQ_PORT ;;
     tern-tls) echo $TERN_TLS_PORT ;; mosquitto-tls) echo $MOSQ_TLS_PORT ;;
     *) echo $TERN_PORT ;;
   esac
@@ -327,6 +369,7 @@ start_broker() {
   printf 'version\tTern: %s (%s)\n' "$("$TERN_BIN" --version 2>/dev/null || echo n/a)" "$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ', with local changes')"
   [ -n "$MOSQ_BIN" ] && printf 'version\t%s\n' "$("$MOSQ_BIN" -h 2>&1 | head -1)"
   [ -n "$RUMQTTD_BIN" ] && printf 'version\t%s\n' "$("$RUMQTTD_BIN" --version 2>/dev/null || echo rumqttd)"
+  [ -n "$FLASHMQ_BIN" ] && printf 'version\t%s\n' "$("$FLASHMQ_BIN" --version 2>/dev/null | head -1)"
   printf 'version\t%s cores, %s; open-file hard limit %s\n' "$(nproc)" "$(uname -sr)" "$(ulimit -Hn)"
 } >"$OUT/run.tsv"
 : >"$OUT/scenarios.tsv"; : >"$OUT/brokers.tsv"

@@ -27,7 +27,7 @@ TARGETS = {
     "conns": ("rss_per_conn_kib", "min", "KiB per idle connection"),
     "scaling": ("delivery_rate", "max", "deliveries/s"),
 }
-PEERS = ("mosquitto", "rumqttd")
+PEERS = ("mosquitto", "rumqttd", "flashmq")
 
 
 def target(scenario):
@@ -179,6 +179,8 @@ def self_test():
     assert ratio("fanin-q1", runs) == 20.0 / 8.0  # rumqttd n/a is skipped
     runs["rumqttd"] = [ok({"deliveries_per_broker_cpu_s": 16.0})]
     assert ratio("fanin-q1", runs) == 20.0 / 16.0  # best peer = highest
+    runs["flashmq"] = [ok({"deliveries_per_broker_cpu_s": 40.0})]
+    assert ratio("fanin-q1", runs) == 20.0 / 40.0  # flashmq is a peer too
     lat = {"tern": [ok({"lat_p99_us": 500})], "mosquitto": [ok({"lat_p99_us": 800})], "rumqttd": [ok({"lat_p99_us": 400})]}
     assert ratio("latency-fanin", lat) == 500 / 400  # best peer = lowest
     assert ratio("latency-fanin", {"tern": lat["tern"]}) is None
