@@ -239,6 +239,58 @@ fn bench_apply(c: &mut Criterion) {
     group.finish();
 }
 
+/// 1,000,000 retained topics `a/<i>/<j>` (i < 1,000), of which `matching`
+/// are `a/<i>/c` (the rest numbered): what `a/+/c/#` replays.
+fn retained_store(matching: usize) -> tern_routing::RetainedStore {
+    use std::sync::Arc;
+    let mut store = tern_routing::RetainedStore::new(tern_routing::RetainedLimits::UNLIMITED);
+    let payload = bytes::Bytes::from_static(b"retained payload");
+    for i in 0..1000 {
+        for j in 0..1000 {
+            let last = if j == 0 && i < matching {
+                "c".to_owned()
+            } else {
+                j.to_string()
+            };
+            let publish = tern_codec::Publish {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: true,
+                topic: ByteString::from(format!("a/{i}/{last}")),
+                packet_id: None,
+                properties: Default::default(),
+                payload: payload.clone(),
+            };
+            let _ = store.set(tern_routing::RetainedMessage {
+                publish: Arc::new(publish),
+                expires_at: None,
+            });
+        }
+    }
+    store
+}
+
+fn bench_retained(c: &mut Criterion) {
+    let mut group = c.benchmark_group("retained_replay_1m");
+    for matching in [1000, 10] {
+        let store = retained_store(matching);
+        let now = Instant::now();
+        group.bench_function(BenchmarkId::new("a/+/c/#", matching), |b| {
+            let mut out = Vec::with_capacity(1024);
+            b.iter(|| {
+                let mut cursor = tern_routing::RetainedCursor::new("a/+/c/#");
+                out.clear();
+                while !cursor.is_done() {
+                    store.next_matches(&mut cursor, now, 32, 256, &mut out);
+                }
+                assert_eq!(out.len(), matching);
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .measurement_time(Duration::from_secs(2))
@@ -249,6 +301,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_trie, bench_route_match, bench_collect, bench_apply
+    targets = bench_trie, bench_route_match, bench_collect, bench_apply, bench_retained
 }
 criterion_main!(benches);

@@ -10,6 +10,7 @@ use tern_codec::topic::is_sys_topic;
 use tern_codec::{Publish, ReasonCode};
 
 pub use cursor::RetainedCursor;
+use cursor::Skip;
 
 mod cursor;
 #[cfg(test)]
@@ -306,26 +307,52 @@ impl RetainedStore {
             return n;
         }
         let (mut added, mut scanned) = (0, 0);
-        let range = self
-            .topics
-            .range::<str, _>((cursor.start(), Bound::Unbounded));
-        for (topic, msg) in range {
-            if !topic.starts_with(cursor.prefix()) {
-                cursor.finish();
-                return added;
-            }
-            cursor.advance(topic);
-            scanned += 1;
-            if cursor.matches(topic) && !is_expired(msg, now) {
-                out.push(msg.clone());
-                added += 1;
-            }
-            if added >= max_out || scanned >= max_scan {
-                return added;
+        // After a topic that fails at a literal level, the scan seeks past
+        // every topic that fails the same way (`RetainedCursor::skip_after`),
+        // so `a/+/c/#` costs its matches plus a few seeks per `a/x`, not a
+        // look at every `a/…` topic.
+        let mut seek: Option<String> = None;
+        loop {
+            let start = match &seek {
+                Some(s) => Bound::Included(s.as_str()),
+                None => cursor.start(),
+            };
+            let mut range = self.topics.range::<str, _>((start, Bound::Unbounded));
+            seek = None;
+            loop {
+                let Some((topic, msg)) = range.next() else {
+                    cursor.finish();
+                    return added;
+                };
+                if !topic.starts_with(cursor.prefix()) {
+                    cursor.finish();
+                    return added;
+                }
+                cursor.advance(topic);
+                scanned += 1;
+                if cursor.matches(topic) {
+                    if !is_expired(msg, now) {
+                        out.push(msg.clone());
+                        added += 1;
+                    }
+                } else {
+                    match cursor.skip_after(topic) {
+                        Some(Skip::Done) => {
+                            cursor.finish();
+                            return added;
+                        }
+                        Some(Skip::To(next)) => seek = Some(next),
+                        None => {}
+                    }
+                }
+                if added >= max_out || scanned >= max_scan {
+                    return added;
+                }
+                if seek.is_some() {
+                    break;
+                }
             }
         }
-        cursor.finish();
-        added
     }
 
     /// Removes every message expired at `now`; returns how many.

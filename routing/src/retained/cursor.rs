@@ -80,6 +80,59 @@ impl RetainedCursor {
         topic::matches(&self.filter, topic)
     }
 
+    /// For a `topic` the filter does not match: the first topic after it
+    /// that could match, skipping in one seek every topic in between (all
+    /// of which share the level that failed and so fail too). Topics sort
+    /// bytewise, so the topics whose level `L` is `x` under a prefix `P/`
+    /// are `P/x` and the block from `P/x/` to `P/x0` (`0` follows `/`).
+    /// `None`: no skip is known, look at the next topic; `Some(Skip::Done)`:
+    /// nothing after `topic` can match.
+    pub(crate) fn skip_after(&self, topic: &str) -> Option<Skip> {
+        let mut filter = self.filter.split('/');
+        let mut at = 0; // byte offset of the topic's current level
+        let mut level = 0;
+        let mut rest = Some(topic);
+        loop {
+            let f = filter.next();
+            let Some(t) = rest else {
+                // The topic ran out first: a longer one may match.
+                return None;
+            };
+            let (value, next) = match t.find('/') {
+                Some(i) => (&t[..i], Some(&t[i + 1..])),
+                None => (t, None),
+            };
+            match f {
+                Some("#") => return None,
+                Some("+") => {
+                    if level == 0 && topic.starts_with('$') {
+                        return None;
+                    }
+                }
+                Some(lit) if lit == value => {}
+                Some(lit) => {
+                    // `P/` is the topic up to this level.
+                    let p = &topic[..at];
+                    let want = format!("{p}{lit}");
+                    if topic < want.as_str() {
+                        return Some(Skip::To(want));
+                    }
+                    let block = format!("{want}/");
+                    if topic < block.as_str() {
+                        return Some(Skip::To(block));
+                    }
+                    return Some(past_prefix(p));
+                }
+                // The filter ended and the topic goes on: every topic under
+                // `P/` (the topic up to this level) is too long as well.
+                None => return Some(past_prefix(&topic[..at])),
+            }
+            at += value.len() + 1;
+            level += 1;
+            rest = next;
+        }
+    }
+
     /// Records that everything up to and including `topic` was looked at.
     pub(crate) fn advance(&mut self, topic: &ByteString) {
         self.after = Some(topic.clone());
@@ -87,6 +140,24 @@ impl RetainedCursor {
 
     pub(crate) fn finish(&mut self) {
         self.done = true;
+    }
+}
+
+/// Where a replay goes on after a topic that did not match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// At the first topic at or after this one.
+    To(String),
+    /// Nowhere: no later topic can match.
+    Done,
+}
+
+/// The first topic after every topic that starts with `p` (`p` is empty or
+/// ends with `/`): `a/b/` → `a/b0`; the empty prefix has no end.
+fn past_prefix(p: &str) -> Skip {
+    match p.strip_suffix('/') {
+        Some(q) => Skip::To(format!("{q}0")),
+        None => Skip::Done,
     }
 }
 
@@ -121,6 +192,35 @@ mod tests {
         assert_eq!(literal_prefix("a/b"), ("a/b", true));
         assert_eq!(literal_prefix("/"), ("/", true));
         assert_eq!(literal_prefix(""), ("", true));
+    }
+
+    #[test]
+    fn skips_jump_over_topics_sharing_the_failed_level() {
+        let c = RetainedCursor::new("a/+/c/#");
+        let to = |s: &str| Some(Skip::To(s.to_owned()));
+        assert_eq!(
+            c.skip_after("a/5/7"),
+            to("a/5/c"),
+            "forward to the wanted value"
+        );
+        assert_eq!(
+            c.skip_after("a/5/c!"),
+            to("a/5/c/"),
+            "its block follows `c!`"
+        );
+        assert_eq!(c.skip_after("a/5/d"), to("a/50"), "past every a/5/… topic");
+        assert_eq!(
+            c.skip_after("a/5"),
+            None,
+            "too short: a longer one may match"
+        );
+        assert_eq!(c.skip_after("b"), Some(Skip::Done), "past every a/… topic");
+        assert_eq!(c.skip_after("A"), to("a"), "before them");
+        let top = RetainedCursor::new("x/+");
+        assert_eq!(top.skip_after("x/1/2"), to("x/10"), "too long: past x/1/…");
+        assert_eq!(top.skip_after("y/1"), Some(Skip::Done));
+        let dollar = RetainedCursor::new("+/a");
+        assert_eq!(dollar.skip_after("$SYS/a"), None);
     }
 
     #[test]

@@ -456,3 +456,59 @@ fn replay_skips_expired_messages() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].publish.topic, "e/2");
 }
+
+// The seeking scan finds exactly what a look at every topic finds, for
+// random topic sets over a small alphabet that includes the bytes around
+// `/` in sort order (`!`, `.`, `0`) and empty levels, and random filters,
+// in random batch sizes.
+mod seek_property {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn level() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["", "a", "b", "a!", "a0", "a.", "c", "ab", "b0"])
+            .prop_map(str::to_owned)
+    }
+
+    fn topic() -> impl Strategy<Value = String> {
+        prop::collection::vec(level(), 1..5).prop_map(|l| l.join("/"))
+    }
+
+    fn filter() -> impl Strategy<Value = String> {
+        let lvl = prop_oneof![level(), Just("+".to_owned())];
+        (prop::collection::vec(lvl, 1..5), any::<bool>()).prop_map(|(mut l, hash)| {
+            if hash {
+                l.push("#".to_owned());
+            }
+            l.join("/")
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn seeking_finds_what_brute_force_finds(
+            topics in prop::collection::btree_set(topic(), 0..60),
+            filter in filter(),
+            max_out in 1usize..8,
+            max_scan in 1usize..8,
+        ) {
+            let mut store = RetainedStore::new(RetainedLimits::UNLIMITED);
+            for t in &topics {
+                store.set(msg(t, b"v")).unwrap();
+            }
+            let all: Vec<&str> = topics.iter().map(String::as_str).collect();
+            let expected = brute_force(&all, &filter);
+            let now = Instant::now();
+            let mut cursor = RetainedCursor::new(&filter);
+            let mut out = Vec::new();
+            let mut calls = 0;
+            while !cursor.is_done() {
+                store.next_matches(&mut cursor, now, max_out, max_scan, &mut out);
+                calls += 1;
+                prop_assert!(calls <= topics.len() + 2, "no progress");
+            }
+            let got: Vec<String> = out.iter().map(|m| m.publish.topic.to_string()).collect();
+            prop_assert_eq!(got, expected, "filter {}", filter);
+        }
+    }
+}
