@@ -89,6 +89,12 @@ impl InflightWindow {
         let Some(pid) = self.alloc() else {
             return Err(message);
         };
+        self.push(pid, state, message);
+        Ok(pid)
+    }
+
+    /// Appends the entry of a message that just took `pid`.
+    fn push(&mut self, pid: PacketId, state: InflightState, message: Message) {
         let seq = self.next_seq();
         let at = self.stamp(pid);
         self.entries.push_back(Entry {
@@ -99,7 +105,6 @@ impl InflightWindow {
             message: Some(message),
         });
         self.live += 1;
-        Ok(pid)
     }
 
     /// Puts back an entry that held `pid` before a restart
@@ -120,16 +125,7 @@ impl InflightWindow {
         if self.step() != Some(pid) {
             return Err(message);
         }
-        let seq = self.next_seq();
-        let at = self.stamp(pid);
-        self.entries.push_back(Entry {
-            at,
-            seq,
-            pid,
-            state,
-            message: Some(message),
-        });
-        self.live += 1;
+        self.push(pid, state, message);
         Ok(())
     }
 

@@ -245,6 +245,16 @@ fn parse(raw: &mut Raw, k: &[u8], v: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Deletes the queue entry and stage records of message `id` of session `number`.
+fn delete_entry(store: &mut WorkerStore, number: u64, id: u64) {
+    for tag in [record::ENTRY, record::STAGE] {
+        store.delete(record::key(
+            tag,
+            &[&number.to_be_bytes(), &id.to_be_bytes()],
+        ));
+    }
+}
+
 /// A session assembled from its records.
 struct Assembled {
     client_id: ByteString,
@@ -286,14 +296,7 @@ fn assemble(
                 ));
             }
             for id in entries.keys() {
-                from.delete(record::key(
-                    record::ENTRY,
-                    &[&number.to_be_bytes(), &id.to_be_bytes()],
-                ));
-                from.delete(record::key(
-                    record::STAGE,
-                    &[&number.to_be_bytes(), &id.to_be_bytes()],
-                ));
+                delete_entry(from, number, *id);
                 raw.stages.remove(&(number, *id));
             }
             for pid in &incoming {
@@ -321,14 +324,7 @@ fn assemble(
                 .unwrap_or((Stage::Queued, 0));
             let Some((received, msg)) = raw.messages.get(&entry.message) else {
                 report.orphans += 1;
-                from.delete(record::key(
-                    record::ENTRY,
-                    &[&number.to_be_bytes(), &id.to_be_bytes()],
-                ));
-                from.delete(record::key(
-                    record::STAGE,
-                    &[&number.to_be_bytes(), &id.to_be_bytes()],
-                ));
+                delete_entry(from, number, id);
                 continue;
             };
             let message = Message {

@@ -73,16 +73,7 @@ impl Worker {
                 }
             }
         }
-        if !updates.is_empty() {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let req = crate::route_writer::RouteRequest {
-                updates,
-                applied: Some(tx),
-            };
-            if self.shared.route_tx.send(req).is_ok() {
-                let _ = rx.await;
-            }
-        }
+        self.apply_routes(updates).await;
         if restored > 0 {
             tracing::info!(
                 worker = self.id,

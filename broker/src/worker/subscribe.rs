@@ -41,17 +41,24 @@ impl Worker {
                 reasons.push(ReasonCode(options.qos as u8));
             }
         }
-        if !updates.is_empty() {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let req = crate::route_writer::RouteRequest {
-                updates,
-                applied: Some(tx),
-            };
-            if self.shared.route_tx.send(req).is_ok() {
-                let _ = rx.await;
-            }
-        }
+        self.apply_routes(updates).await;
         reasons
+    }
+
+    /// Sends `updates` to the route writer and waits until the route
+    /// snapshot holds them.
+    pub(crate) async fn apply_routes(&self, updates: Vec<RouteUpdate>) {
+        if updates.is_empty() {
+            return;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = crate::route_writer::RouteRequest {
+            updates,
+            applied: Some(tx),
+        };
+        if self.shared.route_tx.send(req).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Removes subscriptions; the route table is told without waiting.
