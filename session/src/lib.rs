@@ -70,6 +70,7 @@ mod output;
 mod session;
 mod share;
 mod stats;
+mod subscriptions;
 
 pub use alias::{AliasUse, OutboundAliases};
 pub use authorize::{is_sys_topic, Authorizer, DefaultAuthorizer, Identity};
