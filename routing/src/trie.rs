@@ -339,24 +339,15 @@ impl<V> Trie<V> {
     /// Does not allocate unless the walk needs more than 16 pending branches
     /// (very deep topics with many `+` filters).
     pub fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(&'a V)) {
-        // A frame is a level and the byte offset of the next topic level to
-        // consume, or `None` once every level has been consumed.
-        let mut stack: SmallVec<[(View<'a, V>, Option<usize>); 16]> = SmallVec::new();
-        stack.push(((None, self.root.edges.as_deref()), Some(0)));
+        // A frame is the edges of a level whose filter prefix matched, and
+        // the byte offset of the next topic level to match against them.
+        // Levels matching the topic's last level are reported at once.
+        let mut stack: SmallVec<[(&'a Edges<V>, usize); 16]> = SmallVec::new();
+        if let Some(edges) = self.root.edges.as_deref() {
+            stack.push((edges, 0));
+        }
         let dollar = topic.starts_with('$');
-        while let Some(((value, edges), pos)) = stack.pop() {
-            let Some(start) = pos else {
-                f_opt(value, &mut f);
-                // `a/#` also matches `a`: `#` stands for the parent level too.
-                if let Some(edges) = edges {
-                    f_opt(edges.hash.as_ref(), &mut f);
-                }
-                continue;
-            };
-            let Some(edges) = edges else {
-                // A leaf: the topic has more levels than its filter.
-                continue;
-            };
+        while let Some((edges, start)) = stack.pop() {
             let rest = &topic[start..];
             // A byte scan: levels are short, and `str::find` pays a searcher setup per call.
             let (level, next) = match rest.bytes().position(|b| b == b'/') {
@@ -368,11 +359,11 @@ impl<V> Trie<V> {
             if wildcards {
                 f_opt(edges.hash.as_ref(), &mut f);
                 if let Some(plus) = &edges.plus {
-                    push_child(&mut stack, plus, next);
+                    visit(&mut stack, plus, next, &mut f);
                 }
             }
             if let Some(child) = edges.children.get(level) {
-                push_child(&mut stack, child, next);
+                visit(&mut stack, child, next, &mut f);
             }
         }
     }
@@ -388,20 +379,30 @@ impl<V> Trie<V> {
     }
 }
 
-/// Pushes `child` for the match walk, unless it is a leaf that the topic
-/// goes past (a dead end).
-fn push_child<'a, V>(
-    stack: &mut SmallVec<[(View<'a, V>, Option<usize>); 16]>,
+/// A child whose level matched the topic's level: with `next`, the offset
+/// of the topic's next level, its edges are pushed for the walk (a leaf is a
+/// dead end); without, the topic ends here and its value and `#` value
+/// (`a/#` also matches `a`) go to `f`.
+fn visit<'a, V>(
+    stack: &mut SmallVec<[(&'a Edges<V>, usize); 16]>,
     child: &'a Child<V>,
     next: Option<usize>,
+    f: &mut impl FnMut(&'a V),
 ) {
-    match child {
-        Child::Leaf(v) => {
-            if next.is_none() {
-                stack.push(((v.as_ref(), None), None));
+    match (child, next) {
+        (Child::Leaf(v), None) => f_opt(v.as_ref(), f),
+        (Child::Leaf(_), Some(_)) => {}
+        (Child::Node(n), None) => {
+            f_opt(n.value.as_ref(), f);
+            if let Some(edges) = n.edges.as_deref() {
+                f_opt(edges.hash.as_ref(), f);
             }
         }
-        Child::Node(n) => stack.push(((n.value.as_ref(), n.edges.as_deref()), next)),
+        (Child::Node(n), Some(next)) => {
+            if let Some(edges) = n.edges.as_deref() {
+                stack.push((edges, next));
+            }
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //! messages, QoS 2 ids awaiting PUBREL and the bounded message queue.
 
 use crate::changes::Journal;
-use crate::subscriptions::Subscriptions;
 use crate::inflight::InflightWindow;
+use crate::subscriptions::Subscriptions;
 use crate::{stats::SessionStats, Offer, SessionChange, SessionConfig};
 use bytestring::ByteString;
 use smallvec::SmallVec;

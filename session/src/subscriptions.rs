@@ -218,11 +218,18 @@ mod tests {
         let filters = ["", "a/b", "ünï/+/🐦", "A/B", exact.as_str(), long.as_str()];
         let mut subs = Subscriptions::default();
         for (i, f) in filters.iter().enumerate() {
-            assert_eq!(subs.insert(f, sub(QoS::AtMostOnce, Some(i as u32 + 1))), None);
+            assert_eq!(
+                subs.insert(f, sub(QoS::AtMostOnce, Some(i as u32 + 1))),
+                None
+            );
         }
         assert_eq!(subs.len(), filters.len());
         for (i, f) in filters.iter().enumerate() {
-            assert_eq!(subs.get(f).and_then(Subscription::id), Some(i as u32 + 1), "{f:?}");
+            assert_eq!(
+                subs.get(f).and_then(Subscription::id),
+                Some(i as u32 + 1),
+                "{f:?}"
+            );
         }
         assert!(subs.get("a/B").is_none());
         assert!(subs.get(&"x".repeat(INLINE_MAX - 1)).is_none());
@@ -244,7 +251,10 @@ mod tests {
         want[5] = (long.clone(), QoS::ExactlyOnce, None);
         want.sort();
         assert_eq!(listed, want);
-        assert_eq!(subs.remove(&long).map(|s| s.options.qos), Some(QoS::ExactlyOnce));
+        assert_eq!(
+            subs.remove(&long).map(|s| s.options.qos),
+            Some(QoS::ExactlyOnce)
+        );
         assert_eq!(subs.remove(&long), None);
         assert_eq!(subs.len(), filters.len() - 1);
         for f in &filters[..5] {

@@ -62,7 +62,10 @@ impl Worker {
     }
 
     pub(super) fn drop_subscriptions(&self, key: ClientKey, session: &Session) {
-        let filters: Vec<ByteString> = session.subscriptions().map(|(f, _, _)| ByteString::from(f)).collect();
+        let filters: Vec<ByteString> = session
+            .subscriptions()
+            .map(|(f, _, _)| ByteString::from(f))
+            .collect();
         self.unsubscribe(key, filters.iter());
     }
 

@@ -378,6 +378,11 @@ proptest! {
 #[test]
 fn leaves_stay_small() {
     assert_eq!(size_of::<Child<crate::WorkerSet>>(), 16, "route table leaf");
+    assert_eq!(
+        size_of::<Child<crate::local::subscribers::Subscribers<u64>>>(),
+        24,
+        "worker table leaf"
+    );
     assert_eq!(size_of::<Node<crate::WorkerSet>>(), 24, "route table node");
     assert!(size_of::<Node<u64>>() <= 24);
 }
