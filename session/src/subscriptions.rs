@@ -129,9 +129,7 @@ pub(crate) struct Subscriptions {
 
 impl fmt::Debug for Subscriptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.iter().map(|(k, s)| (k, s)))
-            .finish()
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
