@@ -11,7 +11,7 @@ use subscribers::Subscribers;
 use tern_codec::topic::split_shared;
 use tern_codec::{QoS, SubscriptionOptions};
 
-mod subscribers;
+pub(crate) mod subscribers;
 #[cfg(test)]
 mod tests;
 

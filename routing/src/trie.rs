@@ -15,16 +15,32 @@ mod tests;
 /// its value lives in the parent's `hash` slot. A `+` level has its own child
 /// slot; every other level, including the empty one, is a literal key.
 ///
-/// Most nodes are leaves (the last level of one filter), so a node holds its
-/// value and one pointer: the edges (`hash`, `plus`, literal children) live
-/// in a [`Edges`] box that only inner nodes allocate. A leaf of the route
-/// table costs 24 bytes plus its `Arc` header, a leaf of a worker's table 56.
+/// Most nodes are leaves (the last level of one filter): a leaf is stored in
+/// its parent's map entry as [`Child::Leaf`], its value only, without a node
+/// allocation of its own. A node exists for the root and for every level that
+/// has children; it holds its value and one pointer, the edges (`hash`,
+/// `plus`, literal children) living in an [`Edges`] box.
 #[derive(Clone)]
 struct Node<V> {
     /// The value of the filter ending at this node.
     value: Option<V>,
-    /// Everything below this node; `None` for a leaf.
+    /// Everything below this node; `None` only for an empty root (a node
+    /// left without edges becomes a leaf or is removed).
     edges: Option<Box<Edges<V>>>,
+}
+
+/// A child of a node: a leaf (a filter's last level, with its value and no
+/// children) stored inline in the parent's map entry, or a shared node.
+///
+/// A leaf that gets a child is promoted to a node holding its value; a node
+/// left with a value and no edges is demoted back to a leaf.
+#[derive(Clone)]
+enum Child<V> {
+    /// The value of the filter ending here; nothing below. `None` only
+    /// while a removal is under way (the leaf is then pruned).
+    Leaf(Option<V>),
+    /// A level with children (and maybe a value).
+    Node(Arc<Node<V>>),
 }
 
 /// The outgoing edges of an inner [`Node`].
@@ -33,9 +49,9 @@ struct Edges<V> {
     /// The value of the filter `<this node>/#`.
     hash: Option<V>,
     /// The `+` child.
-    plus: Option<Arc<Node<V>>>,
+    plus: Option<Child<V>>,
     /// Literal children.
-    children: Children<Arc<Node<V>>>,
+    children: Children<Child<V>>,
 }
 
 impl<V> Default for Node<V> {
@@ -62,22 +78,50 @@ impl<V> Edges<V> {
     fn degree(&self) -> usize {
         self.children.len() + usize::from(self.plus.is_some()) + usize::from(self.hash.is_some())
     }
+
+    /// The child reached by one filter level other than a final `#`.
+    fn child(&self, level: &str) -> Option<&Child<V>> {
+        if level == "+" {
+            self.plus.as_ref()
+        } else {
+            self.children.get(level)
+        }
+    }
+}
+
+impl<V: Clone> Edges<V> {
+    /// Mutable form of [`Edges::child`].
+    fn child_mut(&mut self, level: &str) -> Option<&mut Child<V>> {
+        if level == "+" {
+            self.plus.as_mut()
+        } else {
+            self.children.get_mut(level)
+        }
+    }
+
+    /// The child for `level`, inserting `f()` first when there is none.
+    fn child_or_insert_with(&mut self, level: &str, f: impl FnOnce() -> Child<V>) -> &mut Child<V> {
+        if level == "+" {
+            self.plus.get_or_insert_with(f)
+        } else {
+            self.children.get_or_insert_with(level, f)
+        }
+    }
+
+    /// Removes the child for `level`.
+    fn remove_child(&mut self, level: &str) -> Option<Child<V>> {
+        if level == "+" {
+            self.plus.take()
+        } else {
+            self.children.remove(level)
+        }
+    }
 }
 
 impl<V> Node<V> {
     /// The child reached by one filter level other than a final `#`.
-    fn child(&self, level: &str) -> Option<&Arc<Self>> {
-        let edges = self.edges.as_deref()?;
-        if level == "+" {
-            edges.plus.as_ref()
-        } else {
-            edges.children.get(level)
-        }
-    }
-
-    /// The `#` slot, if this node has edges.
-    fn hash(&self) -> Option<&Option<V>> {
-        self.edges.as_deref().map(|e| &e.hash)
+    fn child(&self, level: &str) -> Option<&Child<V>> {
+        self.edges.as_deref()?.child(level)
     }
 
     /// The edges, created empty when missing.
@@ -98,14 +142,74 @@ impl<V> Node<V> {
     }
 }
 
-impl<V: Clone> Node<V> {
-    /// Mutable form of [`Node::child`].
-    fn child_mut(&mut self, level: &str) -> Option<&mut Arc<Self>> {
-        let edges = self.edges.as_deref_mut()?;
-        if level == "+" {
-            edges.plus.as_mut()
-        } else {
-            edges.children.get_mut(level)
+impl<V> Child<V> {
+    /// The value of the filter ending here.
+    fn value(&self) -> Option<&V> {
+        match self {
+            Self::Leaf(v) => v.as_ref(),
+            Self::Node(n) => n.value.as_ref(),
+        }
+    }
+
+    /// The edges below this level; `None` for a leaf.
+    fn edges(&self) -> Option<&Edges<V>> {
+        match self {
+            Self::Leaf(_) => None,
+            Self::Node(n) => n.edges.as_deref(),
+        }
+    }
+
+    /// The child reached by one more filter level other than a final `#`.
+    fn child(&self, level: &str) -> Option<&Self> {
+        self.edges()?.child(level)
+    }
+
+    /// Number of outgoing edges, counting the `#` slot (0 for a leaf).
+    #[cfg(test)]
+    fn degree(&self) -> usize {
+        self.edges().map_or(0, Edges::degree)
+    }
+}
+
+impl<V: Clone> Child<V> {
+    /// The node of this level, copied if shared; a leaf is promoted to a
+    /// node holding its value first.
+    fn node_mut(&mut self) -> &mut Node<V> {
+        match self {
+            Self::Node(n) => Arc::make_mut(n),
+            Self::Leaf(v) => {
+                let value = v.take();
+                *self = Self::Node(Arc::new(Node { value, edges: None }));
+                // Now a node: this second call returns at the first arm.
+                self.node_mut()
+            }
+        }
+    }
+
+    /// The value slot of the filter ending here (copying a shared node).
+    fn slot_mut(&mut self) -> &mut Option<V> {
+        match self {
+            Self::Leaf(v) => v,
+            Self::Node(n) => &mut Arc::make_mut(n).value,
+        }
+    }
+
+    /// The edges of an existing node, mutably (copying it if shared);
+    /// `None` for a leaf, which has none.
+    fn edges_mut(&mut self) -> Option<&mut Edges<V>> {
+        match self {
+            Self::Leaf(_) => None,
+            Self::Node(n) => Arc::make_mut(n).edges.as_deref_mut(),
+        }
+    }
+
+    /// Turns a node left with a value and no edges back into a leaf.
+    fn demote_if_bare(&mut self) {
+        if let Self::Node(n) = self {
+            if n.degree() == 0 && n.value.is_some() {
+                let value = Arc::make_mut(n).value.take();
+                *self = Self::Leaf(value);
+            }
         }
     }
 }
@@ -120,11 +224,13 @@ impl<V> Drop for Node<V> {
         if edges.children.is_empty() && edges.plus.is_none() {
             return;
         }
-        let mut stack: SmallVec<[Arc<Self>; 8]> = SmallVec::new();
+        let mut stack: SmallVec<[Child<V>; 8]> = SmallVec::new();
         edges.children.drain_into(&mut stack);
         stack.extend(edges.plus.take());
         while let Some(child) = stack.pop() {
-            // A child still shared with another snapshot is only released.
+            // A leaf only drops its value; a node still shared with another
+            // snapshot is only released.
+            let Child::Node(child) = child else { continue };
             if let Some(mut node) = Arc::into_inner(child) {
                 if let Some(edges) = node.edges.as_deref_mut() {
                     edges.children.drain_into(&mut stack);
@@ -155,9 +261,10 @@ fn levels(filter: &str) -> impl Iterator<Item = (&str, bool)> {
 /// Nodes are persistent: they sit behind `Arc` and are changed through
 /// `Arc::make_mut`. Cloning a `Trie` is O(1); the first change after a clone
 /// copies the nodes along the changed filter's path (each copy costs that
-/// node's number of children), and nothing else. Filters are expected to have
-/// been validated as topic filters; a `#` that is not the last level would be
-/// stored as a literal level that no topic name can match.
+/// node's number of children, leaves included since they are stored in the
+/// parent), and nothing else. Filters are expected to have been validated as
+/// topic filters; a `#` that is not the last level would be stored as a
+/// literal level that no topic name can match.
 pub struct Trie<V> {
     root: Arc<Node<V>>,
     len: usize,
@@ -189,6 +296,9 @@ impl<V> fmt::Debug for Trie<V> {
     }
 }
 
+/// A level being walked: its value and its edges (`None` for a leaf).
+type View<'a, V> = (Option<&'a V>, Option<&'a Edges<V>>);
+
 impl<V> Trie<V> {
     /// An empty trie.
     pub fn new() -> Self {
@@ -205,21 +315,23 @@ impl<V> Trie<V> {
         self.len == 0
     }
 
-    /// The value slot of `filter`, if its path exists.
-    fn slot(&self, filter: &str) -> Option<&Option<V>> {
-        let mut node: &Node<V> = &self.root;
-        for (level, last) in levels(filter) {
-            if last && level == "#" {
-                return node.hash();
-            }
-            node = node.child(level)?;
-        }
-        Some(&node.value)
-    }
-
     /// The value stored for exactly `filter` (no wildcard matching).
     pub fn get(&self, filter: &str) -> Option<&V> {
-        self.slot(filter)?.as_ref()
+        let mut levels = levels(filter);
+        let (level, mut last) = levels.next()?;
+        if last && level == "#" {
+            return self.root.edges.as_deref()?.hash.as_ref();
+        }
+        let mut child = self.root.child(level)?;
+        while !last {
+            let (level, l) = levels.next()?;
+            last = l;
+            if last && level == "#" {
+                return child.edges()?.hash.as_ref();
+            }
+            child = child.child(level)?;
+        }
+        child.value()
     }
 
     /// Calls `f` once for every stored filter that matches `topic`.
@@ -227,24 +339,15 @@ impl<V> Trie<V> {
     /// Does not allocate unless the walk needs more than 16 pending branches
     /// (very deep topics with many `+` filters).
     pub fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(&'a V)) {
-        // A frame is a node and the byte offset of the next topic level to
-        // consume, or `None` once every level has been consumed.
-        let mut stack: SmallVec<[(&'a Node<V>, Option<usize>); 16]> = SmallVec::new();
-        stack.push((&self.root, Some(0)));
+        // A frame is the edges of a level whose filter prefix matched, and
+        // the byte offset of the next topic level to match against them.
+        // Levels matching the topic's last level are reported at once.
+        let mut stack: SmallVec<[(&'a Edges<V>, usize); 16]> = SmallVec::new();
+        if let Some(edges) = self.root.edges.as_deref() {
+            stack.push((edges, 0));
+        }
         let dollar = topic.starts_with('$');
-        while let Some((node, pos)) = stack.pop() {
-            let Some(start) = pos else {
-                f_opt(&node.value, &mut f);
-                // `a/#` also matches `a`: `#` stands for the parent level too.
-                if let Some(edges) = node.edges.as_deref() {
-                    f_opt(&edges.hash, &mut f);
-                }
-                continue;
-            };
-            let Some(edges) = node.edges.as_deref() else {
-                // A leaf: the topic has more levels than its filter.
-                continue;
-            };
+        while let Some((edges, start)) = stack.pop() {
             let rest = &topic[start..];
             // A byte scan: levels are short, and `str::find` pays a searcher setup per call.
             let (level, next) = match rest.bytes().position(|b| b == b'/') {
@@ -254,13 +357,13 @@ impl<V> Trie<V> {
             // [MQTT-4.7.2-1] a leading wildcard never matches a `$` topic.
             let wildcards = !(dollar && start == 0);
             if wildcards {
-                f_opt(&edges.hash, &mut f);
+                f_opt(edges.hash.as_ref(), &mut f);
                 if let Some(plus) = &edges.plus {
-                    stack.push((plus, next));
+                    visit(&mut stack, plus, next, &mut f);
                 }
             }
             if let Some(child) = edges.children.get(level) {
-                stack.push((child, next));
+                visit(&mut stack, child, next, &mut f);
             }
         }
     }
@@ -269,15 +372,42 @@ impl<V> Trie<V> {
     /// `String` per filter: meant for takeover and debugging, not the hot path.
     pub fn iter(&self) -> Iter<'_, V> {
         Iter {
-            stack: vec![(&*self.root, 0, None)],
+            stack: vec![((None, self.root.edges.as_deref()), 0, None)],
             path: String::new(),
             pending: None,
         }
     }
 }
 
+/// A child whose level matched the topic's level: with `next`, the offset
+/// of the topic's next level, its edges are pushed for the walk (a leaf is a
+/// dead end); without, the topic ends here and its value and `#` value
+/// (`a/#` also matches `a`) go to `f`.
+fn visit<'a, V>(
+    stack: &mut SmallVec<[(&'a Edges<V>, usize); 16]>,
+    child: &'a Child<V>,
+    next: Option<usize>,
+    f: &mut impl FnMut(&'a V),
+) {
+    match (child, next) {
+        (Child::Leaf(v), None) => f_opt(v.as_ref(), f),
+        (Child::Leaf(_), Some(_)) => {}
+        (Child::Node(n), None) => {
+            f_opt(n.value.as_ref(), f);
+            if let Some(edges) = n.edges.as_deref() {
+                f_opt(edges.hash.as_ref(), f);
+            }
+        }
+        (Child::Node(n), Some(next)) => {
+            if let Some(edges) = n.edges.as_deref() {
+                stack.push((edges, next));
+            }
+        }
+    }
+}
+
 /// Calls `f` with the value in `slot`, if any.
-fn f_opt<'a, V>(slot: &'a Option<V>, f: &mut impl FnMut(&'a V)) {
+fn f_opt<'a, V>(slot: Option<&'a V>, f: &mut impl FnMut(&'a V)) {
     if let Some(v) = slot {
         f(v);
     }
@@ -288,14 +418,23 @@ impl<V: Clone> Trie<V> {
     /// when the path does not exist (nodes before the missing level may have
     /// been copied, which leaves the contents unchanged).
     fn slot_mut(&mut self, filter: &str) -> Option<&mut Option<V>> {
-        let mut node = Arc::make_mut(&mut self.root);
-        for (level, last) in levels(filter) {
-            if last && level == "#" {
-                return Some(&mut node.edges.as_deref_mut()?.hash);
-            }
-            node = Arc::make_mut(node.child_mut(level)?);
+        let mut levels = levels(filter);
+        let (level, mut last) = levels.next()?;
+        let root = Arc::make_mut(&mut self.root);
+        if last && level == "#" {
+            return Some(&mut root.edges.as_deref_mut()?.hash);
         }
-        Some(&mut node.value)
+        let mut child = root.edges.as_deref_mut()?.child_mut(level)?;
+        while !last {
+            let (level, l) = levels.next()?;
+            last = l;
+            let edges = child.edges_mut()?;
+            if last && level == "#" {
+                return Some(&mut edges.hash);
+            }
+            child = edges.child_mut(level)?;
+        }
+        Some(child.slot_mut())
     }
 
     /// The value stored for exactly `filter`, mutably. Copies the shared
@@ -305,22 +444,27 @@ impl<V: Clone> Trie<V> {
         self.slot_mut(filter)?.as_mut()
     }
 
-    /// The value slot of `filter`, creating the missing nodes of its path.
+    /// The value slot of `filter`, creating the missing levels of its path:
+    /// a new last level as a leaf, the leaves it passes promoted to nodes.
     fn slot_or_create<'a>(root: &'a mut Arc<Node<V>>, filter: &str) -> &'a mut Option<V> {
+        let (prefix, last) = match filter.rsplit_once('/') {
+            Some((prefix, last)) => (Some(prefix), last),
+            None => (None, filter),
+        };
         let mut node = Arc::make_mut(root);
-        for (level, last) in levels(filter) {
-            if last && level == "#" {
-                return &mut node.edges_mut().hash;
-            }
-            let edges = node.edges_mut();
-            let child = if level == "+" {
-                edges.plus.get_or_insert_with(Arc::default)
-            } else {
-                edges.children.get_or_insert_with(level, Arc::default)
-            };
-            node = Arc::make_mut(child);
+        for level in prefix.into_iter().flat_map(|p| p.split('/')) {
+            node = node
+                .edges_mut()
+                .child_or_insert_with(level, || Child::Node(Arc::default()))
+                .node_mut();
         }
-        &mut node.value
+        let edges = node.edges_mut();
+        if last == "#" {
+            return &mut edges.hash;
+        }
+        edges
+            .child_or_insert_with(last, || Child::Leaf(None))
+            .slot_mut()
     }
 
     /// The value stored for `filter`, inserting `f()` first when there is none.
@@ -341,7 +485,8 @@ impl<V: Clone> Trie<V> {
         old
     }
 
-    /// Removes `filter`, pruning nodes left empty. Returns its value.
+    /// Removes `filter`, pruning the levels left empty and demoting the node
+    /// left with a value only to a leaf. Returns its value.
     pub fn remove(&mut self, filter: &str) -> Option<V> {
         self.get(filter)?;
         let value = self.slot_mut(filter)?.take()?;
@@ -350,69 +495,81 @@ impl<V: Clone> Trie<V> {
         Some(value)
     }
 
-    /// Removes the chain of nodes left empty at the end of `filter`'s path,
-    /// and frees the edges box of the node left without edges.
+    /// After a removal from `filter`'s path: cuts the chain of levels left
+    /// without value or edge at its end, then demotes the level where the
+    /// path now ends to a leaf if it has a value and no edge left (or frees
+    /// the root's empty edges box).
     fn prune(&mut self, filter: &str) {
-        // Read-only pass: the deepest node on the path that must stay.
-        let mut node: &Node<V> = &self.root;
+        // Read-only pass: the deepest level on the path that must stay.
+        let mut view: View<'_, V> = (None, self.root.edges.as_deref());
         let mut depth = 0;
         let mut keep = 0;
         for (level, last) in levels(filter) {
             if last && level == "#" {
                 break;
             }
-            if node.value.is_some() || node.degree() > 1 {
+            let degree = view.1.map_or(0, Edges::degree);
+            if view.0.is_some() || degree > 1 {
                 keep = depth;
             }
-            let Some(child) = node.child(level) else {
+            let Some(child) = view.1.and_then(|e| e.child(level)) else {
                 return;
             };
-            node = child;
+            view = (child.value(), child.edges());
             depth += 1;
         }
-        let cut = depth > 0 && node.value.is_none() && node.degree() == 0;
-        let empty_edges = node.edges.is_some() && node.degree() == 0;
-        if !(cut || empty_edges) {
+        let degree = view.1.map_or(0, Edges::degree);
+        let cut = depth > 0 && view.0.is_none() && degree == 0;
+        // Where the path ends once the cut is made; the walk below copies
+        // nothing, the nodes on the path were unshared by the removal.
+        let end = if cut { keep } else { depth };
+        let mut path = filter.split('/');
+        let root = Arc::make_mut(&mut self.root);
+        if end == 0 {
+            if let (true, Some(edges), Some(level)) = (cut, root.edges.as_deref_mut(), path.next())
+            {
+                edges.remove_child(level);
+            }
+            root.shrink();
             return;
         }
-        // Cut the edge below `keep` (or, when nothing is cut, walk to the
-        // end); the nodes on the path are already unshared, so this walk
-        // copies nothing.
-        let steps = if cut { keep } else { depth };
-        let mut node = Arc::make_mut(&mut self.root);
-        let mut path = filter.split('/');
-        for _ in 0..steps {
-            let Some(child) = path.next().and_then(|level| node.child_mut(level)) else {
+        let Some(mut child) = path
+            .next()
+            .and_then(|level| root.edges.as_deref_mut()?.child_mut(level))
+        else {
+            return;
+        };
+        for _ in 1..end {
+            let Some(next) = path
+                .next()
+                .and_then(|level| child.edges_mut()?.child_mut(level))
+            else {
                 return;
             };
-            node = Arc::make_mut(child);
+            child = next;
         }
         if cut {
-            if let (Some(edges), Some(level)) = (node.edges.as_deref_mut(), path.next()) {
-                if level == "+" {
-                    edges.plus = None;
-                } else {
-                    edges.children.remove(level);
-                }
+            if let (Some(edges), Some(level)) = (child.edges_mut(), path.next()) {
+                edges.remove_child(level);
             }
         }
-        node.shrink();
+        child.demote_if_bare();
     }
 }
 
-/// A node to visit, the length of its parent's prefix, and its level with
+/// A level to visit, the length of its parent's prefix, and its level with
 /// whether a `/` precedes it (`None` for the root).
-type IterFrame<'a, V> = (&'a Node<V>, usize, Option<(&'a str, bool)>);
+type IterFrame<'a, V> = (View<'a, V>, usize, Option<(&'a str, bool)>);
 
 /// Iterator over `(filter, &value)`; see [`Trie::iter`].
 pub struct Iter<'a, V> {
-    /// Nodes still to visit.
+    /// Levels still to visit.
     stack: Vec<IterFrame<'a, V>>,
-    /// The filter prefix of the node visited last. Depth-first order keeps the
-    /// parent's prefix of every popped node intact, so each filter costs its
-    /// own length once, however deep the trie.
+    /// The filter prefix of the level visited last. Depth-first order keeps
+    /// the parent's prefix of every popped level intact, so each filter costs
+    /// its own length once, however deep the trie.
     path: String,
-    /// A `#` filter found while visiting a node, yielded next.
+    /// A `#` filter found while visiting a level, yielded next.
     pending: Option<(String, &'a V)>,
 }
 
@@ -432,7 +589,7 @@ impl<'a, V> Iterator for Iter<'a, V> {
             if let Some(item) = self.pending.take() {
                 return Some(item);
             }
-            let (node, parent_len, level) = self.stack.pop()?;
+            let ((value, edges), parent_len, level) = self.stack.pop()?;
             self.path.truncate(parent_len);
             if let Some((level, separator)) = level {
                 if separator {
@@ -442,23 +599,25 @@ impl<'a, V> Iterator for Iter<'a, V> {
             }
             let is_root = level.is_none();
             let len = self.path.len();
-            if let Some(edges) = node.edges.as_deref() {
+            if let Some(edges) = edges {
                 for (level, child) in edges.children.iter() {
-                    self.stack.push((child, len, Some((level, !is_root))));
+                    self.stack
+                        .push(((child.value(), child.edges()), len, Some((level, !is_root))));
                 }
                 if let Some(plus) = &edges.plus {
-                    self.stack.push((plus, len, Some(("+", !is_root))));
+                    self.stack
+                        .push(((plus.value(), plus.edges()), len, Some(("+", !is_root))));
+                }
+                if let Some(v) = &edges.hash {
+                    let filter = if is_root {
+                        "#".to_owned()
+                    } else {
+                        format!("{}/#", self.path)
+                    };
+                    self.pending = Some((filter, v));
                 }
             }
-            if let Some(Some(v)) = node.hash() {
-                let filter = if is_root {
-                    "#".to_owned()
-                } else {
-                    format!("{}/#", self.path)
-                };
-                self.pending = Some((filter, v));
-            }
-            if let (false, Some(v)) = (is_root, &node.value) {
+            if let (false, Some(v)) = (is_root, value) {
                 return Some((self.path.clone(), v));
             }
         }

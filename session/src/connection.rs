@@ -4,7 +4,8 @@ use crate::alias::OutboundAliases;
 use crate::auth::reauth::ConnAuth;
 use crate::connect::{compact_str, connack, keep_alive, session_expiry, will_publish};
 use crate::output::Queued;
-use crate::session::{is_expired, FixedState, InflightState, Message, Subscription};
+use crate::session::{is_expired, FixedState, InflightState, Message};
+use crate::subscriptions::Subscription;
 use crate::{
     Authorizer, CloseReason, Closed, ConnectCheck, ConnectionStats, DeliverOutcome, DropReason,
     Event, Identity, Offer, OutboundPublish, Session, SessionChange, SessionConfig, Transmit, Will,
@@ -627,14 +628,15 @@ impl Connection {
                     if let (Some(sub), Some(q)) = (subs.get_mut(&filter), QoS::from_u8(code.0)) {
                         sub.options.qos = q;
                         let sub = *sub;
+                        // A compact copy: `filter` is a slice of the read buffer.
                         self.session.record(|| SessionChange::Subscribed {
-                            filter,
+                            filter: compact_str(&filter),
                             options: sub.options,
-                            subscription_identifier: sub.id,
+                            subscription_identifier: sub.id(),
                         });
                     }
                 } else if let Some(prev) = previous {
-                    subs.insert(filter, prev);
+                    subs.insert(&filter, prev);
                 } else {
                     subs.remove(&filter);
                 }

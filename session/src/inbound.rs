@@ -2,7 +2,8 @@
 //! `Connection::complete_publish` for what the broker made of a PUBLISH.
 
 use crate::connection::PendingSubscribe;
-use crate::session::{InflightState, Subscription};
+use crate::session::InflightState;
+use crate::subscriptions::Subscription;
 use crate::{CloseReason, Connection, Event, ProtocolError, SessionChange};
 use bytestring::ByteString;
 use std::time::Instant;
@@ -379,7 +380,7 @@ impl Connection {
                 continue;
             }
             // [MQTT-3.8.4-3] an identical filter replaces the subscription.
-            subs.insert(filter.clone(), Subscription { options, id });
+            subs.insert(&filter, Subscription::new(options, id));
             slots.push(None);
             accepted.push((filter.clone(), previous));
             existed.push(previous.is_some());

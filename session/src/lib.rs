@@ -71,6 +71,7 @@ mod restore;
 mod session;
 mod share;
 mod stats;
+mod subscriptions;
 
 pub use alias::{AliasUse, OutboundAliases};
 pub use authorize::{is_sys_topic, Authorizer, DefaultAuthorizer, Identity};

@@ -1,7 +1,8 @@
 //! Rebuilding a persistent session from what a persistence backend kept
 //! ([`Session::restore`]), the inverse of the change journal.
 
-use crate::session::{InflightState, Message, Session, Subscription};
+use crate::session::{InflightState, Message, Session};
+use crate::subscriptions::Subscription;
 use bytestring::ByteString;
 use std::fmt;
 use tern_codec::{PacketId, SubscriptionOptions};
@@ -77,7 +78,7 @@ impl Session {
         for (filter, options, id) in stored.subscriptions {
             session
                 .subscriptions
-                .insert(filter, Subscription { options, id });
+                .insert(&filter, Subscription::new(options, id));
         }
         let mut last = 0;
         let mut order = Vec::with_capacity(stored.inflight.len());

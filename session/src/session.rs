@@ -3,10 +3,11 @@
 
 use crate::changes::Journal;
 use crate::inflight::InflightWindow;
+use crate::subscriptions::Subscriptions;
 use crate::{stats::SessionStats, Offer, SessionChange, SessionConfig};
 use bytestring::ByteString;
 use smallvec::SmallVec;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
@@ -41,13 +42,6 @@ pub enum EnqueueOutcome {
     DroppedQueueFull,
     /// The message's Message Expiry Interval has already passed ([MQTT-3.3.2-5]).
     DroppedExpired,
-}
-
-/// A stored subscription.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Subscription {
-    pub(crate) options: SubscriptionOptions,
-    pub(crate) id: Option<u32>,
 }
 
 /// True once `msg`, received at `received_at`, has waited at least its
@@ -136,7 +130,7 @@ impl Message {
 pub struct Session {
     client_id: ByteString,
     expiry_interval: u32,
-    pub(crate) subscriptions: BTreeMap<ByteString, Subscription>,
+    pub(crate) subscriptions: Subscriptions,
     pub(crate) inflight: InflightWindow,
     pub(crate) incoming_qos2: HashSet<PacketId, FixedState>,
     pub(crate) queue: VecDeque<Message>,
@@ -172,7 +166,7 @@ impl Session {
         Self {
             client_id,
             expiry_interval: if persistent { u32::MAX } else { 0 },
-            subscriptions: BTreeMap::new(),
+            subscriptions: Subscriptions::default(),
             inflight: InflightWindow::default(),
             incoming_qos2: HashSet::default(),
             queue: VecDeque::new(),
@@ -218,20 +212,19 @@ impl Session {
         self.expiry_interval = secs;
     }
 
-    /// Subscriptions: filter, options (granted QoS), v5 subscription identifier.
-    pub fn subscriptions(
-        &self,
-    ) -> impl Iterator<Item = (&ByteString, &SubscriptionOptions, Option<u32>)> {
+    /// Subscriptions: filter, options (granted QoS), v5 subscription
+    /// identifier; in no particular order.
+    pub fn subscriptions(&self) -> impl Iterator<Item = (&str, &SubscriptionOptions, Option<u32>)> {
         self.subscriptions
             .iter()
-            .map(|(filter, sub)| (filter, &sub.options, sub.id))
+            .map(|(filter, sub)| (filter, &sub.options, sub.id()))
     }
 
     /// The subscription for exactly this filter.
     pub fn subscription(&self, filter: &str) -> Option<(&SubscriptionOptions, Option<u32>)> {
         self.subscriptions
             .get(filter)
-            .map(|sub| (&sub.options, sub.id))
+            .map(|sub| (&sub.options, sub.id()))
     }
 
     /// Queue a message for an offline client at `now`. `offer.received_at`

@@ -259,7 +259,7 @@ impl WorkerStore {
             if resumed {
                 let subs: Vec<_> = session
                     .subscriptions()
-                    .map(|(f, o, i)| (f.clone(), *o, i))
+                    .map(|(f, o, i)| (f, *o, i))
                     .collect();
                 for (filter, options, id) in subs {
                     self.put(

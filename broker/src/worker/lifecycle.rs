@@ -30,7 +30,7 @@ impl Worker {
         let filters: Vec<ByteString> = conn
             .session()
             .subscriptions()
-            .map(|(f, _, _)| f.clone())
+            .map(|(f, _, _)| ByteString::from(f))
             .collect();
         let mut conn = conn;
         let keep = !discard && conn.session().is_persistent();
@@ -62,7 +62,10 @@ impl Worker {
     }
 
     pub(super) fn drop_subscriptions(&self, key: ClientKey, session: &Session) {
-        let filters: Vec<ByteString> = session.subscriptions().map(|(f, _, _)| f.clone()).collect();
+        let filters: Vec<ByteString> = session
+            .subscriptions()
+            .map(|(f, _, _)| ByteString::from(f))
+            .collect();
         self.unsubscribe(key, filters.iter());
     }
 

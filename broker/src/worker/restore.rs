@@ -9,6 +9,7 @@ use super::Worker;
 use crate::client::{Client, ClientState};
 use crate::registry::Claim;
 use crate::store::StoreEvent;
+use bytestring::ByteString;
 use std::time::Instant;
 use tern_routing::{RouteOp, RouteUpdate, SubEntry};
 
@@ -43,7 +44,7 @@ impl Worker {
                     if subs.subscribe(key, filter, entry).filter_added {
                         updates.push(RouteUpdate {
                             worker: self.route_id(),
-                            filter: filter.clone(),
+                            filter: ByteString::from(filter),
                             op: RouteOp::Add,
                         });
                     }

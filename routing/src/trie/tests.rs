@@ -215,8 +215,7 @@ fn remove_prunes_only_the_empty_tail() {
     let mut trie = trie_of(&["a/b/c/d", "a/b"]);
     trie.remove("a/b/c/d");
     let b = trie.root.child("a").unwrap().child("b").unwrap();
-    assert_eq!(b.degree(), 0);
-    assert!(b.value.is_some());
+    assert!(matches!(b, Child::Leaf(Some(_))), "a/b demoted to a leaf");
     let mut trie = trie_of(&["a/+/#", "a/+"]);
     trie.remove("a/+");
     assert_eq!(trie.get("a/+/#").map(String::as_str), Some("a/+/#"));
@@ -261,16 +260,15 @@ fn clone_then_mutate_leaves_the_original_unchanged() {
     // And the other way round: mutating the original leaves the copy alone.
     original.remove("a/+");
     assert_eq!(matched(&copy, "a/z"), vec!["a/+"]);
+    // The leaf d is stored in the root, so each copy has its own.
+    assert_eq!(original.root.child("d").unwrap().value().unwrap(), "d");
+    assert_eq!(copy.root.child("d").unwrap().value().unwrap(), "d2");
     // Untouched subtrees are still shared between the two.
-    let (Some(d1), Some(d2)) = (original.root.child("d"), copy.root.child("d")) else {
-        panic!("d missing");
-    };
-    assert!(!Arc::ptr_eq(d1, d2), "d was changed in the copy");
     let mut third = copy.clone();
     third.insert("zzz", "z".into());
     assert!(Arc::ptr_eq(
-        third.root.child("a").unwrap(),
-        copy.root.child("a").unwrap()
+        node(third.root.child("a").unwrap()),
+        node(copy.root.child("a").unwrap())
     ));
 }
 
@@ -329,6 +327,7 @@ proptest! {
             trie.insert(f, f.clone());
         }
         prop_assert_eq!(trie.len(), unique.len());
+        check_shape(&trie);
         for t in &topics {
             let expected: Vec<String> =
                 unique.iter().filter(|f| naive_matches(f, t)).cloned().collect();
@@ -357,6 +356,8 @@ proptest! {
             }
         }
         prop_assert_eq!(trie.len(), kept.len());
+        check_shape(&trie);
+        check_shape(&snapshot);
         let listed: BTreeSet<String> = trie.iter().map(|(f, _)| f).collect();
         prop_assert_eq!(&listed, &kept);
         let listed_snapshot: BTreeSet<String> = snapshot.iter().map(|(f, _)| f).collect();
@@ -372,12 +373,153 @@ proptest! {
     }
 }
 
-/// The node layout the memory figures in BENCHMARKS.md rely on: a leaf is
-/// its value and one pointer.
+/// The layout the memory figures in BENCHMARKS.md rely on: a leaf is its
+/// value in the parent's map entry, a node its value and one pointer.
 #[test]
 fn leaves_stay_small() {
+    assert_eq!(size_of::<Child<crate::WorkerSet>>(), 16, "route table leaf");
+    assert_eq!(
+        size_of::<Child<crate::local::subscribers::Subscribers<u64>>>(),
+        24,
+        "worker table leaf"
+    );
     assert_eq!(size_of::<Node<crate::WorkerSet>>(), 24, "route table node");
     assert!(size_of::<Node<u64>>() <= 24);
+}
+
+/// The node behind an inner level.
+fn node<V>(child: &Child<V>) -> &Arc<Node<V>> {
+    match child {
+        Child::Node(n) => n,
+        Child::Leaf(_) => panic!("a leaf, not a node"),
+    }
+}
+
+/// The shape invariants: below the root, a level without edges is a leaf
+/// holding a value, and a node has at least one edge.
+fn check_shape<V>(trie: &Trie<V>) {
+    if let Some(e) = trie.root.edges.as_deref() {
+        assert!(e.degree() > 0, "empty edges box kept at the root");
+    }
+    let mut pending: Vec<&Child<V>> = trie
+        .root
+        .edges
+        .as_deref()
+        .map(|e| {
+            e.children
+                .iter()
+                .map(|(_, c)| c)
+                .chain(e.plus.as_ref())
+                .collect()
+        })
+        .unwrap_or_default();
+    while let Some(child) = pending.pop() {
+        match child {
+            Child::Leaf(v) => assert!(v.is_some(), "leaf without value"),
+            Child::Node(n) => {
+                let edges = n.edges.as_deref().expect("a node has edges");
+                assert!(edges.degree() > 0, "a node without edges is a leaf");
+                pending.extend(edges.children.iter().map(|(_, c)| c));
+                pending.extend(edges.plus.as_ref());
+            }
+        }
+    }
+}
+
+// A leaf that gets a child becomes a node keeping its value; a node that
+// loses its last edge becomes a leaf again, and one without value goes.
+#[test]
+fn leaves_are_promoted_and_nodes_demoted() {
+    let mut trie = trie_of(&["a/b"]);
+    assert!(matches!(trie.root.child("a"), Some(Child::Node(_))));
+    assert!(matches!(
+        trie.root.child("a").unwrap().child("b"),
+        Some(Child::Leaf(Some(_)))
+    ));
+    for (filter, below) in [("a/b/c", "c"), ("a/b/+", "+"), ("a/b/#", "#")] {
+        trie.insert(filter, filter.to_owned());
+        let b = trie.root.child("a").unwrap().child("b").unwrap();
+        assert!(matches!(b, Child::Node(_)), "a/b promoted by {filter}");
+        assert_eq!(b.value().map(String::as_str), Some("a/b"));
+        assert_eq!(trie.get("a/b").map(String::as_str), Some("a/b"));
+        assert_eq!(matched(&trie, "a/b"), {
+            let mut m = vec!["a/b".to_owned()];
+            if below == "#" {
+                m.push("a/b/#".to_owned());
+            }
+            m
+        });
+        check_shape(&trie);
+        assert_eq!(trie.remove(filter).as_deref(), Some(filter));
+        let b = trie.root.child("a").unwrap().child("b").unwrap();
+        assert!(
+            matches!(b, Child::Leaf(Some(_))),
+            "a/b demoted after {filter}"
+        );
+        check_shape(&trie);
+    }
+    // A node without value is removed with its last child.
+    trie.insert("a/b/c", "a/b/c".into());
+    trie.remove("a/b");
+    assert!(matches!(
+        trie.root.child("a").unwrap().child("b"),
+        Some(Child::Node(_))
+    ));
+    trie.remove("a/b/c");
+    assert!(trie.root.child("a").is_none());
+    assert!(trie.root.edges.is_none());
+    // A `+` leaf and a root-level leaf behave the same way.
+    let mut trie = trie_of(&["+", "+/x", "x"]);
+    assert!(matches!(trie.root.child("+"), Some(Child::Node(_))));
+    assert!(matches!(trie.root.child("x"), Some(Child::Leaf(_))));
+    trie.remove("+/x");
+    assert!(matches!(trie.root.child("+"), Some(Child::Leaf(Some(_)))));
+    assert_eq!(matched(&trie, "y"), ["+"]);
+    check_shape(&trie);
+}
+
+// A snapshot taken before a promotion or demotion keeps its own shape and
+// values; the nodes off the changed path stay shared.
+#[test]
+fn snapshots_survive_promotion_and_demotion() {
+    let mut trie = trie_of(&["s/a", "s/b", "t/x/y"]);
+    let before = trie.clone();
+    trie.insert("s/a/deeper", "s/a/deeper".into());
+    assert!(matches!(
+        before.root.child("s").unwrap().child("a"),
+        Some(Child::Leaf(_))
+    ));
+    assert!(matches!(
+        trie.root.child("s").unwrap().child("a"),
+        Some(Child::Node(_))
+    ));
+    assert!(Arc::ptr_eq(
+        node(trie.root.child("t").unwrap()),
+        node(before.root.child("t").unwrap())
+    ));
+    assert_eq!(matched(&before, "s/a/deeper"), Vec::<String>::new());
+    assert_eq!(matched(&trie, "s/a/deeper"), ["s/a/deeper"]);
+    let promoted = trie.clone();
+    trie.remove("s/a/deeper");
+    assert!(matches!(
+        trie.root.child("s").unwrap().child("a"),
+        Some(Child::Leaf(_))
+    ));
+    assert!(matches!(
+        promoted.root.child("s").unwrap().child("a"),
+        Some(Child::Node(_))
+    ));
+    assert_eq!(matched(&promoted, "s/a/deeper"), ["s/a/deeper"]);
+    *trie.get_mut("s/b").unwrap() = "changed".into();
+    assert_eq!(matched(&promoted, "s/b"), ["s/b"]);
+    assert_eq!(matched(&before, "s/b"), ["s/b"]);
+    assert_eq!(matched(&trie, "s/b"), ["changed"]);
+    for t in [&before, &promoted, &trie] {
+        check_shape(t);
+    }
+    trie.remove("t/x/y");
+    assert!(trie.root.child("t").is_none());
+    assert_eq!(matched(&promoted, "t/x/y"), ["t/x/y"]);
 }
 
 // Removing filters frees the edges of nodes left without any, so a trie
@@ -390,7 +532,7 @@ fn removal_frees_empty_edges() {
     }
     let a = trie.root.child("a").unwrap();
     let b = a.child("b").unwrap();
-    assert!(b.edges.is_none(), "a/b lost its only child");
+    assert!(matches!(b, Child::Leaf(_)), "a/b lost its only child");
     assert_eq!(a.degree(), 1, "only b is left under a");
     assert_eq!(matched(&trie, "a/b"), ["#", "a/b"]);
     for f in ["a/b", "+", "#"] {
