@@ -129,6 +129,9 @@ pub(crate) fn spawn(
                 // network had failed (and the worker's cycle through the
                 // parked connections' guards is broken).
                 worker.parking.clear();
+                // The loop turns no more: what the store was told goes to
+                // disk now.
+                worker.store.close();
             });
         })
 }

@@ -391,3 +391,53 @@ fn a_full_disk_refuses_what_it_cannot_keep() {
     drop(b);
     drop(disk);
 }
+
+// [MQTT5-3.1.3-9] a delayed will outlives a graceful restart: the session
+// of its client is kept, so the shutdown does not end it and publishes
+// nothing; after the restart the will is published when its delay is over.
+#[test]
+fn a_delayed_will_waits_across_a_restart() {
+    let dir = DataDir::new();
+    let Some(b) = broker(&dir.0, "sync") else {
+        return;
+    };
+    let will_topic = topic("will-kept");
+    let (mut before, _) = Client::accepted(b.addr, &Connect::new(V5, &client_id()));
+    before.sub(&will_topic, 1);
+    let victim = Connect::new(V5, &client_id())
+        .clean(false)
+        .session_expiry(3600)
+        .will(&will_topic, b"gone", 1, false)
+        .will_delay(5);
+    let (c, _) = Client::accepted(b.addr, &victim);
+    let closed = std::time::Instant::now();
+    c.abort();
+    before.ping();
+    // SIGTERM: a graceful shutdown, which publishes nothing here.
+    drop(b);
+    let seen = before
+        .closed_within(Duration::from_secs(5))
+        .unwrap_or_default();
+    assert!(
+        seen.iter().all(|p| p.kind() != PUBLISH),
+        "no will at the shutdown: {seen:?}"
+    );
+    let b = broker(&dir.0, "sync").unwrap();
+    let (mut after, _) = Client::accepted(b.addr, &Connect::new(V5, &client_id()));
+    after.sub(&will_topic, 1);
+    assert!(
+        closed.elapsed() < Duration::from_secs(5),
+        "restarted too late for this test"
+    );
+    let p = after.read_until("the will", |p| p.kind() == PUBLISH);
+    let msg = Message::decode(&p, V5).expect("PUBLISH");
+    assert_eq!(
+        (msg.topic.as_str(), msg.payload.as_slice()),
+        (will_topic.as_str(), &b"gone"[..])
+    );
+    assert!(
+        closed.elapsed() >= Duration::from_millis(4500),
+        "published {:?} after the close, before its 5 s delay",
+        closed.elapsed()
+    );
+}

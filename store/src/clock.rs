@@ -38,11 +38,12 @@ impl Clock {
     }
 
     /// Wall-clock `ms` as an `Instant` of this process: time that passed
-    /// while the broker was down counts. A time in the future (the clock
-    /// was set back) is taken as now.
+    /// while the broker was down counts, and a time still to come (a
+    /// will's due time, a retained message's expiry) stays that far ahead.
     pub fn instant(&self, ms: u64) -> Instant {
         if ms >= self.wall_ms {
-            return self.instant;
+            let ahead = Duration::from_millis(ms - self.wall_ms);
+            return self.instant.checked_add(ahead).unwrap_or(self.instant);
         }
         let ago = Duration::from_millis(self.wall_ms - ms);
         self.instant.checked_sub(ago).unwrap_or(self.instant)
@@ -63,7 +64,11 @@ mod tests {
         let c = Clock::now();
         let later = c.instant + Duration::from_millis(1500);
         assert_eq!(c.wall_ms(later), c.now_ms() + 1500);
-        assert_eq!(c.instant(c.now_ms() + 1500), c.instant, "the future is now");
+        assert_eq!(
+            c.instant(c.now_ms() + 1500),
+            later,
+            "the future stays ahead"
+        );
         if let Some(earlier) = c.instant.checked_sub(Duration::from_secs(3)) {
             assert_eq!(c.instant(c.wall_ms(earlier)), earlier);
         }

@@ -155,7 +155,7 @@ fn sessions_retained_and_wills_survive_a_reopen() {
     let will = message("w", b"bye", QoS::AtLeastOnce);
     store.will_scheduled("a", &will, now + Duration::from_secs(30));
     let kept = message("r/kept", b"R", QoS::AtLeastOnce);
-    store.retained_set(&kept, 5, None);
+    store.retained_set(&kept, 5, Some(now + Duration::from_secs(3600)));
     let gone = message("r/gone", b"G", QoS::AtMostOnce);
     rec.workers[0].store.retained_set(&gone, 3, None);
     let store = &mut rec.workers[1].store;
@@ -179,9 +179,22 @@ fn sessions_retained_and_wills_survive_a_reopen() {
     assert_eq!(rec.retained[0].publish.topic, "r/kept");
     assert_eq!(rec.retained[0].publish.payload, Bytes::from_static(b"R"));
     assert!(rec.retained_order >= 5);
+    let left = rec.retained[0]
+        .expires_at
+        .expect("its expiry is kept")
+        .saturating_duration_since(Instant::now());
+    assert!(
+        left > Duration::from_secs(3590),
+        "still about an hour to go: {left:?}"
+    );
     let w = &rec.workers[1];
     assert_eq!(w.wills.len(), 1);
     assert_eq!(w.wills[0].will.payload, will.payload);
+    let due_in = w.wills[0].due.saturating_duration_since(Instant::now());
+    assert!(
+        due_in > Duration::from_secs(25),
+        "the will is still due in ~30 s: {due_in:?}"
+    );
     let find = |id: &str| {
         w.sessions
             .iter()

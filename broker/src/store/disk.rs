@@ -507,6 +507,25 @@ impl StoreObserver for DiskObserver {
         self.failed.load(Ordering::Acquire)
     }
 
+    fn close(&self) {
+        if self.failed.load(Ordering::Acquire) {
+            return;
+        }
+        let to_thread = self.to_thread.borrow();
+        let Some(tx) = to_thread.as_ref() else {
+            return;
+        };
+        if !commit(self.worker, &self.store, &self.commits, &self.metrics, tx) {
+            self.failed.store(true, Ordering::Release);
+            return;
+        }
+        if let Ok(store) = self.store.try_borrow() {
+            if let Err(e) = store.sync_handle().sync() {
+                tracing::error!(worker = self.worker, error = %e, "final store fsync failed");
+            }
+        }
+    }
+
     fn pending_commit(&self) -> Option<u64> {
         let commits = self.commits.get();
         let pending = self.store.try_borrow().map_or(true, |s| s.has_pending());

@@ -153,6 +153,10 @@ pub trait StoreObserver: std::fmt::Debug {
     fn failed(&self) -> bool {
         false
     }
+
+    /// The worker is stopping: make everything observed durable now, on
+    /// this thread (its loop will not turn again).
+    fn close(&self) {}
 }
 
 /// Keeps nothing: the in-memory broker.

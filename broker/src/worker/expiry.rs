@@ -42,9 +42,11 @@ impl Worker {
     /// The will of a connection that closed at `now`. Published at once
     /// unless it has a Will Delay Interval and its session stays offline
     /// (`offline`); then it waits for the delay or the session's end
-    /// ([MQTT5-3.1.3-9]). At shutdown every session ends: no delay.
+    /// ([MQTT5-3.1.3-9]). At shutdown every session ends (no delay), unless
+    /// the store keeps the sessions: then the will waits in the store too.
     pub(super) fn will_at_close(&self, now: Instant, key: ClientKey, will: Will, offline: bool) {
-        let delayed = offline && will.delay.is_some() && !self.timers.borrow().shutting_down;
+        let ends = self.timers.borrow().shutting_down && !self.keeps_sessions();
+        let delayed = offline && will.delay.is_some() && !ends;
         if !delayed {
             self.publish_detached(now, key, will.publish);
             return;
@@ -152,6 +154,11 @@ impl Worker {
         }
     }
 
+    /// Sessions outlive the process (the store keeps them).
+    fn keeps_sessions(&self) -> bool {
+        self.shared.store.records_session_changes()
+    }
+
     /// The client id of the offline session of `key` (for the store's
     /// will events, which are rare).
     fn offline_client_id(&self, key: ClientKey) -> Option<ByteString> {
@@ -164,8 +171,14 @@ impl Worker {
     /// Shutdown begins: every session ends with the broker, so the pending
     /// delayed wills are published now (before the connections close, so
     /// connected subscribers still get them), and wills of connections that
-    /// close from here on are not delayed.
+    /// close from here on are not delayed. With a store that keeps the
+    /// sessions (`persistence = "on"`) nothing ends: the delayed wills stay
+    /// in the store and are due after the restart as they would have been.
     pub(crate) fn begin_shutdown(&self, now: Instant) {
+        if self.keeps_sessions() {
+            self.timers.borrow_mut().shutting_down = true;
+            return;
+        }
         let wills = {
             let mut timers = self.timers.borrow_mut();
             timers.shutting_down = true;

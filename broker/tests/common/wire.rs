@@ -79,6 +79,8 @@ pub struct Will {
     pub payload: Vec<u8>,
     pub qos: u8,
     pub retain: bool,
+    /// v5 Will Delay Interval property.
+    pub delay: Option<u32>,
 }
 
 /// A CONNECT packet under construction.
@@ -144,7 +146,16 @@ impl Connect {
             payload: payload.to_vec(),
             qos,
             retain,
+            delay: None,
         });
+        self
+    }
+
+    /// A v5 Will Delay Interval for the will (set `will` first).
+    pub fn will_delay(mut self, secs: u32) -> Self {
+        if let Some(w) = self.will.as_mut() {
+            w.delay = Some(secs);
+        }
         self
     }
 
@@ -202,7 +213,15 @@ impl Connect {
         body.extend(string(&self.client_id));
         if let Some(will) = &self.will {
             if self.version == V5 {
-                body.push(0); // will properties length
+                match will.delay {
+                    // Will properties: Will Delay Interval (0x18).
+                    Some(secs) => {
+                        body.push(5);
+                        body.push(0x18);
+                        body.extend(secs.to_be_bytes());
+                    }
+                    None => body.push(0),
+                }
             }
             body.extend(string(&will.topic));
             body.extend(binary(&will.payload));
