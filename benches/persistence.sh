@@ -7,6 +7,8 @@
 # ROUNDS runs. Prints one line per run and a median table.
 #
 #   TERN=target/release/tern BENCH=target/release/tern-bench benches/persistence.sh [ROUNDS] [SECONDS]
+#   SCENARIO="fanin --pubs 8 --subs 100 --qos 1"   another tern-bench scenario
+#   ONLY="on-sync-persistent mosquitto-persistent"  only these configurations
 set -euo pipefail
 ROUNDS=${1:-3}
 SECONDS_PER_RUN=${2:-5}
@@ -45,6 +47,7 @@ RESULTS="$WORK/results"
 for round in $(seq 1 "$ROUNDS"); do
   for c in "${CONFIGS[@]}"; do
     IFS='|' read -r name bflags cflags <<< "$c"
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
     port=$(free_port)
     rm -rf "$WORK/data"
     if [[ $name == mosquitto* ]]; then
