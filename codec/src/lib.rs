@@ -18,6 +18,7 @@
 mod decode;
 mod encode;
 mod error;
+mod inline_str;
 mod properties;
 #[cfg(test)]
 mod samples;
@@ -29,6 +30,7 @@ mod wire;
 pub use decode::Decoder;
 pub use encode::{encode, encoded_len};
 pub use error::{DecodeError, EncodeError};
+pub use inline_str::{InlineStr, INLINE_MAX};
 pub use template::{Delivery, PublishTemplate};
 pub use topic::TopicError;
 pub use types::*;

@@ -5,84 +5,22 @@
 //! the map starts as an inline vector scanned linearly and only becomes a hash
 //! map past [`SMALL_MAX`] children. Keys are compared byte for byte: no
 //! normalisation is ever applied ([MQTT-4.7.3-4]). A key of up to
-//! [`INLINE_MAX`] bytes (nearly every topic level) is stored in the map entry
+//! [`INLINE_MAX`](tern_codec::INLINE_MAX) bytes (nearly every topic level) is stored in the map entry
 //! itself, without an allocation of its own.
 
 use smallvec::SmallVec;
-use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::OnceLock;
+use tern_codec::InlineStr;
+#[cfg(test)]
+use tern_codec::INLINE_MAX;
 
-/// Longest level stored inline in a [`Level`].
-pub(crate) const INLINE_MAX: usize = 22;
-
-/// One topic level as a map key: inline up to [`INLINE_MAX`] bytes (24 bytes
-/// in all, like a `String` header), boxed beyond. Hashes and compares as its
-/// bytes, so maps are queried with `level.as_bytes()`.
-#[derive(Clone)]
-pub(crate) enum Level {
-    /// `bytes[..len]` is the level.
-    Inline { len: u8, bytes: [u8; INLINE_MAX] },
-    /// A level longer than [`INLINE_MAX`].
-    Boxed(Box<str>),
-}
-
-impl Level {
-    fn new(level: &str) -> Self {
-        match u8::try_from(level.len()) {
-            Ok(len) if level.len() <= INLINE_MAX => {
-                let mut bytes = [0; INLINE_MAX];
-                bytes[..level.len()].copy_from_slice(level.as_bytes());
-                Self::Inline { len, bytes }
-            }
-            _ => Self::Boxed(level.into()),
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Boxed(s) => s.as_bytes(),
-        }
-    }
-
-    /// The level as text. Always valid UTF-8: it was copied whole from a `&str`.
-    fn as_str(&self) -> &str {
-        match self {
-            Self::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
-            Self::Boxed(s) => s,
-        }
-    }
-}
-
-impl PartialEq for Level {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for Level {}
-
-impl Hash for Level {
-    /// The hash of `self.as_bytes()`, as [`Borrow<[u8]>`] requires.
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl Borrow<[u8]> for Level {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-impl std::fmt::Debug for Level {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// One topic level as a map key: inline up to [`INLINE_MAX`](tern_codec::INLINE_MAX) bytes, boxed
+/// beyond; hashes and compares as its bytes, so maps are queried with
+/// `level.as_bytes()`.
+pub(crate) type Level = InlineStr;
 
 /// Children kept in the linear form at most; one more turns the map into a hash map.
 pub(crate) const SMALL_MAX: usize = 8;

@@ -2,20 +2,18 @@
 //!
 //! One client may hold 100,000 subscriptions, so an entry is kept to 32
 //! bytes: the filter as an owned compact string (inline up to
-//! [`INLINE_MAX`] bytes, which covers most filters; a slice of the
+//! [`INLINE_MAX`](tern_codec::INLINE_MAX) bytes, which covers most filters; a slice of the
 //! SUBSCRIBE's read buffer would keep that buffer alive), and the options
 //! with the identifier packed in 8 bytes, in a hash map (denser than a
 //! B-tree filled in ascending order, whose nodes stay about half full).
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::OnceLock;
-use tern_codec::SubscriptionOptions;
-
-/// Longest filter stored inline in a [`FilterKey`].
-const INLINE_MAX: usize = 22;
+#[cfg(test)]
+use tern_codec::INLINE_MAX;
+use tern_codec::{InlineStr, SubscriptionOptions};
 
 /// A subscription as the session stores it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,64 +41,8 @@ impl Subscription {
     }
 }
 
-/// A topic filter as a map key: inline up to [`INLINE_MAX`] bytes (24 bytes
-/// in all), boxed beyond. Hashes and compares as its bytes.
-#[derive(Clone)]
-enum FilterKey {
-    /// `bytes[..len]` is the filter.
-    Inline { len: u8, bytes: [u8; INLINE_MAX] },
-    /// A filter longer than [`INLINE_MAX`].
-    Boxed(Box<str>),
-}
-
-impl FilterKey {
-    fn new(filter: &str) -> Self {
-        match u8::try_from(filter.len()) {
-            Ok(len) if filter.len() <= INLINE_MAX => {
-                let mut bytes = [0; INLINE_MAX];
-                bytes[..filter.len()].copy_from_slice(filter.as_bytes());
-                Self::Inline { len, bytes }
-            }
-            _ => Self::Boxed(filter.into()),
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Boxed(s) => s.as_bytes(),
-        }
-    }
-
-    /// The filter as text. Always valid UTF-8: it was copied whole from a `&str`.
-    fn as_str(&self) -> &str {
-        match self {
-            Self::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
-            Self::Boxed(s) => s,
-        }
-    }
-}
-
-impl PartialEq for FilterKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for FilterKey {}
-
-impl Hash for FilterKey {
-    /// The hash of `self.as_bytes()`, as [`Borrow<[u8]>`] requires.
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl Borrow<[u8]> for FilterKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
+/// A topic filter as a map key (inline up to [`INLINE_MAX`](tern_codec::INLINE_MAX) bytes).
+type FilterKey = InlineStr;
 
 /// A zero-sized hasher builder seeded once per process at random: filters
 /// are chosen by clients, so they must not be able to craft collisions, and
