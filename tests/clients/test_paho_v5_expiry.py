@@ -132,6 +132,9 @@ def test_v5_will_delay_interval(broker):
     msg = watcher.message()
     waited = time.monotonic() - closed
     assert (msg.topic, msg.payload, msg.qos) == (topic, b"late", 1)
-    assert 0.9 <= waited < 2.5, f"will published {waited:.2f}s after the close"
+    # Not before the 1 s delay; the upper bound only says it came by the
+    # delay's end (the broker checks every 500 ms), with room for a loaded
+    # machine: this is a check of the delay, not of latency.
+    assert 0.9 <= waited < WAIT, f"will published {waited:.2f}s after the close"
     V5Peer(broker, client_id=victim.client_id, clean_start=True).disconnect()
     watcher.disconnect()
