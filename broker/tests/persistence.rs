@@ -219,7 +219,19 @@ fn nothing_acknowledged_is_lost_at_a_random_kill() {
                 std::thread::spawn(move || publish_until_killed(addr, t, qos, acked, stop))
             })
             .collect();
-        let wait = 150 + (seed.wrapping_mul(round + 7) % 600);
+        // Both publishers get going first (an fsync may be slow on a loaded
+        // machine), then the kill comes at a random point.
+        wait_for(
+            Duration::from_secs(20),
+            "a first acknowledgement for each publisher",
+            || {
+                acked
+                    .iter()
+                    .all(|a| !a.numbers.lock().unwrap().is_empty())
+                    .then_some(())
+            },
+        );
+        let wait = 50 + (seed.wrapping_mul(round + 7) % 600);
         std::thread::sleep(Duration::from_millis(u64::from(wait)));
         b.kill9();
         stop.store(true, Ordering::Relaxed);
