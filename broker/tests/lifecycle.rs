@@ -216,7 +216,11 @@ fn metrics_move_with_traffic_and_sigterm_exits_cleanly() {
         "metrics to show the traffic",
         || {
             let m = scrape(metrics_port);
+            // Each worker copies its counters on its own tick: wait for
+            // every figure asserted below, not only some of them.
             (sum(&m, "tern_messages_received_total", &["qos=\"1\""]) == 5.0
+                && sum(&m, "tern_messages_sent_total", &["qos=\"1\""]) == 7.0
+                && sum(&m, "tern_delivery_latency_seconds_count", &[]) == 7.0
                 && sum(&m, "tern_connections_rejected_total", &["reason=\"limit\""]) == 1.0
                 && sum(&m, "tern_inflight_messages", &[]) == 2.0
                 && sum(&m, "tern_session_queue_depth_count", &[]) == 4.0
