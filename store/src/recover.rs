@@ -493,6 +493,9 @@ fn adopt(
             );
         }
     }
+    if rewrite {
+        store.dirty.push(a.client_id.clone());
+    }
     let closed_at = (meta.closed_at_ms != 0).then(|| store.clock.instant(meta.closed_at_ms));
     store.sessions.insert(a.client_id, mirror);
     let (session, report) = Session::restore(a.stored);

@@ -43,8 +43,17 @@ pub(crate) struct Mirror {
     pub(crate) entries: HashMap<u64, u64>,
     /// Packet id → message id, for inflight messages.
     pub(crate) by_pid: HashMap<PacketId, u64>,
-    /// The meta changed since the last commit.
+    /// The meta changed since the last commit (its client id is in
+    /// `WorkerStore::dirty`).
     pub(crate) dirty: bool,
+}
+
+/// Marks `mirror`'s meta for the next commit, listing `client_id` once.
+pub(crate) fn mark_dirty(mirror: &mut Mirror, dirty: &mut Vec<ByteString>, client_id: &str) {
+    if !mirror.dirty {
+        mirror.dirty = true;
+        dirty.push(ByteString::from(client_id));
+    }
 }
 
 /// Makes committed changes durable; cheap to clone, usable from any thread.
@@ -83,6 +92,9 @@ pub struct WorkerStore {
     /// Operations not committed yet, in order: a value to put, or `None` to delete.
     pub(crate) batch: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     pub(crate) sessions: HashMap<ByteString, Mirror>,
+    /// Sessions whose meta changed since the last commit: a commit and
+    /// `has_pending` cost what changed, not the number of sessions.
+    pub(crate) dirty: Vec<ByteString>,
     /// Stored messages by their allocation's address.
     pub(crate) messages: HashMap<usize, Held>,
     /// `M` record number → key of `messages`.
@@ -140,6 +152,7 @@ impl WorkerStore {
             ks,
             batch: Vec::new(),
             sessions: HashMap::new(),
+            dirty: Vec::new(),
             messages: HashMap::new(),
             by_number: HashMap::new(),
             next_message: 1,
@@ -174,7 +187,7 @@ impl WorkerStore {
 
     /// True when changes wait for [`commit`](Self::commit).
     pub fn has_pending(&self) -> bool {
-        !self.batch.is_empty() || self.sessions.values().any(|m| m.dirty)
+        !self.batch.is_empty() || !self.dirty.is_empty()
     }
 
     pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -189,20 +202,14 @@ impl WorkerStore {
     /// Writes the pending batch to the journal as one atomic write (no
     /// fsync). Returns the number of operations written.
     pub fn commit(&mut self) -> Result<usize, StoreError> {
-        let dirty: Vec<(ByteString, SessionMeta)> = self
-            .sessions
-            .iter_mut()
-            .filter(|(_, m)| m.dirty)
-            .map(|(c, m)| {
-                m.dirty = false;
-                (c.clone(), m.meta)
-            })
-            .collect();
-        for (client_id, meta) in dirty {
-            self.put(
-                record::key(record::SESSION, &[client_id.as_bytes()]),
-                meta.encode(),
-            );
+        for client_id in std::mem::take(&mut self.dirty) {
+            // Gone since (its records are deleted), or listed twice.
+            let Some(m) = self.sessions.get_mut(&client_id).filter(|m| m.dirty) else {
+                continue;
+            };
+            m.dirty = false;
+            let meta = m.meta.encode();
+            self.put(record::key(record::SESSION, &[client_id.as_bytes()]), meta);
         }
         if self.batch.is_empty() {
             return Ok(0);
@@ -272,7 +279,7 @@ impl WorkerStore {
         if let Some(m) = self.sessions.get_mut(client_id) {
             m.meta.expiry_interval = session.expiry_interval();
             m.meta.closed_at_ms = 0;
-            m.dirty = true;
+            mark_dirty(m, &mut self.dirty, client_id);
         }
     }
 
@@ -282,7 +289,7 @@ impl WorkerStore {
         if let Some(m) = self.sessions.get_mut(session.client_id()) {
             m.meta.expiry_interval = session.expiry_interval();
             m.meta.closed_at_ms = ms;
-            m.dirty = true;
+            mark_dirty(m, &mut self.dirty, session.client_id());
         }
     }
 
@@ -370,7 +377,7 @@ impl WorkerStore {
                 mirror.by_pid.insert(packet_id, id);
                 mirror.meta.order += 1;
                 mirror.meta.last_packet_id = packet_id.get();
-                mirror.dirty = true;
+                mark_dirty(mirror, &mut self.dirty, client_id);
                 let order = mirror.meta.order;
                 self.put(
                     record::key(record::STAGE, &[&n8(number), &n8(id)]),
@@ -382,7 +389,7 @@ impl WorkerStore {
                     return;
                 };
                 mirror.meta.order += 1;
-                mirror.dirty = true;
+                mark_dirty(mirror, &mut self.dirty, client_id);
                 let order = mirror.meta.order;
                 self.put(
                     record::key(record::STAGE, &[&n8(number), &n8(id)]),
@@ -408,7 +415,7 @@ impl WorkerStore {
             }
             SessionChange::ExpiryChanged { secs } => {
                 mirror.meta.expiry_interval = secs;
-                mirror.dirty = true;
+                mark_dirty(mirror, &mut self.dirty, client_id);
             }
         }
     }
