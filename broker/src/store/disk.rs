@@ -243,8 +243,7 @@ pub(crate) struct DiskObserver {
     persistent: Arc<[AtomicUsize]>,
     metrics: Arc<StoreMetrics>,
     /// Tells the store thread of each commit; dropped to stop it.
-    to_thread: RefCell<Option<mpsc::Sender<u64>>>,
-    thread: RefCell<Option<std::thread::JoinHandle<()>>>,
+    to_thread: mpsc::Sender<u64>,
 }
 
 impl std::fmt::Debug for DiskObserver {
@@ -288,13 +287,10 @@ impl DiskObserver {
                     &thread_metrics,
                 );
             });
-        let thread = match thread {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::error!(worker, error = %e, "cannot start the store thread: nothing is fsync'd");
-                None
-            }
-        };
+        // Detached: it ends once the last sender of `tx` is gone.
+        if let Err(e) = thread {
+            tracing::error!(worker, error = %e, "cannot start the store thread: nothing is fsync'd");
+        }
         let observer = Self {
             worker,
             store: Rc::new(RefCell::new(store)),
@@ -305,8 +301,7 @@ impl DiskObserver {
             failed: Arc::clone(&failed),
             persistent,
             metrics,
-            to_thread: RefCell::new(Some(tx.clone())),
-            thread: RefCell::new(thread),
+            to_thread: tx.clone(),
         };
         let committer = Committer {
             worker,
@@ -511,11 +506,13 @@ impl StoreObserver for DiskObserver {
         if self.failed.load(Ordering::Acquire) {
             return;
         }
-        let to_thread = self.to_thread.borrow();
-        let Some(tx) = to_thread.as_ref() else {
-            return;
-        };
-        if !commit(self.worker, &self.store, &self.commits, &self.metrics, tx) {
+        if !commit(
+            self.worker,
+            &self.store,
+            &self.commits,
+            &self.metrics,
+            &self.to_thread,
+        ) {
             self.failed.store(true, Ordering::Release);
             return;
         }
@@ -540,23 +537,9 @@ impl StoreObserver for DiskObserver {
 }
 
 impl Drop for DiskObserver {
-    /// The worker is stopping: what is pending is committed, and the store
-    /// thread makes it durable before it ends.
+    /// The worker is stopping: what is pending is committed and fsync'd
+    /// (the store thread ends when its last sender goes).
     fn drop(&mut self) {
-        if let Some(tx) = self.to_thread.get_mut().take() {
-            if !self.failed.load(Ordering::Acquire) {
-                let _ = commit(self.worker, &self.store, &self.commits, &self.metrics, &tx);
-            }
-        }
-        if let Some(thread) = self.thread.get_mut().take() {
-            // The committer task still holds a sender until the runtime
-            // drops it; a final fsync makes the last commit durable anyway.
-            if let Ok(store) = self.store.try_borrow() {
-                if let Err(e) = store.sync_handle().sync() {
-                    tracing::error!(worker = self.worker, error = %e, "final store fsync failed");
-                }
-            }
-            drop(thread);
-        }
+        self.close();
     }
 }
