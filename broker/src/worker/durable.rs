@@ -83,12 +83,8 @@ impl Worker {
                 .owed
                 .borrow_mut()
                 .push_back((commit, origin, token)),
-            None => self.report_durable(origin, vec![token]),
+            None => self.report(origin, vec![token], true),
         }
-    }
-
-    fn report_durable(&self, origin: usize, tokens: Vec<u64>) {
-        self.report(origin, tokens, true);
     }
 
     /// Tells `origin` that these tokens are durable here (`ok`) or never
@@ -108,6 +104,17 @@ impl Worker {
             if link.control.send(Control::Durable { tokens, ok }).is_err() {
                 tracing::warn!(worker = origin, "worker gone: durability report dropped");
             }
+        }
+    }
+
+    /// [`report`](Self::report) of `(worker, token)` pairs, one message per worker.
+    fn report_each(&self, owed: Vec<(usize, u64)>, ok: bool) {
+        let mut by_worker: HashMap<usize, Vec<u64>> = HashMap::new();
+        for (w, t) in owed {
+            by_worker.entry(w).or_default().push(t);
+        }
+        for (w, tokens) in by_worker {
+            self.report(w, tokens, ok);
         }
     }
 
@@ -131,13 +138,7 @@ impl Worker {
             .drain(..)
             .map(|(_, w, t)| (w, t))
             .collect();
-        let mut by_worker: HashMap<usize, Vec<u64>> = HashMap::new();
-        for (w, t) in owed {
-            by_worker.entry(w).or_default().push(t);
-        }
-        for (w, tokens) in by_worker {
-            self.report(w, tokens, false);
-        }
+        self.report_each(owed, false);
     }
 
     /// A store that `token` waited for cannot keep it: its publisher is
@@ -177,13 +178,7 @@ impl Worker {
             let n = owed.iter().take_while(|(c, _, _)| *c <= commit).count();
             owed.drain(..n).map(|(_, w, t)| (w, t)).collect()
         };
-        let mut by_worker: HashMap<usize, Vec<u64>> = HashMap::new();
-        for (w, t) in owed {
-            by_worker.entry(w).or_default().push(t);
-        }
-        for (w, tokens) in by_worker {
-            self.report_durable(w, tokens);
-        }
+        self.report_each(owed, true);
     }
 
     /// One store that `token` waited for made it durable.
